@@ -1,0 +1,45 @@
+"""The one sample record every dataset loader produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Modality names used across the package.
+MODALITIES = ("audio", "face", "text", "meta")
+
+Source = Path | np.ndarray | str
+"""A modality source: a media file (`Path`), a feature array (`np.ndarray`) or raw text (`str`)."""
+
+
+@dataclass
+class Sample:
+    """One labelled example.
+
+    Attributes:
+        id: unique id within the dataset (e.g. the RAVDESS file stem).
+        speaker: speaker/actor id; evaluation folds are disjoint on it.
+        dataset: dataset name (``"ravdess"``, ``"cremad"``, ...).
+        label: the global emotion label (None when unlabelled).
+        sources: per-modality source, e.g. ``{"audio": Path(...), "face": np.ndarray(35)}``;
+            ``"video"`` for a video file, ``"text"`` for a transcript string.
+        extra_labels: further label columns, e.g. per-modality labels ``{"label_audio": "sad"}``.
+        meta: parsed metadata (filename fields, gender, intensity, dialogue id, ...).
+    """
+
+    id: str
+    speaker: str
+    dataset: str
+    label: str | None
+    sources: dict[str, Source] = field(default_factory=dict)
+    extra_labels: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def label_for(self, column: str = "label") -> str | None:
+        """The label in ``column``: ``"label"`` is the global one, anything else an extra column."""
+        if column == "label":
+            return self.label
+        return self.extra_labels.get(column)
