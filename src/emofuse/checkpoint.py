@@ -1,0 +1,143 @@
+"""Checkpoints: ``model.safetensors`` weights + ``config.json`` (config, label map, features, versions).
+
+Loading never unpickles: weights come from safetensors, everything else from JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from emofuse.errors import DataError
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+EXTRAS = "extras.safetensors"
+CONFIG = "config.json"
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A model rebuilt from a checkpoint folder, with everything needed to run it."""
+
+    model: torch.nn.Module
+    labels: list[str]
+    features: dict[str, dict[str, Any]]
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape a checkpoint's numbers."""
+    import emofuse
+
+    versions = {"emofuse": emofuse.__version__, "torch": torch.__version__, "numpy": np.__version__,
+                "python": platform.python_version()}
+    for name in ("lightning", "librosa", "opensmile", "faster_whisper", "sklearn"):
+        try:
+            versions[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001  (optional package)
+            pass
+    return versions
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text to ``path`` via a temporary file and ``os.replace`` (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: torch.nn.Module,
+    *,
+    labels: list[str],
+    features: dict[str, dict[str, Any]],
+    extras: dict[str, torch.Tensor] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Save ``model`` to ``directory`` (created). ``features`` maps modality -> extractor config;
+    ``extras`` are further tensors (e.g. feature normalisation statistics); ``meta`` any JSON data
+    (training config, metrics, dataset, fold)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if len(labels) != model.num_classes:
+        raise ValueError(f"{len(labels)} labels for a model with {model.num_classes} classes")
+    _atomic_save_tensors(dict(model.state_dict()), directory / WEIGHTS, {"format": "pt"})
+    if extras:
+        _atomic_save_tensors(extras, directory / EXTRAS)
+    config = {
+        "format_version": FORMAT_VERSION,
+        "model": model.config(),
+        "labels": list(labels),
+        "features": features,
+        "meta": meta or {},
+        "versions": package_versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_text(directory / CONFIG, json.dumps(config, indent=2, sort_keys=False))
+    return directory
+
+
+def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> LoadedCheckpoint:
+    """Rebuild the model saved by :func:`save_checkpoint`. Errors name the file and the problem."""
+    from emofuse.models.registry import create_model
+
+    directory = Path(directory)
+    config_path = directory / CONFIG
+    if not config_path.is_file():
+        raise DataError(config_path, "checkpoint config not found (is this a checkpoint folder?)")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(config_path, f"not valid JSON: {exc}") from None
+    if config.get("format_version") != FORMAT_VERSION:
+        raise DataError(config_path, f"unsupported checkpoint format {config.get('format_version')!r}")
+    spec = config["model"]
+    model = create_model(spec["name"], num_classes=spec["num_classes"], input_dims=spec["input_dims"], **spec.get("kwargs", {}))
+    weights_path = directory / WEIGHTS
+    try:
+        state = load_file(str(weights_path), device=map_location)
+    except FileNotFoundError:
+        raise DataError(weights_path, "weights file not found") from None
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise DataError(weights_path, f"cannot read weights: {exc}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise DataError(weights_path, f"weights do not match the model config: {exc}") from None
+    extras: dict[str, torch.Tensor] = {}
+    if (directory / EXTRAS).is_file():
+        extras = load_file(str(directory / EXTRAS), device=map_location)
+    model.eval()
+    return LoadedCheckpoint(model=model, labels=list(config["labels"]), features=config.get("features", {}),
+                            extras=extras, meta={**config.get("meta", {}), "versions": config.get("versions", {}),
+                                                 "created": config.get("created")})
