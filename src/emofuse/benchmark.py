@@ -1,0 +1,245 @@
+"""Speaker-independent benchmarks: every recipe (classical baselines and neural models) over the
+dataset's canonical folds, in one command, one table and one JSON file.
+
+``emofuse benchmark ravdess --data DIR --out results.json`` is the entry point (see cli.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emofuse.baselines import fit_predict_logreg
+from emofuse.data.record import Sample
+from emofuse.errors import ConfigError, DataError
+from emofuse.featuresets import FeatureStore, input_dims, vector_modalities
+from emofuse.metrics import aggregate, classification_metrics
+from emofuse.recipes import Recipe, builtin_recipe_names, load_recipe, recipe_from_dict
+
+log = logging.getLogger("emofuse.benchmark")
+
+#: Where each dataset lives under the data root (``EMOFUSE_DATA``).
+DATASET_DIRS = {"ravdess": "ravdess-speech-16k", "cremad": "crema-d", "iemocap": "iemocap", "meld": "meld-text"}
+RAVDESS_AU_CSV = "ravdess-openface-au/au_clip_means.csv"
+
+#: The benchmark's default line-up for RAVDESS: baselines first, then neural models.
+DEFAULT_RECIPES = {
+    "ravdess": [
+        "logreg_egemaps", "logreg_whisper", "logreg_au", "logreg_egemaps_au", "logreg_whisper_au",
+        "logreg_whisper_egemaps_au", "attention_pooling_audio", "early_concat_whisper_au", "tfn_whisper_au",
+        "attention_pooling_whisper_au",
+    ],
+}
+
+
+def load_dataset(name: str, data_root: str | Path, *, strict: bool = False) -> list[Sample]:
+    """Samples of a dataset found under ``data_root`` (the folder itself or its standard sub-folder).
+    For RAVDESS the per-clip action-unit CSV is attached as the face modality when present."""
+    from emofuse.data import prepare
+
+    root = Path(data_root)
+    folder = root / DATASET_DIRS.get(name, name)
+    if not folder.exists():
+        folder = root
+    kwargs: dict[str, Any] = {"strict": strict}
+    if name == "ravdess":
+        au = root / RAVDESS_AU_CSV
+        if au.is_file():
+            kwargs["au_csv"] = au
+    samples = prepare(name, folder, **kwargs)
+    if not samples:
+        raise DataError(folder, f"no {name} samples found")
+    return samples
+
+
+def resolve_recipes(spec: str, dataset: str) -> list[Recipe]:
+    """``default``, ``all`` (defaults + every built-in recipe whose modalities the dataset has)
+    or a comma-separated list of recipe names / YAML paths."""
+    if spec in ("default", "all"):
+        names = list(DEFAULT_RECIPES.get(dataset, []))
+        if spec == "all":
+            names += [n for n in builtin_recipe_names() if n not in names]
+        recipes = []
+        for n in names:
+            try:
+                recipes.append(load_recipe(n))
+            except ConfigError as exc:  # e.g. a ladder file, which is a list of recipes
+                log.debug("skipping %s: %s", n, exc)
+        available = {"audio", "face"} if dataset == "ravdess" else {"audio", "text", "face"}
+        return [r for r in recipes if set(r.modalities) <= available]
+    return [load_recipe(n.strip()) for n in spec.split(",") if n.strip()]
+
+
+def _folds(dataset: str, which: str | None):
+    from emofuse.splits import load_folds
+
+    folds = load_folds(dataset)
+    if which:
+        wanted = [int(x) for x in str(which).split(",")]
+        bad = [w for w in wanted if not 1 <= w <= len(folds)]
+        if bad:
+            raise ConfigError(f"fold numbers {bad} out of range 1..{len(folds)}")
+        folds = [folds[w - 1] for w in wanted]
+    return folds
+
+
+def run_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds, labels: list[str],
+                  seeds=(0,), progress: bool = True) -> dict[str, Any]:
+    """Logistic-regression baseline over the folds (C chosen on validation speakers)."""
+    from emofuse.splits import partition
+
+    feats = store.for_recipe(recipe.features, pooled=True)
+    index = {lab: i for i, lab in enumerate(labels)}
+    keep = [i for i in range(len(samples)) if all(feats[m][i] is not None for m in feats)]
+    if len(keep) < len(samples):
+        log.warning("%s: %d of %d samples lack a modality and are left out of the classical baseline",
+                    recipe.name, len(samples) - len(keep), len(samples))
+    kept = [samples[i] for i in keep]
+    x = np.stack([np.concatenate([feats[m][i][0] for m in feats]) for i in keep])
+    y = np.array([index[s.label] for s in kept])
+    runs, seconds = [], []
+    for seed in seeds:
+        for fold in folds:
+            tr, va, te = partition(kept, fold)
+            start = time.perf_counter()
+            res = fit_predict_logreg(x[tr], y[tr], x[va], y[va], x[te], len(labels), seed=seed)
+            seconds.append(time.perf_counter() - start)
+            metrics = classification_metrics(y[te], res.probabilities.argmax(1), labels)
+            runs.append(metrics)
+            if progress:
+                print(f"{recipe.name} fold {fold.name}: WA {metrics['wa']:.3f} UA {metrics['ua']:.3f} (C={res.chosen_c})",
+                      file=sys.stderr)
+    agg = aggregate(runs)
+    row = _row(recipe, agg, seconds, n_runs=len(runs))
+    row["confusion"] = np.sum([r["confusion"] for r in runs], axis=0).tolist()
+    return row
+
+
+def _row(recipe: Recipe, agg: dict[str, Any], seconds: list[float], **extra: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"model": recipe.name, "architecture": recipe.model, "modalities": recipe.modalities,
+                           "features": recipe.features}
+    for key in ("wa", "ua", "macro_f1", "weighted_f1"):
+        row[f"{key}_mean"] = agg[f"{key}_mean"]
+        row[f"{key}_std"] = agg[f"{key}_std"]
+    row["train_seconds"] = float(np.mean(seconds))
+    row["train_seconds_total"] = float(np.sum(seconds))
+    row.update(extra)
+    return row
+
+
+def neural_setup(recipe: Recipe, store: FeatureStore):
+    """Features, a model factory and the training config for a neural recipe."""
+    from emofuse.models import create_model
+    from emofuse.training.config import load_train_config
+
+    feats = store.for_recipe(recipe.features)
+    dims = input_dims(feats)
+    kwargs = dict(recipe.model_kwargs)
+    if recipe.model == "attention_pooling":
+        kwargs.setdefault("vector_modalities", vector_modalities(feats))
+    cfg = load_train_config(recipe.train)
+
+    def build():
+        return create_model(recipe.model, num_classes=len(store.labels), input_dims=dims, **kwargs)
+
+    return feats, build, cfg
+
+
+def run_neural(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds, labels: list[str], seeds=(0,),
+               max_epochs: int | None = None, progress: bool = True, robustness: bool = False,
+               report_dir: Path | None = None) -> dict[str, Any]:
+    """Train/evaluate a registered model over the folds (early stopping on validation speakers)."""
+    from emofuse.training.kfold import run_kfold
+
+    store.labels = labels
+    feats, build, cfg = neural_setup(recipe, store)
+    if max_epochs:
+        cfg = cfg.replace(max_epochs=max_epochs)
+    conditions = robustness_conditions(recipe.modalities) if robustness else {}
+    result = run_kfold(samples, feats, labels, folds, build, cfg, seeds=seeds, progress=progress, standardize=True,
+                       extra_tests=conditions,
+                       out_dir=None if report_dir is None else report_dir / recipe.name)
+    row = result.summary(recipe.name, recipe.modalities, architecture=recipe.model, features=recipe.features)
+    row["best_epochs"] = [r.best_epoch for r in result.runs]
+    row["confusion"] = result.confusion().tolist()
+    if conditions:
+        row["robustness"] = result.extra_aggregates()
+    return row
+
+
+def robustness_conditions(modalities: list[str]) -> dict[str, dict[str, Any]]:
+    """Test-time conditions: each single modality alone, and random modality drop rates."""
+    conds: dict[str, dict[str, Any]] = {}
+    if len(modalities) > 1:
+        for m in modalities:
+            conds[f"only_{m}"] = {"modalities": [m]}
+        for rate in (0.1, 0.2, 0.3, 0.4, 0.5):
+            conds[f"drop_{rate:.1f}"] = {"drop_rate": rate}
+    return conds
+
+
+def machine_description() -> str:
+    import os
+
+    return f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}, Python {platform.python_version()}"
+
+
+def run_benchmark(dataset: str, data_root: str | Path, *, models: str = "default", out: str | None = None,
+                  report_dir: str | None = None, cache_dir: str | None = None, seeds=(0,), folds: str | None = None,
+                  max_epochs: int | None = None, progress: bool = True, robustness: bool = False) -> dict[str, Any]:
+    """Run every selected recipe over the folds and print/write one results table."""
+    from emofuse.data import default_labels
+    from emofuse.reports import format_table, plot_confusion, write_json_atomic, write_results
+
+    samples = load_dataset(dataset, data_root)
+    labels = default_labels(dataset)
+    fold_list = _folds(dataset, folds)
+    recipes = resolve_recipes(models, dataset)
+    if not recipes:
+        raise ConfigError(f"no recipe selected by --models {models!r}")
+    store = FeatureStore(samples, cache_dir, progress=progress)
+    store.labels = labels
+    for name in sorted({f for r in recipes for f in r.feature_names}):  # extract (cached) before timing
+        store.get(name)
+    rows = []
+    report = Path(report_dir) if report_dir else None
+    for recipe in recipes:
+        start = time.perf_counter()
+        if recipe.classical:
+            row = run_classical(recipe, samples, store, fold_list, labels, seeds, progress)
+        else:
+            row = run_neural(recipe, samples, store, fold_list, labels, seeds, max_epochs, progress, robustness, report)
+        row["wall_seconds"] = time.perf_counter() - start
+        rows.append(row)
+        if report is not None:
+            plot_confusion(np.asarray(row["confusion"]), labels, report / f"confusion_{recipe.name}.png",
+                           title=f"{recipe.name} ({dataset}, {len(fold_list)} folds, summed)")
+        if progress:
+            print(f"done {recipe.name}: WA {row['wa_mean']:.3f} ± {row['wa_std']:.3f} ({row['wall_seconds']:.0f} s)",
+                  file=sys.stderr)
+    results = {
+        "dataset": dataset, "date": date.today().isoformat(), "machine": machine_description(),
+        "command": " ".join(["emofuse", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("emofuse") else None,
+        "folds": [f.name for f in fold_list], "seeds": list(seeds), "labels": labels, "results": rows,
+    }
+    print(format_table(results, title=f"{dataset}: {len(fold_list)} speaker-disjoint folds"))
+    if out:
+        write_json_atomic(Path(out), results)
+    if report is not None:
+        write_results(report, results)
+    return results
+
+
+def feature_speed(data_root: str | Path, names: list[str], n_clips: int = 40) -> list[dict[str, Any]]:
+    """Real-time factor of each extractor on the first ``n_clips`` RAVDESS clips (no cache)."""
+    from emofuse.features.speed import measure_rtf
+
+    samples = load_dataset("ravdess", data_root)[:n_clips]
+    return measure_rtf(names, [Path(s.sources["audio"]) for s in samples])

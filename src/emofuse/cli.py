@@ -1,0 +1,227 @@
+"""The ``emofuse`` command line: prepare | extract | train | evaluate | predict | benchmark | demo.
+
+Every failure exits non-zero with a one-line reason (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from emofuse.errors import EmofuseError
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    from emofuse.paths import data_root
+
+    root = data_root(args.data)
+    if root is None:
+        raise EmofuseError("no data folder: pass --data DIR or set EMOFUSE_DATA")
+    if not root.is_dir():
+        raise EmofuseError(f"{root}: data folder not found")
+    return root
+
+
+def _print_predictions(preds, as_json: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for p in preds:
+        table = Table(title=f"{p.path} → [bold]{p.label}[/bold]", show_header=True)
+        table.add_column("emotion")
+        table.add_column("probability", justify="right")
+        for lab, prob in sorted(p.probabilities.items(), key=lambda kv: -kv[1]):
+            table.add_row(lab, f"{prob:.3f}")
+        console.print(table)
+        if p.modalities_used:
+            console.print(f"modalities used: {', '.join(p.modalities_used)}")
+    if as_json:
+        payload = json.dumps({"predictions": [p.to_dict() for p in preds]}, indent=2)
+        if as_json == "-":
+            print(payload)
+        else:
+            from emofuse.checkpoint import atomic_write_text
+
+            atomic_write_text(Path(as_json), payload)
+            console.print(f"wrote {as_json}")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from emofuse.predict import Predictor
+
+    predictor = Predictor(args.model)
+    preds = [predictor.predict_file(f) for f in args.files]
+    _print_predictions(preds, args.json)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from emofuse.predict import Predictor, sample_clips
+
+    predictor = Predictor()
+    clips = sample_clips()
+    print(f"emofuse demo: {predictor.ckpt.meta.get('description', 'demo model')}")
+    preds = [predictor.predict_file(c) for c in clips]
+    _print_predictions(preds, args.json)
+    for clip, p in zip(clips, preds):
+        truth = clip.stem.split("__")[-1] if "__" in clip.stem else "?"
+        print(f"{clip.name}: true emotion {truth}, predicted {p.label}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from emofuse.benchmark import load_dataset
+
+    samples = load_dataset(args.dataset, _data_dir(args), strict=args.strict)
+    labels = Counter(s.label for s in samples)
+    speakers = sorted({s.speaker for s in samples})
+    print(f"{args.dataset}: {len(samples)} samples, {len(speakers)} speakers")
+    for lab, n in sorted(labels.items(), key=lambda kv: str(kv[0])):
+        print(f"  {lab}: {n}")
+    if args.out:
+        from emofuse.data.manifest import write_manifest
+
+        write_manifest(samples, Path(args.out))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from emofuse.benchmark import load_dataset
+    from emofuse.featuresets import FeatureStore
+
+    samples = load_dataset(args.dataset, _data_dir(args))
+    store = FeatureStore(samples, args.cache, progress=not args.quiet)
+    for name in args.features.split(","):
+        arrays = store.get(name.strip())
+        n = sum(a is not None for a in arrays)
+        print(f"{name}: {n}/{len(arrays)} clips cached")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from emofuse import benchmark
+
+    if args.target == "features":
+        rows = benchmark.feature_speed(_data_dir(args), args.features.split(","), n_clips=args.clips)
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    benchmark.run_benchmark(args.target, _data_dir(args), models=args.models, out=args.out, report_dir=args.report_dir,
+                            cache_dir=args.cache, seeds=tuple(int(s) for s in args.seeds.split(",")),
+                            folds=args.folds, max_epochs=args.max_epochs, progress=not args.quiet)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from emofuse import benchmark
+
+    benchmark.train_recipe(args.recipe, args.dataset, _data_dir(args), out_dir=Path(args.out), fold=args.fold,
+                           cache_dir=args.cache, max_epochs=args.max_epochs, progress=not args.quiet)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from emofuse import benchmark
+
+    metrics = benchmark.evaluate_checkpoint(Path(args.checkpoint), args.dataset, _data_dir(args), fold=args.fold,
+                                            cache_dir=args.cache, report_dir=args.report_dir)
+    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emofuse", description="Multimodal emotion recognition.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data", help="data root (default: $EMOFUSE_DATA or ../shared/data)")
+        p.add_argument("--cache", help="feature cache folder (default: $EMOFUSE_CACHE or ~/.cache/emofuse)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("demo", help="predict the shipped sample clips with the shipped demo model")
+    p.add_argument("--json", help="also write predictions as JSON to this file ('-' for stdout)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("predict", help="predict the emotion of audio (or video) files")
+    p.add_argument("files", nargs="+", help="wav/flac/mp3/mp4 files")
+    p.add_argument("--model", help="checkpoint folder (default: the shipped demo model)")
+    p.add_argument("--json", help="write predictions as JSON to this file ('-' for stdout)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("prepare", help="load a dataset, check every file and summarise it")
+    p.add_argument("dataset", choices=["ravdess", "cremad", "iemocap", "meld"])
+    p.add_argument("--strict", action="store_true", help="fail on any missing piece instead of warning")
+    p.add_argument("--out", help="write a generic CSV manifest")
+    data_opts(p)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("extract", help="extract and cache features (resumes after interruption)")
+    p.add_argument("dataset", choices=["ravdess", "cremad", "iemocap", "meld"])
+    p.add_argument("--features", default="whisper,egemaps", help="comma-separated extractor names")
+    data_opts(p)
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("train", help="train a recipe on a dataset fold and save a checkpoint")
+    p.add_argument("recipe", help="built-in recipe name or YAML path")
+    p.add_argument("--dataset", default="ravdess")
+    p.add_argument("--fold", type=int, default=1, help="fold number (1-based); 0 = train on every speaker but the validation ones")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--max-epochs", type=int)
+    data_opts(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a fold's test speakers")
+    p.add_argument("checkpoint")
+    p.add_argument("--dataset", default="ravdess")
+    p.add_argument("--fold", type=int, default=1)
+    p.add_argument("--report-dir", help="write metrics JSON/Markdown and a confusion matrix PNG here")
+    data_opts(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("benchmark", help="k-fold benchmark of baselines and models (one table)")
+    p.add_argument("target", help="dataset (ravdess) or 'features' for extractor speed")
+    p.add_argument("--models", default="default", help="'default', 'all', or comma-separated recipe/model names")
+    p.add_argument("--out", help="write results JSON here")
+    p.add_argument("--report-dir", help="write results.md and confusion-matrix PNGs here")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument("--folds", help="comma-separated fold numbers (default: all)")
+    p.add_argument("--max-epochs", type=int, help="override every recipe's max_epochs (quick runs)")
+    p.add_argument("--features", default="logmel,mfcc,frft_mfcc,egemaps,egemaps_lld,whisper", help="for 'features'")
+    p.add_argument("--clips", type=int, default=40, help="for 'features': number of clips")
+    data_opts(p)
+    p.set_defaults(func=cmd_benchmark)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except EmofuseError as exc:
+        if args.debug:
+            raise
+        print(f"emofuse: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("emofuse: interrupted (cached work is kept; rerun to resume)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001  (one line, never a traceback, unless --debug)
+        if args.debug:
+            raise
+        print(f"emofuse: error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The feature-extractor interface and the registry that maps names to extractors."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import soxr
+
+from emofuse.errors import ConfigError, DataError
+
+
+class FeatureExtractor:
+    """Turns a mono waveform into a float32 feature matrix ``[T, D]`` (functionals: ``[1, D]``).
+
+    Subclasses are dataclasses whose fields are their configuration; ``name`` + ``config()``
+    identify the output exactly and form the cache key, so every field that changes the
+    numbers must be a field (and nothing that does not, e.g. thread counts, should be).
+    """
+
+    name: ClassVar[str] = ""
+    #: Rate the extractor works at; other input rates are resampled first.
+    sample_rate: ClassVar[int] = 16000
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension D."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able configuration (dataclass fields not starting with an underscore)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
+
+    def compute(self, wave: np.ndarray) -> np.ndarray:
+        """Features of one validated float32 mono waveform at ``sample_rate``; subclasses implement."""
+        raise NotImplementedError
+
+    def __call__(self, wave: np.ndarray, sr: int) -> np.ndarray:
+        """Features ``[T, D]`` of one waveform at rate ``sr``."""
+        return self.compute(self.prepare(wave, sr))
+
+    def batch(self, waves: list[np.ndarray], sr: int) -> list[np.ndarray]:
+        """Features of several waveforms; loops by default, overridden where batching is faster."""
+        return [self(wave, sr) for wave in waves]
+
+    def prepare(self, wave: np.ndarray, sr: int) -> np.ndarray:
+        """Check a waveform (1-D, finite, non-empty) and resample it to ``sample_rate``."""
+        wave = np.asarray(wave, dtype=np.float32)
+        if wave.ndim != 1:
+            raise DataError(None, f"{self.name}: expected a mono waveform [N], got shape {wave.shape}")
+        if wave.size == 0:
+            raise DataError(None, f"{self.name}: empty waveform")
+        if not np.isfinite(wave).all():
+            raise DataError(None, f"{self.name}: waveform contains NaN or infinite samples")
+        if sr != self.sample_rate:
+            wave = soxr.resample(wave, sr, self.sample_rate, quality="HQ").astype(np.float32, copy=False)
+        return np.ascontiguousarray(wave)
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({options})"
+
+
+_REGISTRY: dict[str, Callable[..., FeatureExtractor]] = {}
+
+
+def register(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
+    """Class decorator adding an extractor to the registry under ``cls.name``."""
+    if not cls.name or cls.name in _REGISTRY:
+        raise ValueError(f"extractor name {cls.name!r} is empty or already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def list_extractors() -> list[str]:
+    """Names accepted by `get_extractor`, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_extractor(name: str, **cfg: Any) -> FeatureExtractor:
+    """Build the extractor registered as ``name`` with options ``cfg``.
+
+    Raises:
+        ConfigError: unknown name (the message lists the known ones) or invalid option.
+    """
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown feature extractor {name!r}; choose one of: {', '.join(list_extractors())}")
+    factory = _REGISTRY[name]
+    if dataclasses.is_dataclass(factory):
+        allowed = {f.name for f in dataclasses.fields(factory) if f.init and not f.name.startswith("_")}
+        unknown = sorted(set(cfg) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"feature extractor {name!r} has no option(s) {', '.join(unknown)}; "
+                f"options: {', '.join(sorted(allowed)) or '(none)'}"
+            )
+    try:
+        return factory(**cfg)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"feature extractor {name!r}: {exc}") from exc

@@ -1,0 +1,251 @@
+"""On-disk feature cache and the `extract_features` driver.
+
+Layout: ``<root>/<extractor name>-<hash of name+config>/<hash of clip>.npz``. A clip's key hashes
+its resolved path, size and mtime (ns), so an edited or replaced file is recomputed. Entries are
+written atomically (temporary file in the same folder, then ``os.replace``) and read with
+``allow_pickle=False``; an unreadable entry is recomputed with a `CacheWarning`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+
+from emofuse.audio import load_audio
+from emofuse.errors import DataError
+from emofuse.features.base import FeatureExtractor, get_extractor
+from emofuse.paths import cache_root
+
+log = logging.getLogger(__name__)
+
+
+class CacheWarning(UserWarning):
+    """A cache entry could not be read and is being recomputed."""
+
+
+def config_hash(extractor: FeatureExtractor) -> str:
+    """Short stable hash of the extractor's name and configuration."""
+    blob = json.dumps({"name": extractor.name, "config": extractor.config()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def clip_key(path: str | Path) -> str:
+    """Hash of the clip's resolved path, size and mtime_ns (DataError if it does not exist)."""
+    path = Path(path)
+    try:
+        resolved = path.resolve(strict=True)
+        stat = resolved.stat()
+    except OSError as exc:
+        raise DataError(path, "file not found") from exc
+    blob = f"{resolved}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _atomic_write(target: Path, write) -> None:
+    """Call ``write(handle)`` on a temporary file next to ``target``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class FeatureCache:
+    """Per-clip ``.npz`` feature files for one extractor configuration under ``root``."""
+
+    def __init__(self, root: str | Path, extractor: FeatureExtractor) -> None:
+        self.extractor = extractor
+        self.folder = Path(root) / f"{extractor.name}-{config_hash(extractor)}"
+
+    def entry_path(self, clip: str | Path) -> Path:
+        """Where the features of ``clip`` are (or will be) stored."""
+        return self.folder / f"{clip_key(clip)}.npz"
+
+    def get(self, clip: str | Path) -> np.ndarray | None:
+        """Cached features of ``clip``, or None when absent or unreadable (then deleted, with a warning)."""
+        entry = self.entry_path(clip)
+        if not entry.is_file():
+            return None
+        try:
+            with np.load(entry, allow_pickle=False) as data:
+                features = np.asarray(data["features"], dtype=np.float32)
+            if features.ndim != 2 or features.shape[1] != self.extractor.dim or not np.isfinite(features).all():
+                raise ValueError(f"bad array of shape {features.shape}")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            warnings.warn(f"{entry}: corrupt cache entry for {clip} ({exc}); recomputing", CacheWarning, stacklevel=2)
+            entry.unlink(missing_ok=True)
+            return None
+        return features
+
+    def put(self, clip: str | Path, features: np.ndarray) -> Path:
+        """Store ``features`` for ``clip`` atomically; returns the entry path."""
+        entry = self.entry_path(clip)
+        if not self.folder.is_dir():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            info = {"name": self.extractor.name, "config": self.extractor.config(), "dim": self.extractor.dim}
+            _atomic_write(self.folder / "extractor.json", lambda h: h.write(json.dumps(info, indent=2).encode()))
+        _atomic_write(entry, lambda h: np.savez(h, features=np.asarray(features, dtype=np.float32),
+                                                source=np.str_(str(Path(clip).resolve()))))
+        return entry
+
+
+def _check_output(extractor: FeatureExtractor, clip: Path, features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2 or features.shape[0] < 1 or features.shape[1] != extractor.dim:
+        raise DataError(clip, f"{extractor.name} produced shape {features.shape}, expected [T>=1, {extractor.dim}]")
+    if not np.isfinite(features).all():
+        raise DataError(clip, f"{extractor.name} produced NaN or infinite features")
+    return features
+
+
+def extract_features(
+    paths: Sequence[str | Path],
+    extractor: FeatureExtractor | str,
+    cache_dir: str | Path | None = None,
+    *,
+    progress: bool = True,
+    batch_size: int = 8,
+    on_error: Literal["raise", "skip"] = "raise",
+) -> list[np.ndarray | None]:
+    """Features for every audio/video file in ``paths`` (same order), computing only what is not cached.
+
+    Results are stored after each batch, so an interrupted run resumes where it stopped.
+
+    Args:
+        paths: audio or video files.
+        extractor: an extractor or a registered name.
+        cache_dir: cache root; None uses `emofuse.paths.cache_root()`.
+        progress: show a progress bar.
+        batch_size: clips per ``extractor.batch`` call.
+        on_error: ``"raise"`` raises `DataError` naming the file; ``"skip"`` logs the file and
+            reason and returns None in its place.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(extractor, str):
+        extractor = get_extractor(extractor)
+    cache = FeatureCache(cache_root(cache_dir), extractor)
+    clips = [Path(p) for p in paths]
+    results: list[np.ndarray | None] = [None] * len(clips)
+
+    def fail(i: int, exc: DataError) -> None:
+        if on_error == "raise":
+            raise exc
+        log.warning("skipping %s: %s", clips[i], exc.problem)
+
+    todo: list[int] = []
+    for i, clip in enumerate(clips):
+        try:
+            cached = cache.get(clip)
+        except DataError as exc:
+            fail(i, exc)
+            continue
+        if cached is None:
+            todo.append(i)
+        else:
+            results[i] = cached
+
+    bar = _progress_bar(len(clips), len(clips) - len(todo), extractor.name, enabled=progress and bool(todo))
+    try:
+        for start in range(0, len(todo), batch_size):
+            indices, waves = [], []
+            for i in todo[start : start + batch_size]:
+                try:
+                    waves.append(load_audio(clips[i], extractor.sample_rate))
+                    indices.append(i)
+                except DataError as exc:
+                    fail(i, exc)
+                    bar.update(1)
+            if not waves:
+                continue
+            outputs = _run_batch(extractor, waves, [clips[i] for i in indices])
+            for i, features in zip(indices, outputs):
+                try:
+                    if isinstance(features, DataError):
+                        raise features
+                    features = _check_output(extractor, clips[i], features)
+                except DataError as exc:
+                    fail(i, exc)
+                else:
+                    cache.put(clips[i], features)
+                    results[i] = features
+                bar.update(1)
+    finally:
+        bar.close()
+    return results
+
+
+def _run_batch(extractor: FeatureExtractor, waves: list[np.ndarray], clips: list[Path]) -> list:
+    """``extractor.batch``; if a clip makes it fail, retry one by one so the error names that clip."""
+    try:
+        return extractor.batch(waves, extractor.sample_rate)
+    except DataError:
+        pass
+    outputs: list = []
+    for wave, clip in zip(waves, clips):
+        try:
+            outputs.append(extractor(wave, extractor.sample_rate))
+        except DataError as exc:
+            outputs.append(DataError(clip, exc.problem))
+    return outputs
+
+
+def _progress_bar(total: int, done: int, name: str, *, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=f"features[{name}]", unit="clip", disable=not enabled)
+
+
+def load_feature_file(path: str | Path) -> np.ndarray:
+    """A user-supplied feature file as float32 ``[T, D]``.
+
+    ``.npy``, or ``.npz`` holding one array or an array named ``features``.
+
+    A 1-D array becomes ``[1, D]``. Raises `DataError` naming the file when it is missing,
+    unreadable, pickled, not numeric, not 1-D/2-D, empty, or contains NaN/inf.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                names = list(loaded.files)
+                if "features" in names:
+                    array = loaded["features"]
+                elif len(names) == 1:
+                    array = loaded[names[0]]
+                else:
+                    raise DataError(path, f"npz holds arrays {names}; expected one array or one named 'features'")
+        else:
+            array = loaded
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(path, f"not a readable .npy/.npz feature file ({exc})") from exc
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise DataError(path, f"features must be real numbers, got dtype {array.dtype}")
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.size == 0:
+        raise DataError(path, f"features must be a non-empty [T, D] or [D] array, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise DataError(path, f"features contain {bad} NaN or infinite value(s)")
+    return np.ascontiguousarray(array, dtype=np.float32)
+

@@ -1,0 +1,101 @@
+"""Turning samples into per-modality feature arrays for a recipe.
+
+Audio feature names are extractors (``emofuse.features.list_extractors()``), computed from
+``sample.sources["audio"]`` through the on-disk cache. ``au`` is the per-clip facial action-unit
+vector a dataset loader put in ``sample.sources["face"]``. Several vector features for one
+modality are concatenated (e.g. ``audio: [whisper_pooled, egemaps]``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from emofuse.data.record import Sample
+from emofuse.errors import ConfigError
+
+#: Features read from the sample itself rather than extracted from a media file.
+SOURCE_FEATURES = {"au": "face"}
+
+
+def pool_vector(array: np.ndarray) -> np.ndarray:
+    """A per-clip vector: a length-1 feature is itself, a sequence gives [mean; std] over time."""
+    if array.ndim == 1:
+        return array.astype(np.float32)
+    if array.shape[0] == 1:
+        return array[0].astype(np.float32)
+    return np.concatenate([array.mean(0), array.std(0)]).astype(np.float32)
+
+
+class FeatureStore:
+    """Computes (or reads from cache) and keeps in memory each named feature for a list of samples."""
+
+    def __init__(self, samples: list[Sample], cache_dir: str | Path | None = None, progress: bool = True) -> None:
+        self.samples = samples
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self._arrays: dict[str, list[np.ndarray | None]] = {}
+
+    def get(self, name: str) -> list[np.ndarray | None]:
+        """One array per sample (``[T, D]``), None where the sample lacks the source."""
+        if name not in self._arrays:
+            self._arrays[name] = self._compute(name)
+        return self._arrays[name]
+
+    def _compute(self, name: str) -> list[np.ndarray | None]:
+        if name in SOURCE_FEATURES:
+            key = SOURCE_FEATURES[name]
+            out: list[np.ndarray | None] = []
+            for s in self.samples:
+                v = s.sources.get(key)
+                out.append(None if v is None else np.asarray(v, dtype=np.float32).reshape(1, -1))
+            return out
+        from emofuse.features import extract_features, get_extractor, list_extractors
+
+        if name not in list_extractors():
+            raise ConfigError(f"unknown feature {name!r}; available: {', '.join(sorted([*SOURCE_FEATURES, *list_extractors()]))}")
+        have = [i for i, s in enumerate(self.samples) if isinstance(s.sources.get("audio"), (str, Path))]
+        arrays = extract_features([Path(self.samples[i].sources["audio"]) for i in have], get_extractor(name),
+                                  self.cache_dir, progress=self.progress)
+        out = [None] * len(self.samples)
+        for i, a in zip(have, arrays):
+            out[i] = None if a is None else np.asarray(a, dtype=np.float32)
+        return out
+
+    def modality(self, names: list[str], pooled: bool = False) -> list[np.ndarray | None]:
+        """Arrays for one modality made of ``names``. Several names must be vectors (or ``pooled``)
+        and are concatenated; a sample missing any of them has the modality absent (None)."""
+        per_name = [self.get(n) for n in names]
+        out: list[np.ndarray | None] = []
+        for i in range(len(self.samples)):
+            parts = [arrs[i] for arrs in per_name]
+            if any(p is None for p in parts):
+                out.append(None)
+                continue
+            if pooled or len(parts) > 1:
+                if not pooled and any(p.shape[0] != 1 for p in parts):
+                    raise ConfigError(f"features {names} cannot be concatenated: only per-clip vectors can")
+                out.append(np.concatenate([pool_vector(p) for p in parts])[None, :])
+            else:
+                out.append(parts[0])
+        return out
+
+    def for_recipe(self, features: dict[str, list[str]], pooled: bool = False) -> dict[str, list[np.ndarray | None]]:
+        return {m: self.modality(names, pooled=pooled) for m, names in features.items()}
+
+
+def input_dims(features: dict[str, list[np.ndarray | None]]) -> dict[str, int]:
+    """Feature dimension per modality (from the first sample that has it)."""
+    dims = {}
+    for m, arrays in features.items():
+        first = next((a for a in arrays if a is not None), None)
+        if first is None:
+            raise ConfigError(f"modality {m!r} is absent for every sample")
+        dims[m] = int(first.shape[-1])
+    return dims
+
+
+def vector_modalities(features: dict[str, list[np.ndarray | None]]) -> list[str]:
+    """Modalities whose every present array is a single time step."""
+    return [m for m, arrays in features.items() if all(a is None or a.shape[0] == 1 for a in arrays)]

@@ -1,0 +1,102 @@
+"""Small building blocks shared by several fusion models.
+
+Everything here is mask-aware: ``mask [B, T]`` is True on valid frames, and a sample whose
+modality is absent has an all-False row. Functions never return NaN for such rows.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def compact_valid_frames(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Move the valid frames of each row to the front (keeping their order).
+
+    Returns ``(x_sorted [B, T, D], lengths [B])``; frames after ``lengths[b]`` are padding.
+    """
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+    x_sorted = torch.gather(x, 1, order.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    return x_sorted, mask.sum(dim=1)
+
+
+def interpolate_to_length(x: Tensor, mask: Tensor, length: int) -> tuple[Tensor, Tensor]:
+    """Mask-aware linear interpolation of ``x [B, T, D]`` to ``[B, length, D]``.
+
+    Only the valid frames of each sample are resampled (``align_corners=True`` grid: the first
+    and last valid frames map to output frames 0 and ``length - 1``), so padding never leaks into
+    the result. A sample with one valid frame (e.g. a per-clip action-unit vector, ``T = 1``) is
+    repeated over all ``length`` frames; a sample with none gives zeros and an all-False mask.
+
+    Returns ``(y, out_mask)`` with ``out_mask [B, length]`` True for every sample that had at least
+    one valid frame.
+    """
+    if length < 1:
+        raise ValueError(f"length must be >= 1, got {length}")
+    batch, _, dim = x.shape
+    x_sorted, lengths = compact_valid_frames(x, mask)
+    last = (lengths - 1).clamp_min(0).to(x.dtype)  # index of the last valid frame
+    grid = torch.linspace(0.0, 1.0, length, device=x.device, dtype=x.dtype) if length > 1 else x.new_zeros(1)
+    pos = grid.unsqueeze(0) * last.unsqueeze(1)  # [B, length]
+    lo = pos.floor().long()
+    hi = torch.minimum(lo + 1, (lengths - 1).clamp_min(0).unsqueeze(1))
+    frac = (pos - lo.to(x.dtype)).unsqueeze(-1)
+    def take(idx: Tensor) -> Tensor:
+        return torch.gather(x_sorted, 1, idx.unsqueeze(-1).expand(-1, -1, dim))
+
+    y = take(lo) * (1.0 - frac) + take(hi) * frac
+    present = lengths > 0
+    y = y * present.to(x.dtype).view(batch, 1, 1)
+    return y, present.unsqueeze(1).expand(batch, length).clone()
+
+
+def masked_softmax(scores: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
+    """Softmax over ``dim`` restricted to ``mask``; a slice with nothing valid gives zeros (not NaN)."""
+    filled = scores.masked_fill(~mask, float("-inf"))
+    any_valid = mask.any(dim=dim, keepdim=True)
+    filled = torch.where(any_valid, filled, torch.zeros_like(filled))
+    return torch.softmax(filled, dim=dim) * mask.to(scores.dtype)
+
+
+class MaskedCrossAttention(nn.Module):
+    """Multi-head cross-attention (Vaswani et al. 2017, Sec. 3.2.2) with safe key padding.
+
+    ``torch.nn.MultiheadAttention`` returns NaN when every key of a sample is masked. Here such
+    samples attend to their (ignored) keys unmasked and their output and weights are then zeroed,
+    so an absent key modality contributes exactly nothing and everything stays finite.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+
+    def forward(self, query: Tensor, key: Tensor, key_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``query [B, Tq, D]``, ``key [B, Tk, D]``, ``key_mask [B, Tk]`` → ``(out [B, Tq, D],
+        weights [B, heads, Tq, Tk])``; both are zero for samples without any valid key."""
+        has_keys = key_mask.any(dim=1)
+        padding = ~key_mask & has_keys.unsqueeze(1)  # True = ignore; never a fully masked row
+        out, weights = self.attn(query, key, key, key_padding_mask=padding, need_weights=True,
+                                 average_attn_weights=False)
+        keep = has_keys.to(query.dtype)
+        return out * keep.view(-1, 1, 1), weights * keep.view(-1, 1, 1, 1)
+
+
+class DepthwiseSeparableResBlock1d(nn.Module):
+    """Residual depthwise-separable temporal convolution (MobileNet, Howard et al. 2017, Sec. 3.1).
+
+    ``x + BN(pointwise(ReLU(BN(depthwise(x)))))`` followed by ReLU; padded frames are re-zeroed so
+    they never feed the next layer.
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=False),
+            nn.BatchNorm1d(channels), nn.ReLU(),
+            nn.Conv1d(channels, channels, 1, bias=False), nn.BatchNorm1d(channels), nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """``x [B, C, T]``, ``mask [B, T]`` → ``[B, C, T]``."""
+        m = mask.unsqueeze(1).to(x.dtype)
+        return torch.relu(x + self.body(x * m)) * m

@@ -1,0 +1,227 @@
+"""Result files: benchmark JSON + Markdown table, console table and confusion-matrix plots.
+
+Benchmark JSON format::
+
+    {"results": [{"model": str, "modalities": [str, ...], "wa_mean": float, "wa_std": float,
+                  "ua_mean": float, "ua_std": float, "macro_f1_mean": float,
+                  "macro_f1_std": float, "train_seconds": float, ...extra keys allowed}],
+     ...extra top-level keys allowed}
+
+NaN/inf floats are written as ``null`` (JSON has no NaN); numpy scalars and arrays become plain
+JSON numbers and lists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emofuse.errors import DataError
+
+REQUIRED_KEYS = ("model", "modalities", "wa_mean", "wa_std", "ua_mean", "ua_std", "macro_f1_mean",
+                 "macro_f1_std", "train_seconds")
+
+
+def to_jsonable(value: Any) -> Any:
+    """Recursively convert numpy types, tuples and paths to JSON types; NaN/inf become None."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        f = float(value)
+        return f if math.isfinite(f) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON to ``path`` atomically (temp file + os.replace)."""
+    path = Path(path)
+    text = json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n"
+    _atomic_write_bytes(path, text.encode("utf-8"))
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write UTF-8 text to ``path`` atomically."""
+    path = Path(path)
+    _atomic_write_bytes(path, text.encode("utf-8"))
+    return path
+
+
+def check_results(results: dict[str, Any], source: str | Path | None = None) -> None:
+    """Raise `DataError` unless ``results`` follows the benchmark format (see module docstring)."""
+    if not isinstance(results, dict) or not isinstance(results.get("results"), list):
+        raise DataError(source, "results must be a dict with a 'results' list")
+    for i, row in enumerate(results["results"]):
+        if not isinstance(row, dict):
+            raise DataError(source, f"results[{i}] is not an object")
+        missing = [k for k in REQUIRED_KEYS if k not in row]
+        if missing:
+            raise DataError(source, f"results[{i}] ({row.get('model', '?')}) lacks {', '.join(missing)}")
+        if not isinstance(row["modalities"], (list, tuple)):
+            raise DataError(source, f"results[{i}].modalities must be a list of modality names")
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """Load and check a benchmark JSON file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(path, f"cannot read ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(path, f"invalid JSON ({exc})") from None
+    check_results(data, path)
+    return data
+
+
+def _pm(row: dict[str, Any], key: str) -> str:
+    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "n/a"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``"42.1 s"``, ``"3 min 05 s"`` or ``"1 h 02 min"``."""
+    if seconds is None or (isinstance(seconds, float) and not math.isfinite(seconds)):
+        return "n/a"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+COLUMNS = ("model", "modalities", "WA", "UA", "macro-F1", "train time")
+
+
+def table_rows(results: dict[str, Any] | Sequence[dict[str, Any]]) -> list[list[str]]:
+    """Rows of formatted cells, one per result, in `COLUMNS` order."""
+    rows = results["results"] if isinstance(results, dict) else list(results)
+    return [
+        [str(r["model"]), "+".join(r["modalities"]), _pm(r, "wa"), _pm(r, "ua"), _pm(r, "macro_f1"),
+         format_seconds(r.get("train_seconds"))]
+        for r in rows
+    ]
+
+
+def markdown_table(results: dict[str, Any] | Sequence[dict[str, Any]]) -> str:
+    """The results as a GitHub Markdown table (mean ± std)."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    for cells in table_rows(results):
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def format_table(results: dict[str, Any] | Sequence[dict[str, Any]], title: str | None = None) -> str:
+    """The results as a rich console table, rendered to plain text."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in ("model", "modalities") else "right")
+    for cells in table_rows(results):
+        table.add_row(*cells)
+    console = Console(file=io.StringIO(), width=120, color_system=None, record=True)
+    console.print(table)
+    return console.export_text()
+
+
+def write_results(out_dir: str | Path, results: dict[str, Any], *, name: str = "results") -> tuple[Path, Path]:
+    """Write ``<name>.json`` and ``<name>.md`` into ``out_dir`` (atomically); returns both paths.
+
+    The Markdown file lists the extra top-level scalar keys (dataset, protocol, ...) above the
+    table."""
+    out = Path(out_dir)
+    json_path, md_path = out / f"{name}.json", out / f"{name}.md"
+    check_results(results, json_path)
+    write_json_atomic(json_path, results)
+    lines = [f"# {results.get('title', name)}", ""]
+    for key, value in results.items():
+        if key in ("results", "title") or isinstance(value, (dict, list)):
+            continue
+        lines.append(f"- **{key}**: {value}")
+    if lines[-1] != "":
+        lines.append("")
+    lines.append(markdown_table(results))
+    write_text_atomic(md_path, "\n".join(lines))
+    return json_path, md_path
+
+
+def plot_confusion(
+    cm: Sequence[Sequence[int]] | np.ndarray,
+    labels: Sequence[str],
+    path: str | Path,
+    title: str | None = None,
+) -> Path:
+    """Save a confusion matrix as a PNG: colours and percentages are row-normalised (recall per
+    true class), each cell also shows its count. Rows are true classes, columns predictions."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    counts = np.asarray(cm, dtype=np.int64)
+    n = len(labels)
+    if counts.shape != (n, n):
+        raise ValueError(f"confusion matrix shape {counts.shape} does not match {n} labels")
+    totals = counts.sum(axis=1, keepdims=True)
+    norm = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=np.float64), where=totals > 0)
+    size = max(4.0, 0.75 * n + 2.0)
+    fig = Figure(figsize=(size, size * 0.9))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(norm, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="row-normalised")
+    ax.set_xticks(range(n), labels=list(labels), rotation=45, ha="right")
+    ax.set_yticks(range(n), labels=list(labels))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title)
+    for i in range(n):
+        for j in range(n):
+            colour = "white" if norm[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{norm[i, j]:.2f}\n({counts[i, j]})", ha="center", va="center", fontsize=8,
+                    color=colour)
+    fig.tight_layout()
+    path = Path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    _atomic_write_bytes(path, buffer.getvalue())
+    return path

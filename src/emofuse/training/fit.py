@@ -1,0 +1,295 @@
+"""`fit` a model with Lightning (early stopping, best weights restored) and predict with it."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from emofuse.models.base import EmotionModel
+from emofuse.training.config import TrainConfig
+from emofuse.training.data import FeatureDataset, collate
+from emofuse.training.losses import inverse_frequency_weights
+from emofuse.training.task import EmotionTask
+
+
+@dataclass
+class FitResult:
+    """Outcome of `fit`.
+
+    Attributes:
+        model: the model with the best validation weights loaded, on the CPU, in eval mode.
+        best_epoch: 0-based epoch whose weights were kept (the last epoch without validation data).
+        best_score: value of ``monitor`` at ``best_epoch`` (NaN without validation data).
+        history: one dict per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``val_wa``,
+            ``val_ua``, ``lr`` (learning rate at the end of the epoch).
+        train_seconds: wall-clock time of the training loop.
+        monitor: the metric used to pick ``best_epoch``.
+        stopped_epoch: last epoch run (early stopping may end before ``max_epochs``).
+    """
+
+    model: EmotionModel
+    best_epoch: int
+    best_score: float
+    history: list[dict[str, float]]
+    train_seconds: float
+    monitor: str = "val_ua"
+    stopped_epoch: int = 0
+
+
+@dataclass
+class Predictions:
+    """Outputs of `predict_outputs`, row-aligned with the dataset."""
+
+    ids: list[str]
+    probs: np.ndarray
+    logits: np.ndarray
+    labels: np.ndarray
+    explanations: dict[str, np.ndarray] = field(default_factory=dict)
+    embeddings: np.ndarray | None = None
+
+
+class BestWeights(Callback):
+    """Keeps an in-memory CPU copy of the model weights at the best value of ``monitor``."""
+
+    def __init__(self, monitor: str, mode: str) -> None:
+        self.monitor = monitor
+        self.mode = mode
+        self.best_score = math.nan
+        self.best_epoch = -1
+        self.state: dict[str, Tensor] | None = None
+
+    def _better(self, score: float) -> bool:
+        if math.isnan(score):
+            return False
+        if math.isnan(self.best_score):
+            return True
+        return score > self.best_score if self.mode == "max" else score < self.best_score
+
+    def on_validation_end(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        score = float(trainer.callback_metrics[self.monitor])
+        if self._better(score):
+            self.best_score = score
+            self.best_epoch = int(trainer.current_epoch)
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.model.state_dict().items()}
+
+
+def resolve_hardware(cfg: TrainConfig) -> tuple[str, int, str]:
+    """``(accelerator, devices, precision)`` for the Trainer: ``auto`` picks a CUDA GPU when one
+    is available (one device, bf16-mixed or 16-mixed) and otherwise the CPU with 32-bit floats."""
+    accelerator = cfg.accelerator
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    if accelerator == "cuda":
+        accelerator = "gpu"
+    devices = 1 if cfg.devices == "auto" else int(cfg.devices)
+    precision = str(cfg.precision)
+    if precision == "auto":
+        if accelerator == "gpu":
+            precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        else:
+            precision = "32-true"
+    elif precision in ("32", "64"):
+        precision = f"{precision}-true"
+    return accelerator, devices, precision
+
+
+@contextlib.contextmanager
+def _quiet(enabled: bool) -> Iterator[None]:
+    """Silence Lightning's informational logs and hints (device summary, worker count tips)."""
+    if not enabled:
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=r".*number of training batches.*log_every_n_steps.*")
+        warnings.filterwarnings("ignore", message=r".*Consider setting `persistent_workers=True`.*")
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _restore_determinism() -> Iterator[None]:
+    """Lightning's ``deterministic`` flag is process-global: put the previous setting back."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def make_loader(ds: FeatureDataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                num_workers: int = 0) -> DataLoader:
+    """A DataLoader over ``ds`` using `collate`. When shuffling, a final batch of a single sample
+    is dropped (BatchNorm cannot train on it); the generator is seeded for reproducibility."""
+    drop_last = shuffle and len(ds) > batch_size and len(ds) % batch_size == 1
+    gen = torch.Generator().manual_seed(int(seed)) if shuffle else None
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, drop_last=drop_last,
+                      generator=gen, num_workers=num_workers, persistent_workers=num_workers > 0)
+
+
+def fit(
+    model: EmotionModel,
+    train_ds: FeatureDataset,
+    val_ds: FeatureDataset | None,
+    cfg: TrainConfig | None = None,
+) -> FitResult:
+    """Train ``model`` on ``train_ds``, early-stopping on ``val_ds`` (``cfg.monitor``, patience
+    ``cfg.patience``), and return it with the best validation weights restored.
+
+    Nothing is written outside a temporary folder that is removed afterwards. Without
+    ``val_ds`` the model trains for ``max_epochs`` and the last weights are kept.
+    """
+    cfg = cfg or TrainConfig()
+    if len(train_ds) == 0:
+        raise ValueError("training set is empty")
+    if train_ds.labels is None:
+        raise ValueError("training set has no labels")
+    lightning.seed_everything(cfg.seed, workers=True, verbose=False)
+    weights = inverse_frequency_weights(train_ds.labels, model.num_classes) if cfg.class_weights else None
+    model.train()  # Lightning keeps submodule modes: an eval-mode model would train without dropout
+    task = EmotionTask(model, cfg, weights)
+    accelerator, devices, precision = resolve_hardware(cfg)
+    has_val = val_ds is not None and len(val_ds) > 0
+    best = BestWeights(cfg.monitor, cfg.monitor_mode)
+    callbacks: list[Callback] = []
+    if has_val:
+        callbacks += [EarlyStopping(monitor=cfg.monitor, mode=cfg.monitor_mode, patience=cfg.patience), best]
+    train_loader = make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers)
+    val_loader = make_loader(val_ds, max(cfg.batch_size, 64), num_workers=cfg.num_workers) if has_val else None
+
+    with tempfile.TemporaryDirectory(prefix="emofuse-fit-") as tmp, _quiet(not cfg.progress), _restore_determinism():
+        trainer = lightning.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            precision=precision,
+            max_epochs=cfg.max_epochs,
+            min_epochs=cfg.min_epochs,
+            gradient_clip_val=cfg.grad_clip,
+            callbacks=callbacks,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=cfg.progress,
+            enable_model_summary=cfg.progress,
+            num_sanity_val_steps=0,
+            deterministic="warn",
+            default_root_dir=tmp,
+            log_every_n_steps=1,
+        )
+        start = time.perf_counter()
+        trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        seconds = time.perf_counter() - start
+
+    history = copy.deepcopy(task.history)
+    stopped = int(history[-1]["epoch"]) if history else 0
+    if has_val and best.state is not None:
+        model.load_state_dict(best.state)
+        best_epoch, best_score = best.best_epoch, best.best_score
+    else:
+        best_epoch, best_score = stopped, math.nan
+    model.cpu().eval()
+    return FitResult(model=model, best_epoch=best_epoch, best_score=best_score, history=history,
+                     train_seconds=seconds, monitor=cfg.monitor, stopped_epoch=stopped)
+
+
+def _stack_ragged(chunks: list[np.ndarray]) -> np.ndarray:
+    """Concatenate along axis 0; trailing shapes that differ are padded with NaN to the largest."""
+    shapes = {c.shape[1:] for c in chunks}
+    if len(shapes) == 1:
+        return np.concatenate(chunks, axis=0)
+    ndim = max(len(s) for s in shapes)
+    if any(len(s) != ndim for s in shapes):
+        raise ValueError(f"explanation tensors change rank across batches: {sorted(shapes)}")
+    target = tuple(max(s[i] for s in shapes) for i in range(ndim))
+    out = []
+    for c in chunks:
+        padded = np.full((c.shape[0], *target), np.nan, dtype=np.float32)
+        padded[(slice(None), *(slice(0, n) for n in c.shape[1:]))] = c
+        out.append(padded)
+    return np.concatenate(out, axis=0)
+
+
+@torch.no_grad()
+def predict_outputs(model: EmotionModel, ds: FeatureDataset, batch_size: int = 64,
+                    device: str | torch.device | None = None) -> Predictions:
+    """Run ``model`` over ``ds`` in eval mode without gradients.
+
+    Explanations are concatenated along the batch axis; when a tensor's trailing shape varies
+    between batches (e.g. attention over padded time) it is padded with NaN. ``device`` defaults
+    to the device the model's parameters are on.
+    """
+    if device is None:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    logits, labels, embeddings = [], [], []
+    explanations: dict[str, list[np.ndarray]] = {}
+    try:
+        for batch in make_loader(ds, batch_size):
+            inputs = {m: x.to(device) for m, x in batch["inputs"].items()}
+            masks = {m: x.to(device) for m, x in batch["masks"].items()}
+            out = model(inputs, masks)
+            logits.append(out.logits.float().cpu().numpy())
+            labels.append(batch["labels"].numpy())
+            if out.embedding is not None:
+                embeddings.append(out.embedding.float().cpu().numpy())
+            for name, value in out.explanations.items():
+                explanations.setdefault(name, []).append(value.detach().float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    if not logits:
+        return Predictions(ids=[], probs=np.zeros((0, model.num_classes), np.float32),
+                           logits=np.zeros((0, model.num_classes), np.float32), labels=np.zeros(0, np.int64))
+    all_logits = np.concatenate(logits)
+    probs = torch.softmax(torch.from_numpy(all_logits), dim=-1).numpy()
+    return Predictions(
+        ids=list(ds.ids),
+        probs=probs,
+        logits=all_logits,
+        labels=np.concatenate(labels),
+        explanations={k: _stack_ragged(v) for k, v in explanations.items()},
+        embeddings=np.concatenate(embeddings) if len(embeddings) == len(logits) else None,
+    )
+
+
+def predict_proba(model: EmotionModel, ds: FeatureDataset, batch_size: int = 64,
+                  device: str | torch.device | None = None) -> np.ndarray:
+    """Class probabilities ``[N, C]`` for every sample of ``ds`` (eval mode, no gradients)."""
+    return predict_outputs(model, ds, batch_size, device).probs
+
+
+def describe(result: FitResult) -> dict[str, Any]:
+    """JSON-serialisable summary of a `FitResult` (without the model)."""
+    return {
+        "best_epoch": result.best_epoch,
+        "best_score": None if math.isnan(result.best_score) else result.best_score,
+        "monitor": result.monitor,
+        "stopped_epoch": result.stopped_epoch,
+        "train_seconds": result.train_seconds,
+        "history": result.history,
+    }

@@ -1,0 +1,253 @@
+"""Speaker-independent k-fold evaluation: train, early-stop, test and score every fold x seed."""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning
+import numpy as np
+
+from emofuse.data.record import Sample
+from emofuse.errors import ConfigError, DataError
+from emofuse.metrics import aggregate, classification_metrics
+from emofuse.models.base import EmotionModel
+from emofuse.training.config import TrainConfig
+from emofuse.training.data import FeatureDataset
+from emofuse.training.fit import fit, predict_proba
+
+FeatureColumn = Sequence[np.ndarray | None] | Mapping[str, np.ndarray | None]
+
+
+@dataclass
+class FoldRun:
+    """One fold trained with one seed."""
+
+    fold: str
+    seed: int
+    metrics: dict[str, Any]
+    train_seconds: float
+    best_epoch: int
+    best_score: float
+    stopped_epoch: int
+    ids: list[str]
+    y_true: list[int]
+    y_pred: list[int]
+    probs: np.ndarray
+    history: list[dict[str, float]] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self, include_predictions: bool = True) -> dict[str, Any]:
+        out = {
+            "fold": self.fold, "seed": self.seed, "metrics": self.metrics, "train_seconds": self.train_seconds,
+            "best_epoch": self.best_epoch, "best_score": self.best_score, "stopped_epoch": self.stopped_epoch,
+            "sizes": self.sizes, "history": self.history,
+        }
+        if include_predictions:
+            out.update(ids=self.ids, y_true=self.y_true, y_pred=self.y_pred)
+        return out
+
+
+@dataclass
+class KFoldResult:
+    """All fold x seed runs plus their aggregate (mean and sample std over runs, see
+    `emofuse.metrics.aggregate`)."""
+
+    label_names: list[str]
+    runs: list[FoldRun]
+    aggregate: dict[str, Any]
+    config: dict[str, Any]
+    test_modalities: list[str] | None = None
+    test_drop_rate: float = 0.0
+
+    @property
+    def fold_metrics(self) -> list[dict[str, Any]]:
+        return [r.metrics for r in self.runs]
+
+    @property
+    def train_seconds(self) -> list[float]:
+        return [r.train_seconds for r in self.runs]
+
+    def confusion(self) -> np.ndarray:
+        """Confusion matrix summed over all runs (rows = true class)."""
+        return np.sum([np.asarray(r.metrics["confusion"]) for r in self.runs], axis=0)
+
+    def summary(self, model: str, modalities: Sequence[str], **extra: Any) -> dict[str, Any]:
+        """One row of the benchmark JSON: mean/std of WA, UA, macro-F1; ``train_seconds`` is the
+        mean training time per run (``train_seconds_total`` the sum)."""
+        row: dict[str, Any] = {"model": model, "modalities": list(modalities)}
+        for key in ("wa", "ua", "macro_f1", "weighted_f1"):
+            row[f"{key}_mean"] = self.aggregate[f"{key}_mean"]
+            row[f"{key}_std"] = self.aggregate[f"{key}_std"]
+        row["train_seconds"] = float(np.mean(self.train_seconds))
+        row["train_seconds_total"] = float(np.sum(self.train_seconds))
+        row["n_runs"] = len(self.runs)
+        if self.test_modalities is not None:
+            row["test_modalities"] = list(self.test_modalities)
+        if self.test_drop_rate:
+            row["test_drop_rate"] = self.test_drop_rate
+        row.update(extra)
+        return row
+
+    def to_dict(self, include_predictions: bool = True) -> dict[str, Any]:
+        return {
+            "label_names": self.label_names,
+            "aggregate": self.aggregate,
+            "config": self.config,
+            "test_modalities": self.test_modalities,
+            "test_drop_rate": self.test_drop_rate,
+            "runs": [r.to_dict(include_predictions) for r in self.runs],
+        }
+
+
+def _feature_columns(samples: Sequence[Sample], features: Mapping[str, FeatureColumn]) -> dict[str, list]:
+    """Per-modality lists aligned with ``samples`` (a mapping column is looked up by sample id;
+    ids it lacks are absent)."""
+    columns: dict[str, list] = {}
+    for m, column in features.items():
+        if isinstance(column, Mapping):
+            columns[m] = [column.get(s.id) for s in samples]
+        else:
+            if len(column) != len(samples):
+                raise DataError(None, f"features[{m!r}] has {len(column)} entries for {len(samples)} samples")
+            columns[m] = list(column)
+    return columns
+
+
+def _label_indices(samples: Sequence[Sample], used: Sequence[int], label_names: Sequence[str],
+                   label_column: str) -> dict[int, int]:
+    index = {name: i for i, name in enumerate(label_names)}
+    out: dict[int, int] = {}
+    for i in used:
+        label = samples[i].label_for(label_column)
+        if label not in index:
+            raise DataError(samples[i].id, f"{label_column} {label!r} is not one of {list(label_names)}")
+        out[i] = index[label]
+    return out
+
+
+def _subset(full: FeatureDataset, idx: Sequence[int], labels: Mapping[int, int]) -> FeatureDataset:
+    return FeatureDataset({m: [col[i] for i in idx] for m, col in full.features.items()},
+                          [labels[i] for i in idx], [full.ids[i] for i in idx], dims=full.dims)
+
+
+def run_kfold(
+    samples: Sequence[Sample],
+    features: Mapping[str, FeatureColumn],
+    label_names: Sequence[str],
+    folds: Sequence[Any],
+    build_model: Callable[[], EmotionModel],
+    cfg: TrainConfig | None = None,
+    *,
+    label_column: str = "label",
+    test_modalities: Sequence[str] | None = None,
+    test_drop_rate: float = 0.0,
+    seeds: Sequence[int] = (0,),
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> KFoldResult:
+    """Cross-validate ``build_model()`` over ``folds`` (from `emofuse.splits`).
+
+    For every fold, `emofuse.splits.partition` splits the samples (raising
+    `SpeakerOverlapError` when partitions share a speaker); the model trains on ``train`` with
+    early stopping on ``val`` and is scored on ``test``. All folds are partitioned and their labels
+    checked before any training starts.
+
+    Args:
+        features: modality -> per-sample arrays aligned with ``samples``, or a mapping from
+            sample id to array (missing ids = modality absent).
+        test_modalities: only these modalities are present at test time (the others are masked
+            out); training and validation still see every modality.
+        test_drop_rate: at test time, hide each present modality with this probability
+            (reproducible: seeded by the run seed and fold index; never all of a sample's).
+        seeds: every fold is trained once per seed (the seed drives model initialisation,
+            shuffling and dropout); metrics aggregate over folds x seeds.
+        out_dir: when given, ``kfold.json`` (all runs, predictions, config) and
+            ``confusion.png`` (summed over runs) are written there.
+    """
+    from emofuse.splits import partition
+
+    cfg = cfg or TrainConfig()
+    label_names = [str(n) for n in label_names]
+    if len(set(label_names)) != len(label_names) or len(label_names) < 2:
+        raise ConfigError(f"label_names must be at least two distinct names, got {label_names}")
+    if not folds:
+        raise ConfigError("run_kfold needs at least one fold")
+    if not seeds:
+        raise ConfigError("run_kfold needs at least one seed")
+    if not 0.0 <= test_drop_rate < 1.0:
+        raise ConfigError(f"test_drop_rate must be in [0, 1), got {test_drop_rate}")
+    full = FeatureDataset(_feature_columns(samples, features), None, [s.id for s in samples])
+    if test_modalities is not None:
+        unknown = sorted(set(test_modalities) - set(full.modalities))
+        if unknown or not test_modalities:
+            raise ConfigError(f"test_modalities {list(test_modalities)} must be a non-empty subset of "
+                              f"{list(full.modalities)}")
+
+    plans = []
+    for fold in folds:
+        train_idx, val_idx, test_idx = partition(list(samples), fold)
+        for part, idx in (("train", train_idx), ("validation", val_idx), ("test", test_idx)):
+            if not idx:
+                raise ConfigError(f"fold {fold.name}: the {part} partition has no samples")
+        plans.append((fold, train_idx, val_idx, test_idx))
+    used = sorted({i for _, a, b, c in plans for i in (*a, *b, *c)})
+    labels = _label_indices(samples, used, label_names, label_column)
+
+    runs: list[FoldRun] = []
+    for seed in seeds:
+        run_cfg = cfg.replace(seed=int(seed))
+        for fold_index, (fold, train_idx, val_idx, test_idx) in enumerate(plans):
+            train_ds = _subset(full, train_idx, labels)
+            val_ds = _subset(full, val_idx, labels)
+            test_ds = _subset(full, test_idx, labels)
+            if test_modalities is not None:
+                test_ds = test_ds.restrict(test_modalities)
+            if test_drop_rate > 0:
+                test_ds = test_ds.drop_modalities(test_drop_rate, seed=[int(seed), fold_index])
+            lightning.seed_everything(int(seed), workers=True, verbose=False)
+            model = build_model()
+            if model.num_classes != len(label_names):
+                raise ConfigError(f"build_model() gave {model.num_classes} classes for {len(label_names)} labels")
+            result = fit(model, train_ds, val_ds, run_cfg)
+            probs = predict_proba(result.model, test_ds, batch_size=max(64, cfg.batch_size))
+            y_true = [int(y) for y in test_ds.labels or []]
+            y_pred = [int(p) for p in probs.argmax(axis=1)]
+            metrics = classification_metrics(y_true, y_pred, label_names)
+            run = FoldRun(
+                fold=fold.name, seed=int(seed), metrics=metrics, train_seconds=result.train_seconds,
+                best_epoch=result.best_epoch, best_score=result.best_score, stopped_epoch=result.stopped_epoch,
+                ids=list(test_ds.ids), y_true=y_true, y_pred=y_pred, probs=probs, history=result.history,
+                sizes={"train": len(train_ds), "val": len(val_ds), "test": len(test_ds)},
+            )
+            runs.append(run)
+            if progress:
+                _report(run)
+
+    agg = aggregate([{**r.metrics, "train_seconds": r.train_seconds} for r in runs])
+    out = KFoldResult(label_names=label_names, runs=runs, aggregate=agg, config=cfg.to_dict(),
+                      test_modalities=None if test_modalities is None else list(test_modalities),
+                      test_drop_rate=float(test_drop_rate))
+    if progress:
+        print(f"all runs ({len(runs)}): WA {agg['wa_mean']:.3f} ± {agg['wa_std']:.3f}  "
+              f"UA {agg['ua_mean']:.3f} ± {agg['ua_std']:.3f}  macro-F1 {agg['macro_f1_mean']:.3f}",
+              file=sys.stderr)
+    if out_dir is not None:
+        from emofuse.reports import plot_confusion, write_json_atomic
+
+        out_path = Path(out_dir)
+        write_json_atomic(out_path / "kfold.json", out.to_dict())
+        plot_confusion(out.confusion(), label_names, out_path / "confusion.png",
+                       title=f"{len(runs)} run(s), summed")
+    return out
+
+
+def _report(run: FoldRun) -> None:
+    m = run.metrics
+    best = "n/a" if math.isnan(run.best_score) else f"{run.best_score:.3f}"
+    print(f"fold {run.fold} seed {run.seed}: WA {m['wa']:.3f}  UA {m['ua']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
+          f"(best epoch {run.best_epoch}, val {best}, {run.train_seconds:.1f} s)", file=sys.stderr)

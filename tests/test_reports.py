@@ -1,0 +1,72 @@
+"""Result files: JSON round-trip, Markdown table, console table, confusion PNG."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emofuse.errors import DataError
+from emofuse.reports import format_table, plot_confusion, read_results, write_results
+
+
+def _results() -> dict:
+    return {
+        "dataset": "ravdess",
+        "protocol": "6 actor-disjoint folds",
+        "results": [
+            {"model": "late_fusion", "modalities": ["audio", "face"], "wa_mean": np.float64(0.713),
+             "wa_std": 0.041, "ua_mean": 0.70, "ua_std": 0.05, "macro_f1_mean": 0.69, "macro_f1_std": 0.04,
+             "train_seconds": 125.0, "n_runs": np.int64(6)},
+            {"model": "audio_only", "modalities": ["audio"], "wa_mean": 0.511, "wa_std": float("nan"),
+             "ua_mean": 0.5, "ua_std": 0.02, "macro_f1_mean": 0.49, "macro_f1_std": 0.03, "train_seconds": 12.5},
+        ],
+    }
+
+
+def test_write_results_json_roundtrip_and_markdown(tmp_path):
+    json_path, md_path = write_results(tmp_path, _results(), name="bench")
+    assert json_path.name == "bench.json" and md_path.name == "bench.md"
+    data = read_results(json_path)
+    assert data["dataset"] == "ravdess"
+    assert data["results"][0]["wa_mean"] == pytest.approx(0.713)
+    assert data["results"][0]["n_runs"] == 6
+    assert data["results"][1]["wa_std"] is None  # NaN is not JSON
+    # writing what was read gives the same file
+    again, _ = write_results(tmp_path / "again", data, name="bench")
+    assert json.loads(again.read_text()) == data
+    md = md_path.read_text()
+    assert "| late_fusion | audio+face | 0.713 ± 0.041 | 0.700 ± 0.050 | 0.690 ± 0.040 | 2 min 05 s |" in md
+    assert "**dataset**: ravdess" in md
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again", "bench.json", "bench.md"]  # no temp files
+
+
+def test_write_results_rejects_rows_missing_keys(tmp_path):
+    bad = _results()
+    del bad["results"][0]["ua_std"]
+    with pytest.raises(DataError, match="ua_std"):
+        write_results(tmp_path, bad)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_read_results_bad_json_names_file(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text("{not json")
+    with pytest.raises(DataError, match="results.json"):
+        read_results(path)
+
+
+def test_format_table_lists_every_model():
+    text = format_table(_results(), title="RAVDESS")
+    assert "late_fusion" in text and "audio_only" in text and "0.713 ± 0.041" in text
+    assert "0.511" in text and "RAVDESS" in text
+
+
+def test_plot_confusion_writes_png(tmp_path):
+    cm = [[5, 1, 0], [2, 3, 1], [0, 0, 0]]  # last row empty: must not divide by zero
+    path = plot_confusion(cm, ["neutral", "happy", "sad"], tmp_path / "plots" / "cm.png", title="fold 1")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+    with pytest.raises(ValueError, match="does not match"):
+        plot_confusion(cm, ["a", "b"], tmp_path / "x.png")
