@@ -306,3 +306,24 @@ def test_run_kfold_rejects_unknown_label_and_overlapping_fold():
     leaky = Fold("leak", train=("spk0", "spk1", "spk5"), val=("spk4",), test=("spk5",))
     with pytest.raises(SpeakerOverlapError):
         run_kfold(samples, feats, names, [leaky], build, FAST, progress=False)
+
+
+def test_run_kfold_standardize_extra_tests_and_fold_callback():
+    samples, feats, _, names = _synthetic(90)
+    shifted = {"audio": [a * 100 + 1000 for a in feats["audio"]], "face": feats["face"]}
+    seen = []
+
+    def on_end(fold, model, info):
+        seen.append((fold.name, info["stats"]))
+
+    result = run_kfold(samples, shifted, names, FOLDS[:1], _builder({"audio": 8, "face": 5}), FAST, standardize=True,
+                       extra_tests={"only_face": {"modalities": ["face"]}, "drop": {"drop_rate": 0.5}},
+                       on_fold_end=on_end, progress=False)
+    assert result.runs[0].metrics["wa"] >= 0.8  # standardised: the scale of the audio does not matter
+    (name, stats), = seen
+    train_ids = {s.id for s in samples if s.speaker in FOLDS[0].train}
+    train_frames = np.concatenate([a for s, a in zip(samples, shifted["audio"]) if s.id in train_ids])
+    np.testing.assert_allclose(stats["audio"][0], train_frames.mean(0), rtol=1e-5)
+    extra = result.extra_aggregates()
+    assert set(extra) == {"only_face", "drop"} and extra["only_face"]["n"] == 1
+    assert set(result.runs[0].extra["only_face"]) >= {"wa", "ua", "macro_f1"}

@@ -243,3 +243,102 @@ def feature_speed(data_root: str | Path, names: list[str], n_clips: int = 40) ->
 
     samples = load_dataset("ravdess", data_root)[:n_clips]
     return measure_rtf(names, [Path(s.sources["audio"]) for s in samples])
+
+
+def _feature_specs(recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """Checkpoint record of how each modality's features are computed (extractor configs)."""
+    from emofuse.features import get_extractor, list_extractors
+    from emofuse.predict import feature_spec
+
+    specs = {}
+    for modality, names in recipe.features.items():
+        configs = {n: get_extractor(n).config() for n in names if n in list_extractors()}
+        specs[modality] = feature_spec(names, configs)
+    return specs
+
+
+def train_recipe(recipe_name: str, dataset: str, data_root: str | Path, *, out_dir: Path, fold: int = 1,
+                 cache_dir: str | None = None, max_epochs: int | None = None, progress: bool = True,
+                 description: str | None = None) -> dict[str, Any]:
+    """Train a neural recipe on one fold (early stopping on its validation speakers), evaluate it
+    on the fold's test speakers and save a checkpoint. ``fold=0`` trains on every speaker except
+    fold 1's validation speakers (no test set)."""
+    from emofuse.checkpoint import save_checkpoint
+    from emofuse.data import default_labels
+    from emofuse.normalize import stats_to_tensors
+    from emofuse.splits import Fold, load_folds
+    from emofuse.training.kfold import run_kfold
+
+    recipe = load_recipe(recipe_name)
+    if recipe.classical:
+        raise ConfigError(f"{recipe.name}: classical baselines are evaluated by 'emofuse benchmark', not saved")
+    samples = load_dataset(dataset, data_root)
+    labels = default_labels(dataset)
+    folds = load_folds(dataset)
+    if fold == 0:
+        val = folds[0].val
+        everyone = sorted({s.speaker for s in samples} - set(val))
+        chosen = Fold("all", train=tuple(everyone), val=val, test=tuple(val), group_by=folds[0].group_by)
+    else:
+        chosen = _folds(dataset, str(fold))[0]
+    store = FeatureStore(samples, cache_dir, progress=progress)
+    store.labels = labels
+    feats, build, cfg = neural_setup(recipe, store)
+    if max_epochs:
+        cfg = cfg.replace(max_epochs=max_epochs)
+    saved: dict[str, Any] = {}
+
+    def save(fold_obj, model, info):
+        saved["metrics"] = info["metrics"]
+        test_note = "none (trained on every speaker)" if fold == 0 else ",".join(fold_obj.test)
+        save_checkpoint(out_dir, model, labels=labels, features=_feature_specs(recipe),
+                        extras=stats_to_tensors(info["stats"] or {}),
+                        meta={"recipe": recipe.name, "dataset": dataset, "fold": fold_obj.name,
+                              "train_speakers": list(fold_obj.train), "val_speakers": list(fold_obj.val),
+                              "test_speakers": test_note, "train_config": cfg.to_dict(),
+                              "test_metrics": {k: v for k, v in info["metrics"].items() if k in ("wa", "ua", "macro_f1", "n")},
+                              "description": description or f"{recipe.name} trained on {dataset} fold {fold_obj.name}"})
+
+    run_kfold(samples, feats, labels, [chosen], build, cfg, progress=progress, standardize=True, on_fold_end=save)
+    if progress:
+        m = saved["metrics"]
+        print(f"saved {out_dir}; test WA {m['wa']:.3f} UA {m['ua']:.3f}" + (" (validation speakers)" if fold == 0 else ""))
+    return saved["metrics"]
+
+
+def evaluate_checkpoint(checkpoint: Path, dataset: str, data_root: str | Path, *, fold: int = 1,
+                        cache_dir: str | None = None, report_dir: str | None = None) -> dict[str, Any]:
+    """Score a checkpoint on a fold's test speakers (refuses a fold whose test speakers it trained on)."""
+    from emofuse.checkpoint import load_checkpoint
+    from emofuse.normalize import apply_standardizer, stats_from_tensors
+    from emofuse.reports import plot_confusion, write_json_atomic
+    from emofuse.splits import partition
+    from emofuse.training.data import FeatureDataset
+    from emofuse.training.fit import predict_proba
+
+    ckpt = load_checkpoint(checkpoint)
+    samples = load_dataset(dataset, data_root)
+    chosen = _folds(dataset, str(fold))[0]
+    trained_on = set(ckpt.meta.get("train_speakers", [])) | set(ckpt.meta.get("val_speakers", []))
+    leak = sorted(trained_on & set(chosen.test))
+    if leak:
+        from emofuse.errors import SpeakerOverlapError
+
+        raise SpeakerOverlapError(f"{checkpoint}: trained on speakers {leak} that are in fold {fold}'s test set")
+    _, _, test_idx = partition(samples, chosen)
+    test = [samples[i] for i in test_idx]
+    store = FeatureStore(test, cache_dir)
+    feats = store.for_recipe({m: spec["names"] for m, spec in ckpt.features.items()})
+    feats = apply_standardizer(feats, stats_from_tensors(ckpt.extras))
+    index = {lab: i for i, lab in enumerate(ckpt.labels)}
+    for s in test:
+        if s.label not in index:
+            raise DataError(s.id, f"label {s.label!r} is not in the checkpoint's label map {ckpt.labels}")
+    ds = FeatureDataset(feats, [index[s.label] for s in test], [s.id for s in test], dims=ckpt.model.input_dims)
+    probs = predict_proba(ckpt.model, ds)
+    metrics = classification_metrics([index[s.label] for s in test], probs.argmax(1), ckpt.labels)
+    if report_dir:
+        write_json_atomic(Path(report_dir) / "metrics.json", metrics)
+        plot_confusion(np.asarray(metrics["confusion"]), ckpt.labels, Path(report_dir) / "confusion.png",
+                       title=f"{checkpoint.name} on {dataset} fold {fold}")
+    return metrics

@@ -31,7 +31,7 @@ def _print_predictions(preds, as_json: str | None) -> None:
 
     console = Console()
     for p in preds:
-        table = Table(title=f"{p.path} → [bold]{p.label}[/bold]", show_header=True)
+        table = Table(title=f"{Path(p.path).name} → [bold]{p.label}[/bold]", show_header=True)
         table.add_column("emotion")
         table.add_column("probability", justify="right")
         for lab, prob in sorted(p.probabilities.items(), key=lambda kv: -kv[1]):
@@ -67,9 +67,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"emofuse demo: {predictor.ckpt.meta.get('description', 'demo model')}")
     preds = [predictor.predict_file(c) for c in clips]
     _print_predictions(preds, args.json)
+    from emofuse.data.ravdess import parse_ravdess_name
+
     for clip, p in zip(clips, preds):
-        truth = clip.stem.split("__")[-1] if "__" in clip.stem else "?"
-        print(f"{clip.name}: true emotion {truth}, predicted {p.label}")
+        truth = parse_ravdess_name(clip.name).meta()["emotion"]
+        print(f"{clip.name}: true emotion {truth}, predicted {p.label} ({p.probabilities[p.label]:.2f})")
     return 0
 
 
@@ -115,7 +117,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         return 0
     benchmark.run_benchmark(args.target, _data_dir(args), models=args.models, out=args.out, report_dir=args.report_dir,
                             cache_dir=args.cache, seeds=tuple(int(s) for s in args.seeds.split(",")),
-                            folds=args.folds, max_epochs=args.max_epochs, progress=not args.quiet)
+                            folds=args.folds, max_epochs=args.max_epochs, progress=not args.quiet,
+                            robustness=args.robustness)
     return 0
 
 
@@ -195,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--folds", help="comma-separated fold numbers (default: all)")
     p.add_argument("--max-epochs", type=int, help="override every recipe's max_epochs (quick runs)")
+    p.add_argument("--robustness", action="store_true",
+                   help="also test each neural model with single modalities and random modality drop rates 0.1-0.5")
     p.add_argument("--features", default="logmel,mfcc,frft_mfcc,egemaps,egemaps_lld,whisper", help="for 'features'")
     p.add_argument("--clips", type=int, default=40, help="for 'features': number of clips")
     data_opts(p)

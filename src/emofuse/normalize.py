@@ -12,7 +12,7 @@ def fit_standardizer(features: dict[str, list[np.ndarray | None]], indices: list
     """Mean and std per feature dimension over all valid frames of the samples at ``indices``."""
     stats: Stats = {}
     for m, arrays in features.items():
-        frames = [arrays[i] for i in indices if arrays[i] is not None]
+        frames = [np.atleast_2d(arrays[i]) for i in indices if arrays[i] is not None]
         if not frames:
             continue
         stacked = np.concatenate(frames, axis=0).astype(np.float64)

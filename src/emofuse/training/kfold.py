@@ -40,12 +40,13 @@ class FoldRun:
     probs: np.ndarray
     history: list[dict[str, float]] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self, include_predictions: bool = True) -> dict[str, Any]:
         out = {
             "fold": self.fold, "seed": self.seed, "metrics": self.metrics, "train_seconds": self.train_seconds,
             "best_epoch": self.best_epoch, "best_score": self.best_score, "stopped_epoch": self.stopped_epoch,
-            "sizes": self.sizes, "history": self.history,
+            "sizes": self.sizes, "history": self.history, "extra": self.extra,
         }
         if include_predictions:
             out.update(ids=self.ids, y_true=self.y_true, y_pred=self.y_pred)
@@ -71,6 +72,11 @@ class KFoldResult:
     @property
     def train_seconds(self) -> list[float]:
         return [r.train_seconds for r in self.runs]
+
+    def extra_aggregates(self) -> dict[str, dict[str, Any]]:
+        """Aggregate (mean/std over runs) of every extra test condition (see ``extra_tests``)."""
+        names = sorted({k for r in self.runs for k in r.extra})
+        return {n: aggregate([r.extra[n] for r in self.runs if n in r.extra]) for n in names}
 
     def confusion(self) -> np.ndarray:
         """Confusion matrix summed over all runs (rows = true class)."""
@@ -149,6 +155,9 @@ def run_kfold(
     seeds: Sequence[int] = (0,),
     out_dir: str | Path | None = None,
     progress: bool = True,
+    standardize: bool = False,
+    extra_tests: Mapping[str, Mapping[str, Any]] | None = None,
+    on_fold_end: Callable[[Any, EmotionModel, dict[str, Any]], None] | None = None,
 ) -> KFoldResult:
     """Cross-validate ``build_model()`` over ``folds`` (from `emofuse.splits`).
 
@@ -168,6 +177,14 @@ def run_kfold(
             shuffling and dropout); metrics aggregate over folds x seeds.
         out_dir: when given, ``kfold.json`` (all runs, predictions, config) and
             ``confusion.png`` (summed over runs) are written there.
+        standardize: z-score every modality with statistics of the fold's training samples
+            only (`emofuse.normalize`); the statistics are passed to ``on_fold_end``.
+        extra_tests: further test conditions evaluated with the same trained model, e.g.
+            ``{"only_audio": {"modalities": ["audio"]}, "drop_0.3": {"drop_rate": 0.3}}``;
+            their metrics land in ``FoldRun.extra`` and `KFoldResult.extra_aggregates`.
+        on_fold_end: called as ``on_fold_end(fold, model, info)`` after each run, with ``info``
+            holding ``seed``, ``metrics`` and ``stats`` (standardisation statistics or None),
+            e.g. to save a checkpoint per fold.
     """
     from emofuse.splits import partition
 
@@ -181,7 +198,8 @@ def run_kfold(
         raise ConfigError("run_kfold needs at least one seed")
     if not 0.0 <= test_drop_rate < 1.0:
         raise ConfigError(f"test_drop_rate must be in [0, 1), got {test_drop_rate}")
-    full = FeatureDataset(_feature_columns(samples, features), None, [s.id for s in samples])
+    columns = _feature_columns(samples, features)
+    full = FeatureDataset(columns, None, [s.id for s in samples])
     if test_modalities is not None:
         unknown = sorted(set(test_modalities) - set(full.modalities))
         if unknown or not test_modalities:
@@ -202,9 +220,16 @@ def run_kfold(
     for seed in seeds:
         run_cfg = cfg.replace(seed=int(seed))
         for fold_index, (fold, train_idx, val_idx, test_idx) in enumerate(plans):
-            train_ds = _subset(full, train_idx, labels)
-            val_ds = _subset(full, val_idx, labels)
-            test_ds = _subset(full, test_idx, labels)
+            source, stats = full, None
+            if standardize:
+                from emofuse.normalize import apply_standardizer, fit_standardizer
+
+                stats = fit_standardizer(columns, train_idx)
+                source = FeatureDataset(apply_standardizer(columns, stats), None, full.ids, dims=full.dims)
+            train_ds = _subset(source, train_idx, labels)
+            val_ds = _subset(source, val_idx, labels)
+            test_ds = _subset(source, test_idx, labels)
+            clean_test_ds = test_ds
             if test_modalities is not None:
                 test_ds = test_ds.restrict(test_modalities)
             if test_drop_rate > 0:
@@ -218,11 +243,22 @@ def run_kfold(
             y_true = [int(y) for y in test_ds.labels or []]
             y_pred = [int(p) for p in probs.argmax(axis=1)]
             metrics = classification_metrics(y_true, y_pred, label_names)
+            extra = {}
+            for name, cond in (extra_tests or {}).items():
+                cond_ds = clean_test_ds
+                if cond.get("modalities"):
+                    cond_ds = cond_ds.restrict(cond["modalities"])
+                if cond.get("drop_rate"):
+                    cond_ds = cond_ds.drop_modalities(float(cond["drop_rate"]), seed=[int(seed), fold_index])
+                cond_pred = predict_proba(result.model, cond_ds, batch_size=max(64, cfg.batch_size)).argmax(axis=1)
+                extra[name] = classification_metrics(y_true, [int(p) for p in cond_pred], label_names)
+            if on_fold_end is not None:
+                on_fold_end(fold, result.model, {"seed": int(seed), "metrics": metrics, "stats": stats})
             run = FoldRun(
                 fold=fold.name, seed=int(seed), metrics=metrics, train_seconds=result.train_seconds,
                 best_epoch=result.best_epoch, best_score=result.best_score, stopped_epoch=result.stopped_epoch,
                 ids=list(test_ds.ids), y_true=y_true, y_pred=y_pred, probs=probs, history=result.history,
-                sizes={"train": len(train_ds), "val": len(val_ds), "test": len(test_ds)},
+                sizes={"train": len(train_ds), "val": len(val_ds), "test": len(test_ds)}, extra=extra,
             )
             runs.append(run)
             if progress:
