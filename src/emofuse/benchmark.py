@@ -19,7 +19,7 @@ import numpy as np
 from emofuse.baselines import fit_predict_logreg
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError
-from emofuse.featuresets import FeatureStore, input_dims, vector_modalities
+from emofuse.featuresets import FeatureStore, input_dims, speaker_normalize, vector_modalities
 from emofuse.metrics import aggregate, classification_metrics
 from emofuse.recipes import Recipe, builtin_recipe_names, load_recipe, recipe_from_dict
 
@@ -35,6 +35,10 @@ DEFAULT_RECIPES = {
         "logreg_egemaps", "logreg_whisper", "logreg_au", "logreg_egemaps_au", "logreg_whisper_au",
         "logreg_whisper_egemaps_au", "attention_pooling_audio", "early_concat_whisper_au", "tfn_whisper_au",
         "attention_pooling_whisper_au",
+        # the same with transductive speaker normalisation (reported separately, see featuresets.py)
+        "logreg_whisper_spkn", "logreg_whisper_egemaps_spkn", "logreg_au_spkn", "logreg_whisper_au_spkn",
+        "logreg_whisper_egemaps_au_spkn", "attention_pooling_audio_spkn", "early_concat_whisper_au_spkn",
+        "tfn_whisper_au_spkn", "attention_pooling_whisper_au_spkn",
     ],
 }
 
@@ -96,6 +100,8 @@ def run_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore, fo
     from emofuse.splits import partition
 
     feats = store.for_recipe(recipe.features, pooled=True)
+    if recipe.data.get("speaker_norm"):
+        feats = speaker_normalize(feats, samples)
     index = {lab: i for i, lab in enumerate(labels)}
     keep = [i for i in range(len(samples)) if all(feats[m][i] is not None for m in feats)]
     if len(keep) < len(samples):
@@ -124,7 +130,7 @@ def run_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore, fo
 
 def _row(recipe: Recipe, agg: dict[str, Any], seconds: list[float], **extra: Any) -> dict[str, Any]:
     row: dict[str, Any] = {"model": recipe.name, "architecture": recipe.model, "modalities": recipe.modalities,
-                           "features": recipe.features}
+                           "features": recipe.features, "speaker_norm": bool(recipe.data.get("speaker_norm"))}
     for key in ("wa", "ua", "macro_f1", "weighted_f1"):
         row[f"{key}_mean"] = agg[f"{key}_mean"]
         row[f"{key}_std"] = agg[f"{key}_std"]
@@ -140,6 +146,8 @@ def neural_setup(recipe: Recipe, store: FeatureStore):
     from emofuse.training.config import load_train_config
 
     feats = store.for_recipe(recipe.features)
+    if recipe.data.get("speaker_norm"):
+        feats = speaker_normalize(feats, store.samples)
     dims = input_dims(feats)
     kwargs = dict(recipe.model_kwargs)
     if recipe.model == "attention_pooling":
@@ -166,7 +174,8 @@ def run_neural(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds
     result = run_kfold(samples, feats, labels, folds, build, cfg, seeds=seeds, progress=progress, standardize=True,
                        extra_tests=conditions,
                        out_dir=None if report_dir is None else report_dir / recipe.name)
-    row = result.summary(recipe.name, recipe.modalities, architecture=recipe.model, features=recipe.features)
+    row = result.summary(recipe.name, recipe.modalities, architecture=recipe.model, features=recipe.features,
+                         speaker_norm=bool(recipe.data.get("speaker_norm")))
     row["best_epochs"] = [r.best_epoch for r in result.runs]
     row["confusion"] = result.confusion().tolist()
     if conditions:
@@ -272,6 +281,9 @@ def train_recipe(recipe_name: str, dataset: str, data_root: str | Path, *, out_d
     recipe = load_recipe(recipe_name)
     if recipe.classical:
         raise ConfigError(f"{recipe.name}: classical baselines are evaluated by 'emofuse benchmark', not saved")
+    if recipe.data.get("speaker_norm"):
+        raise ConfigError(f"{recipe.name}: speaker-normalised recipes need each test speaker's other clips and are "
+                          "benchmark-only; train the recipe without speaker_norm for a deployable checkpoint")
     samples = load_dataset(dataset, data_root)
     labels = default_labels(dataset)
     folds = load_folds(dataset)

@@ -1,0 +1,109 @@
+"""The command line: demo, predict on good and bad input, one-line errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from emofuse.cli import main
+from emofuse.predict import Predictor, sample_clips
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    return Predictor()
+
+
+def _speechlike(seconds: float, sr: int = SR, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    wave = 0.3 * np.sin(2 * np.pi * 180 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
+
+
+def test_demo_prints_every_class_probability(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    for label in ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"):
+        assert label in out
+    assert out.count("predicted") == len(sample_clips()) == 3
+
+
+def test_demo_model_is_right_on_the_unseen_sample_clips(predictor):
+    from emofuse.data.ravdess import parse_ravdess_name
+
+    for clip in sample_clips():
+        pred = predictor.predict_file(clip)
+        assert abs(sum(pred.probabilities.values()) - 1) < 1e-5
+        assert pred.label == parse_ravdess_name(clip.name).meta()["emotion"]
+    speakers = set(predictor.ckpt.meta["train_speakers"]) | set(predictor.ckpt.meta["val_speakers"])
+    assert not speakers & {"01", "02", "03"}, "demo clips must come from speakers the demo model never saw"
+
+
+def test_predict_json_output(tmp_path):
+    out = tmp_path / "pred.json"
+    clip = sample_clips()[0]
+    assert main(["predict", str(clip), "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    (pred,) = payload["predictions"]
+    assert pred["path"] == str(clip) and pred["label"] in pred["probabilities"]
+    assert len(pred["probabilities"]) == 8
+
+
+@pytest.mark.parametrize("case", ["empty", "not_audio", "truncated", "missing"])
+def test_predict_bad_input_one_line_error(case, tmp_path, capsys):
+    path = tmp_path / f"{case}.wav"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "not_audio":
+        path.write_text("this is not audio\n" * 20)
+    elif case == "truncated":
+        path = tmp_path / "truncated.flac"
+        path.write_bytes(sample_clips()[0].read_bytes()[:4000])
+    rc = main(["predict", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and path.name in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("sr,channels,seconds", [(8000, 1, 2.0), (48000, 1, 2.0), (16000, 2, 2.0), (16000, 1, 0.1)])
+def test_predict_handles_rates_stereo_and_short_clips(predictor, tmp_path, sr, channels, seconds):
+    path = tmp_path / f"x_{sr}_{channels}_{seconds}.wav"
+    sf.write(path, _speechlike(seconds, sr, channels), sr)
+    pred = predictor.predict_file(path)
+    assert np.isfinite(list(pred.probabilities.values())).all()
+
+
+def test_predict_silence(predictor, tmp_path):
+    path = tmp_path / "silence.wav"
+    sf.write(path, np.zeros(SR * 2), SR)
+    pred = predictor.predict_file(path)
+    assert np.isfinite(list(pred.probabilities.values())).all()
+
+
+def test_predict_ten_minute_clip(predictor, tmp_path):
+    path = tmp_path / "long.flac"
+    sf.write(path, _speechlike(600.0).astype(np.float32), SR)
+    pred = predictor.predict_file(path)
+    assert np.isfinite(list(pred.probabilities.values())).all()
+
+
+def test_unknown_recipe_and_missing_data_are_one_line_errors(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("EMOFUSE_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "no_such_recipe", "--out", str(tmp_path / "x"), "--data", str(tmp_path)]) == 2
+    assert "unknown recipe" in capsys.readouterr().err
+    assert main(["benchmark", "ravdess", "--data", str(tmp_path / "nope")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_every_subcommand_has_help(capsys):
+    for cmd in ("prepare", "extract", "train", "evaluate", "predict", "benchmark", "demo"):
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, "--help"])
+        assert exc.value.code == 0
+        assert "usage" in capsys.readouterr().out

@@ -1,0 +1,80 @@
+"""Built-in recipes load and name real models and features; bad recipes fail clearly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emofuse.data.record import Sample
+from emofuse.errors import ConfigError
+from emofuse.featuresets import FeatureStore, pool_vector, speaker_normalize
+from emofuse.models import list_models
+from emofuse.recipes import builtin_recipe_names, load_recipe, recipe_from_dict
+from emofuse.training.config import load_train_config
+
+
+def _recipes():
+    out = []
+    for name in builtin_recipe_names():
+        try:
+            out.append(load_recipe(name))
+        except ConfigError:
+            assert name.endswith("_ladder"), f"built-in recipe {name} does not load"
+    return out
+
+
+def test_builtin_recipes_name_registered_models_and_valid_training_configs():
+    recipes = _recipes()
+    assert len(recipes) >= 10
+    for r in recipes:
+        assert r.classical or r.model in list_models(), r.name
+        load_train_config(r.train)
+
+
+def test_default_benchmark_recipes_exist():
+    from emofuse.benchmark import DEFAULT_RECIPES
+
+    names = set(builtin_recipe_names())
+    assert set(DEFAULT_RECIPES["ravdess"]) <= names
+
+
+def test_recipe_errors_name_the_problem(tmp_path):
+    with pytest.raises(ConfigError, match="unknown recipe keys"):
+        recipe_from_dict({"model": "tfn", "features": {"audio": "whisper"}, "lr": 1})
+    with pytest.raises(ConfigError, match="missing required key 'features'"):
+        recipe_from_dict({"model": "tfn"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_recipe(bad)
+
+
+def test_pool_vector():
+    seq = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.testing.assert_allclose(pool_vector(seq), np.concatenate([seq.mean(0), seq.std(0)]))
+    np.testing.assert_allclose(pool_vector(seq[:1]), seq[0])
+
+
+def test_feature_store_reads_face_vectors_and_concatenates():
+    samples = [Sample(f"s{i}", "a", "t", "happy", sources={"face": np.full(3, i, np.float32)}) for i in range(3)]
+    samples.append(Sample("nofaces", "a", "t", "sad"))
+    store = FeatureStore(samples, progress=False)
+    faces = store.modality(["au"])
+    assert faces[1].shape == (1, 3) and faces[3] is None
+    doubled = store.modality(["au", "au"])
+    assert doubled[2].shape == (1, 6)
+    with pytest.raises(ConfigError, match="unknown feature"):
+        store.get("no_such_feature")
+
+
+def test_speaker_normalize_uses_each_speakers_own_statistics():
+    rng = np.random.default_rng(0)
+    samples = [Sample(f"{spk}{i}", spk, "t", "happy") for spk in ("a", "b") for i in range(12)]
+    feats = {"audio": [rng.normal(size=(5, 4)) + (100 if s.speaker == "b" else 0) for s in samples]}
+    out = speaker_normalize(feats, samples)["audio"]
+    for spk in ("a", "b"):
+        frames = np.concatenate([o for o, s in zip(out, samples) if s.speaker == spk])
+        np.testing.assert_allclose(frames.mean(0), 0, atol=1e-5)
+        np.testing.assert_allclose(frames.std(0), 1, atol=1e-4)
+    with pytest.raises(ConfigError, match="at least 20 clips"):
+        speaker_normalize(feats, samples, min_clips=20)
