@@ -76,7 +76,7 @@ def resolve_recipes(spec: str, dataset: str) -> list[Recipe]:
                 recipes.append(load_recipe(n))
             except ConfigError as exc:  # e.g. a ladder file, which is a list of recipes
                 log.debug("skipping %s: %s", n, exc)
-        available = {"audio", "face"} if dataset == "ravdess" else {"audio", "text", "face"}
+        available = {"audio", "face", "meta"} if dataset == "ravdess" else {"audio", "text", "face", "meta"}
         return [r for r in recipes if set(r.modalities) <= available]
     return [load_recipe(n.strip()) for n in spec.split(",") if n.strip()]
 

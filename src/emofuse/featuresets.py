@@ -2,7 +2,8 @@
 
 Audio feature names are extractors (``emofuse.features.list_extractors()``), computed from
 ``sample.sources["audio"]`` through the on-disk cache. ``au`` is the per-clip facial action-unit
-vector a dataset loader put in ``sample.sources["face"]``. Several vector features for one
+vector a dataset loader put in ``sample.sources["face"]``; ``speaker_meta`` a one-hot of the
+speaker's gender from ``sample.meta``. Several vector features for one
 modality are concatenated (e.g. ``audio: [whisper_pooled, egemaps]``).
 """
 
@@ -16,7 +17,15 @@ from emofuse.data.record import Sample
 from emofuse.errors import ConfigError
 
 #: Features read from the sample itself rather than extracted from a media file.
-SOURCE_FEATURES = {"au": "face"}
+SOURCE_FEATURES = {"au": "face", "speaker_meta": "meta"}
+
+
+def speaker_meta_vector(sample: Sample) -> np.ndarray | None:
+    """Speaker metadata one-hot ``[is_male, is_female]`` from ``sample.meta["gender"]`` (None if unknown)."""
+    gender = str(sample.meta.get("gender", "")).upper()[:1]
+    if gender not in ("M", "F"):
+        return None
+    return np.array([[gender == "M", gender == "F"]], dtype=np.float32)
 
 
 def pool_vector(array: np.ndarray) -> np.ndarray:
@@ -44,6 +53,8 @@ class FeatureStore:
         return self._arrays[name]
 
     def _compute(self, name: str) -> list[np.ndarray | None]:
+        if name == "speaker_meta":
+            return [speaker_meta_vector(s) for s in self.samples]
         if name in SOURCE_FEATURES:
             key = SOURCE_FEATURES[name]
             out: list[np.ndarray | None] = []

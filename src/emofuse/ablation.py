@@ -1,0 +1,554 @@
+"""Ablation studies over a dataset's speaker-disjoint folds.
+
+* `tfn_subset_grid`: the Tensor Fusion Network on every non-empty subset of the available
+  modalities (T, A, V, TA, TV, AV, TAV; the same TFN class, one input for uni-modal subsets) x
+  every label source: the global ``label`` and each per-modality label column
+  (``label_audio``, ``label_face``, ``label_text``: the "unimodal labels" of the UniC study,
+  `Sample.extra_labels`). A model trained on a column is scored on that column and, when the
+  column is a per-modality one, also on the global label.
+* `of_cmaer_cat_ladder`: the OF-CMAER-CAT component ladder (CNN only -> +CMAA -> +AWOM ->
+  +contrastive -> +transformer) from ``configs/of_cmaer_cat_ladder.yaml``.
+
+Both return benchmark-format results (`emofuse.reports.check_results`). ``emofuse ablation
+tfn-subsets|ladder DATASET`` runs them from the command line (`register_cli`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from emofuse.data.record import Sample
+from emofuse.errors import ConfigError, DataError
+from emofuse.featuresets import SOURCE_FEATURES, FeatureStore
+from emofuse.metrics import aggregate, classification_metrics
+from emofuse.recipes import Recipe, load_recipe, recipe_from_dict
+
+log = logging.getLogger("emofuse.ablation")
+
+#: Modality order of the subset grid and the one-letter names used in row labels.
+MODALITY_LETTERS = {"text": "T", "audio": "A", "face": "V"}
+#: Features of the TFN grid when none are given (those of the ``tfn_whisper_au`` recipe).
+DEFAULT_TFN_FEATURES = {"audio": ["whisper"], "face": ["au"]}
+#: Features used by the ladder when its config names features that do not exist (yet).
+FALLBACK_LADDER_FEATURES = {"audio": ["whisper"], "face": ["au"]}
+#: Datasets whose text is not an emotion cue (RAVDESS actors read two fixed neutral sentences).
+TEXTLESS_DATASETS = ("ravdess",)
+GLOBAL_LABEL = "label"
+_LADDER_KEYS = {"model", "base", "rungs", "description"}
+_RUNG_KEYS = {"name", "model_kwargs"}
+_SOURCE_OF = {"audio": "audio", "face": "face", "text": "text"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Folds, modalities and label sources.
+
+def speaker_folds(samples: Sequence[Sample], k: int) -> list[Any]:
+    """``k`` deterministic leave-speakers-out folds for a dataset without shipped folds.
+
+    The sorted speakers are dealt round-robin into ``k`` groups (speaker i -> group i mod k).
+    Fold j tests on group j, validates on group j+1 (cyclically) and trains on the rest, so
+    train/val/test are speaker-disjoint and every speaker is tested exactly once.
+    """
+    from emofuse.splits import Fold, check_folds_file
+
+    speakers = sorted({s.speaker for s in samples})
+    if k < 3:
+        raise ConfigError(f"speaker_folds needs k >= 3 (train, validation and test groups), got {k}")
+    if len(speakers) < k:
+        raise ConfigError(f"{len(speakers)} speaker(s) cannot make {k} speaker-disjoint folds; use k <= {len(speakers)}")
+    groups = [speakers[g::k] for g in range(k)]
+    folds = []
+    for j in range(k):
+        test, val = groups[j], groups[(j + 1) % k]
+        train = [s for s in speakers if s not in test and s not in val]
+        folds.append(Fold(f"fold{j + 1}", train=tuple(train), val=tuple(val), test=tuple(test)))
+    check_folds_file(folds)
+    return folds
+
+
+def select_folds(folds: Sequence[Any], which: str | None) -> list[Any]:
+    """The folds numbered (1-based, comma-separated) in ``which``; all of them when None."""
+    if not which:
+        return list(folds)
+    try:
+        wanted = [int(x) for x in str(which).split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--folds must be comma-separated fold numbers, got {which!r}") from None
+    bad = [w for w in wanted if not 1 <= w <= len(folds)]
+    if bad or not wanted:
+        raise ConfigError(f"fold numbers {bad or which} out of range 1..{len(folds)}")
+    return [folds[w - 1] for w in wanted]
+
+
+def dataset_modalities(samples: Sequence[Sample], dataset: str | None = None) -> list[str]:
+    """Modalities (text, audio, face order) that at least one sample has a source for; text is
+    left out for `TEXTLESS_DATASETS`."""
+    have = [m for m in MODALITY_LETTERS if any(s.sources.get(_SOURCE_OF[m]) is not None for s in samples)]
+    if dataset in TEXTLESS_DATASETS:
+        have = [m for m in have if m != "text"]
+    return have
+
+
+def modality_subsets(modalities: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every non-empty subset, smallest first, in T, A, V order (T, A, V, TA, TV, AV, TAV)."""
+    ordered = [m for m in MODALITY_LETTERS if m in modalities]
+    unknown = sorted(set(modalities) - set(MODALITY_LETTERS))
+    if unknown:
+        raise ConfigError(f"unknown modalities {unknown}; the grid covers {list(MODALITY_LETTERS)}")
+    if not ordered:
+        raise ConfigError("no modality to ablate")
+    return [c for r in range(1, len(ordered) + 1) for c in itertools.combinations(ordered, r)]
+
+
+def subset_name(subset: Sequence[str]) -> str:
+    """``("text", "audio")`` -> ``"TA"``."""
+    return "".join(MODALITY_LETTERS[m] for m in subset)
+
+
+def label_sources_in(samples: Sequence[Sample]) -> list[str]:
+    """``"label"`` plus every per-sample ``label_*`` column found in ``extra_labels`` (sorted)."""
+    extra = sorted({k for s in samples for k in s.extra_labels if k.startswith("label_")})
+    return [GLOBAL_LABEL, *extra]
+
+
+def check_label_sources(samples: Sequence[Sample], folds: Sequence[Any], labels: Sequence[str],
+                        sources: Sequence[str]) -> None:
+    """Raise `DataError` (naming the sample) when a sample used by a fold has no label in a
+    source column, or one outside the label map — before any training starts."""
+    from emofuse.splits import partition
+
+    used = sorted({i for f in folds for part in partition(list(samples), f) for i in part})
+    allowed = set(labels)
+    for column in sources:
+        for i in used:
+            value = samples[i].label_for(column)
+            if value is None:
+                raise DataError(samples[i].id, f"no {column} (needed to train/evaluate on {column})")
+            if value not in allowed:
+                raise DataError(samples[i].id, f"{column} {value!r} is not in the label map {list(labels)}")
+
+
+def parse_features(spec: str | None) -> dict[str, list[str]] | None:
+    """``"audio=whisper,face=au"`` (``+`` joins several vector features) -> ``{"audio": ["whisper"], ...}``."""
+    if not spec:
+        return None
+    out: dict[str, list[str]] = {}
+    for part in spec.split(","):
+        if not part.strip():
+            continue
+        modality, sep, names = part.partition("=")
+        modality, names = modality.strip(), names.strip()
+        if not sep or not modality or not names:
+            raise ConfigError(f"--features expects modality=name[+name],...; got {part!r}")
+        if modality not in MODALITY_LETTERS:
+            raise ConfigError(f"--features: unknown modality {modality!r}; use {', '.join(MODALITY_LETTERS)}")
+        out[modality] = [n.strip() for n in names.split("+") if n.strip()]
+    if not out:
+        raise ConfigError("--features is empty")
+    return out
+
+
+def known_feature_names() -> set[str]:
+    """Every name `FeatureStore` can compute: the audio extractors plus per-sample sources (``au``)."""
+    from emofuse.features import list_extractors
+
+    return {*list_extractors(), *SOURCE_FEATURES}
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring helpers.
+
+def _metrics_against(samples: Sequence[Sample], runs: Sequence[Any], labels: Sequence[str],
+                     column: str) -> list[dict[str, Any]]:
+    """Re-score every run's test predictions against ``column`` of the same samples."""
+    by_id = {s.id: s for s in samples}
+    index = {lab: i for i, lab in enumerate(labels)}
+    out = []
+    for run in runs:
+        y_true = [index[by_id[sid].label_for(column)] for sid in run.ids]
+        out.append(classification_metrics(y_true, run.y_pred, labels))
+    return out
+
+
+def _metric_columns(agg: dict[str, Any]) -> dict[str, float]:
+    return {f"{k}_{s}": agg[f"{k}_{s}"] for k in ("wa", "ua", "macro_f1", "weighted_f1") for s in ("mean", "std")}
+
+
+def _cell(row: dict[str, Any]) -> str:
+    return f"{row['wa_mean']:.3f} ± {row['wa_std']:.3f}"
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None) -> str:
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, col in enumerate(header):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for r in rows:
+        table.add_row(*[str(c) for c in r])
+    console = Console(file=io.StringIO(), width=160, color_system=None, record=True)
+    console.print(table)
+    return console.export_text()
+
+
+def _run_recipe(recipe: Recipe, samples: Sequence[Sample], store: FeatureStore, folds: Sequence[Any],
+                labels: list[str], *, label_column: str, seeds: Sequence[int], max_epochs: int | None,
+                progress: bool):
+    """Train/test ``recipe`` over the folds on ``label_column`` (features standardised per fold)."""
+    from emofuse.benchmark import neural_setup
+    from emofuse.training.kfold import run_kfold
+
+    store.labels = labels
+    feats, build, cfg = neural_setup(recipe, store)
+    if max_epochs:
+        cfg = cfg.replace(max_epochs=int(max_epochs))
+    return run_kfold(list(samples), feats, labels, folds, build, cfg, label_column=label_column, seeds=seeds,
+                     progress=progress, standardize=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# TFN: modality subsets x label sources.
+
+def tfn_subset_grid(samples: Sequence[Sample], store: FeatureStore, folds: Sequence[Any], *,
+                    labels: Sequence[str], features: dict[str, list[str]] | None = None,
+                    label_sources: Sequence[str] | None = None, dataset: str | None = None,
+                    base_recipe: str | Path = "tfn_whisper_au", seeds: Sequence[int] = (0,),
+                    max_epochs: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """TFN over every modality subset x label source (see module docstring).
+
+    Args:
+        store: features of ``samples`` (its ``samples`` must be the same list).
+        labels: the label map (class order) shared by every label source.
+        features: modality -> feature names; default `DEFAULT_TFN_FEATURES`. Modalities no
+            sample has a source for (and text for `TEXTLESS_DATASETS`) are left out.
+        label_sources: training columns; default ``"label"`` + every ``label_*`` column present.
+        base_recipe: recipe whose model_kwargs/train config every cell uses (its model must be tfn).
+
+    Returns:
+        Benchmark-format results: one row per (subset, label source, evaluation column) with
+        ``label_source`` (training column) and ``eval_label``; ``grid`` holds the WA cells.
+    """
+    labels = [str(x) for x in labels]
+    base = load_recipe(base_recipe)
+    if base.model != "tfn":
+        raise ConfigError(f"{base.name}: the subset grid needs a tfn recipe, got model {base.model!r}")
+    features = {m: list(v) for m, v in (features or DEFAULT_TFN_FEATURES).items()}
+    available = dataset_modalities(samples, dataset)
+    dropped = [m for m in features if m not in available]
+    if dropped:
+        log.warning("modalities %s left out of the grid: no sample has them%s", dropped,
+                    " (or their text carries no emotion)" if dataset in TEXTLESS_DATASETS else "")
+    features = {m: v for m, v in features.items() if m in available}
+    subsets = modality_subsets(list(features))
+    sources = list(label_sources) if label_sources else label_sources_in(samples)
+    if len(set(sources)) != len(sources):
+        raise ConfigError(f"label sources listed twice: {sources}")
+    check_label_sources(samples, folds, labels, sorted({*sources, GLOBAL_LABEL}))
+
+    rows: list[dict[str, Any]] = []
+    columns: list[str] = []
+    for source in sources:
+        columns.append(source)
+        if source != GLOBAL_LABEL:
+            columns.append(f"{source}→{GLOBAL_LABEL}")
+    cells: dict[str, dict[str, str]] = {}
+    for subset in subsets:
+        name = subset_name(subset)
+        recipe = base.with_features({m: features[m] for m in subset}, name=f"tfn_{name}")
+        cells[name] = {}
+        for source in sources:
+            if progress:
+                print(f"tfn {name} trained on {source}", file=sys.stderr)
+            result = _run_recipe(recipe, samples, store, folds, labels, label_column=source, seeds=seeds,
+                                 max_epochs=max_epochs, progress=progress)
+            common = {"architecture": "tfn", "subset": name, "features": recipe.features, "label_source": source,
+                      "train_seconds": float(np.mean(result.train_seconds)),
+                      "train_seconds_total": float(np.sum(result.train_seconds)), "n_runs": len(result.runs),
+                      "best_epochs": [r.best_epoch for r in result.runs]}
+            row = {"model": f"tfn_{name}[{source}]", "modalities": list(subset), **common, "eval_label": source,
+                   **_metric_columns(result.aggregate), "confusion": result.confusion().tolist()}
+            rows.append(row)
+            cells[name][source] = _cell(row)
+            if source != GLOBAL_LABEL:
+                vs_global = _metrics_against(samples, result.runs, labels, GLOBAL_LABEL)
+                agg = aggregate(vs_global)
+                grow = {"model": f"tfn_{name}[{source}→{GLOBAL_LABEL}]", "modalities": list(subset), **common,
+                        "eval_label": GLOBAL_LABEL, **_metric_columns(agg),
+                        "confusion": np.sum([m["confusion"] for m in vs_global], axis=0).tolist()}
+                rows.append(grow)
+                cells[name][f"{source}→{GLOBAL_LABEL}"] = _cell(grow)
+    return {
+        "title": "TFN modality subsets x label sources", "dataset": dataset, "date": date.today().isoformat(),
+        "folds": [f.name for f in folds], "seeds": list(seeds), "labels": labels, "label_sources": sources,
+        "features": features, "base_recipe": base.name,
+        "grid": {"rows": [subset_name(s) for s in subsets], "columns": columns, "cells": cells},
+        "results": rows,
+    }
+
+
+def grid_table(results: dict[str, Any], markdown: bool = False, title: str | None = None) -> str:
+    """The WA grid (rows = modality subsets, columns = training label / label→label evaluation)."""
+    grid = results["grid"]
+    header = ["subset", *grid["columns"]]
+    body = [[r, *[grid["cells"][r].get(c, "") for c in grid["columns"]]] for r in grid["rows"]]
+    return _markdown(header, body) if markdown else _text_table(header, body, title)
+
+
+# ---------------------------------------------------------------------------------------------
+# OF-CMAER-CAT component ladder.
+
+def _read_config(name_or_path: str | Path) -> tuple[dict[str, Any], str, Path | None]:
+    """YAML mapping of a config file path or built-in config name; also its source and folder."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        text, source, folder = path.read_text(encoding="utf-8"), str(path), path.parent
+    else:
+        res = resources.files("emofuse") / "configs" / f"{name_or_path}.yaml"
+        if not res.is_file():
+            raise ConfigError(f"unknown ladder {str(name_or_path)!r}: not a YAML file nor a built-in config")
+        text, source, folder = res.read_text(encoding="utf-8"), f"emofuse/configs/{name_or_path}.yaml", None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a ladder must be a mapping")
+    return raw, source, folder
+
+
+def load_ladder(name_or_path: str | Path = "of_cmaer_cat_ladder") -> tuple[Recipe, list[Recipe]]:
+    """The base recipe and one recipe per rung of a ladder config.
+
+    Format: ``model``, ``base`` (a recipe YAML, relative to the ladder file, or a built-in name)
+    and ``rungs``: a list of ``{name, model_kwargs}`` whose kwargs override the base's
+    model_kwargs; features and train config come from the base.
+    """
+    raw, source, folder = _read_config(name_or_path)
+    unknown = set(raw) - _LADDER_KEYS
+    if unknown:
+        raise ConfigError(f"{source}: unknown ladder keys {sorted(unknown)}; allowed: {sorted(_LADDER_KEYS)}")
+    for key in ("base", "rungs"):
+        if key not in raw:
+            raise ConfigError(f"{source}: missing required key {key!r}")
+    base_ref = str(raw["base"])
+    if folder is not None and (folder / base_ref).is_file():
+        base = load_recipe(folder / base_ref)
+    else:
+        base = load_recipe(Path(base_ref).stem if base_ref.endswith((".yaml", ".yml")) else base_ref)
+    if raw.get("model") not in (None, base.model):
+        raise ConfigError(f"{source}: ladder model {raw['model']!r} differs from its base's {base.model!r}")
+    rungs_raw = raw["rungs"]
+    if not isinstance(rungs_raw, list) or not rungs_raw:
+        raise ConfigError(f"{source}: 'rungs' must be a non-empty list")
+    rungs = []
+    for i, rung in enumerate(rungs_raw):
+        if not isinstance(rung, dict) or "name" not in rung or set(rung) - _RUNG_KEYS:
+            raise ConfigError(f"{source}: rungs[{i}] must be a mapping with 'name' and optional 'model_kwargs'")
+        kwargs = rung.get("model_kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise ConfigError(f"{source}: rungs[{i}].model_kwargs must be a mapping")
+        r = recipe_from_dict({"name": str(rung["name"]), "model": base.model, "features": base.features,
+                              "model_kwargs": {**base.model_kwargs, **kwargs}, "train": base.train,
+                              "data": base.data, "description": base.description}, source=f"{source} rungs[{i}]")
+        rungs.append(r)
+    names = [r.name for r in rungs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: duplicate rung names {names}")
+    return base, rungs
+
+
+def ladder_features(configured: dict[str, list[str]], modalities: Sequence[str]) -> tuple[dict[str, list[str]], str]:
+    """The features the ladder uses for a dataset with ``modalities``, and a note saying why.
+
+    The config's features are used when every name for the dataset's modalities is a real
+    feature (`known_feature_names`); otherwise `FALLBACK_LADDER_FEATURES` (Whisper frames and
+    per-clip action units) for the modalities the dataset has.
+    """
+    known = known_feature_names()
+    wanted = {m: v for m, v in configured.items() if m in modalities}
+    unknown = sorted({n for v in wanted.values() for n in v} - known)
+    if wanted and not unknown:
+        return wanted, "features from the ladder's base config"
+    fallback = {m: v for m, v in FALLBACK_LADDER_FEATURES.items() if m in modalities}
+    if not fallback:
+        raise ConfigError(f"the ladder's features {configured} are not available for modalities {list(modalities)}")
+    note = (f"base config names unknown features {unknown}; using "
+            + ", ".join(f"{m}={'+'.join(v)}" for m, v in fallback.items()))
+    return fallback, note
+
+
+def of_cmaer_cat_ladder(samples: Sequence[Sample], store: FeatureStore, folds: Sequence[Any], *,
+                        labels: Sequence[str], ladder: str | Path = "of_cmaer_cat_ladder",
+                        features: dict[str, list[str]] | None = None, dataset: str | None = None,
+                        seeds: Sequence[int] = (0,), max_epochs: int | None = None,
+                        progress: bool = True) -> dict[str, Any]:
+    """Train every rung of the OF-CMAER-CAT ladder over the folds (one benchmark row per rung).
+
+    ``features`` overrides the feature choice of `ladder_features`.
+    """
+    labels = [str(x) for x in labels]
+    base, rungs = load_ladder(ladder)
+    if features is None:
+        features, note = ladder_features(base.features, dataset_modalities(samples, dataset))
+        if note != "features from the ladder's base config":
+            log.warning("ladder: %s", note)
+    else:
+        note = "features given by the caller"
+    check_label_sources(samples, folds, labels, [GLOBAL_LABEL])
+    rows = []
+    for rung in rungs:
+        recipe = rung.with_features(features)
+        if progress:
+            print(f"ladder rung {rung.name}", file=sys.stderr)
+        start = time.perf_counter()
+        result = _run_recipe(recipe, samples, store, folds, labels, label_column=GLOBAL_LABEL, seeds=seeds,
+                             max_epochs=max_epochs, progress=progress)
+        row = result.summary(f"{base.model}{rung.name}" if rung.name.startswith("+") else f"{base.model}_{rung.name}",
+                             recipe.modalities, rung=rung.name, architecture=base.model, features=features,
+                             model_kwargs=recipe.model_kwargs, best_epochs=[r.best_epoch for r in result.runs],
+                             confusion=result.confusion().tolist())
+        row["wall_seconds"] = time.perf_counter() - start
+        rows.append(row)
+    return {
+        "title": f"{base.model} component ladder", "dataset": dataset, "date": date.today().isoformat(),
+        "folds": [f.name for f in folds], "seeds": list(seeds), "labels": labels, "features": features,
+        "features_note": note, "ladder": str(ladder), "results": rows,
+    }
+
+
+LADDER_COLUMNS = ("rung", "WA", "UA", "macro-F1", "train time")
+
+
+def ladder_table(results: dict[str, Any], markdown: bool = False, title: str | None = None) -> str:
+    """One line per rung: WA, UA, macro-F1 (mean ± std) and mean training time per run."""
+    from emofuse.reports import format_seconds
+
+    def pm(r: dict[str, Any], k: str) -> str:
+        return f"{r[f'{k}_mean']:.3f} ± {r[f'{k}_std']:.3f}"
+
+    body = [[r["rung"], pm(r, "wa"), pm(r, "ua"), pm(r, "macro_f1"), format_seconds(r["train_seconds"])]
+            for r in results["results"]]
+    return _markdown(LADDER_COLUMNS, body) if markdown else _text_table(LADDER_COLUMNS, body, title)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line.
+
+def load_ablation_data(dataset: str, data_root: str | Path | None, *, labels: str | None = None,
+                       num_folds: int = 5, folds: str | None = None) -> tuple[list[Sample], list[str], list[Any], str]:
+    """Samples, label map, folds and dataset name for ``DATASET``: a corpus with shipped folds
+    (ravdess, cremad, iemocap, meld) under ``data_root``, or a manifest CSV path (folds from
+    `speaker_folds`, labels from ``labels`` or the global labels found)."""
+    from emofuse.data import default_labels, labels_in, prepare_manifest
+    from emofuse.splits import SPLIT_DATASETS, load_folds
+
+    if dataset in SPLIT_DATASETS:
+        from emofuse.benchmark import load_dataset
+
+        if data_root is None:
+            raise ConfigError("no data folder: pass --data DIR or set EMOFUSE_DATA")
+        samples = load_dataset(dataset, data_root)
+        label_map = default_labels(dataset)
+        fold_list = load_folds(dataset)
+        name = dataset
+    else:
+        path = Path(dataset) if dataset != "manifest" else Path(data_root or "")
+        if path.suffix.lower() != ".csv":
+            raise ConfigError(f"DATASET must be one of {', '.join(SPLIT_DATASETS)} or a manifest .csv path, "
+                              f"got {dataset!r}")
+        samples = prepare_manifest(path, dataset=path.stem)
+        label_map = labels_in(samples)
+        fold_list = speaker_folds(samples, num_folds)
+        name = path.stem
+    if labels:
+        label_map = [x.strip() for x in labels.split(",") if x.strip()]
+    return samples, label_map, select_folds(fold_list, folds), name
+
+
+def _write_outputs(results: dict[str, Any], out: str | None, markdown_path: str | None, table_md: str) -> None:
+    from emofuse.reports import check_results, markdown_table, write_json_atomic, write_text_atomic
+
+    check_results(results, out)
+    if out:
+        write_json_atomic(Path(out), results)
+    if markdown_path:
+        head = [f"# {results['title']}", ""]
+        for key in ("dataset", "date", "folds", "seeds", "features", "features_note", "label_sources"):
+            if results.get(key) is not None:
+                head.append(f"- **{key}**: {results[key]}")
+        text = "\n".join(head) + "\n\n" + table_md + "\n## All rows\n\n" + markdown_table(results)
+        write_text_atomic(Path(markdown_path), text)
+
+
+def cmd_ablation(args: argparse.Namespace) -> int:
+    """Entry point of ``emofuse ablation``."""
+    from emofuse.paths import data_root
+
+    root = data_root(args.data)
+    samples, labels, folds, name = load_ablation_data(args.dataset, root, labels=args.labels,
+                                                      num_folds=args.num_folds, folds=args.folds)
+    store = FeatureStore(samples, args.cache, progress=not args.quiet)
+    store.labels = labels
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    features = parse_features(args.features)
+    title = f"{name}: {len(folds)} speaker-disjoint fold(s)"
+    if args.target == "tfn-subsets":
+        sources = [s.strip() for s in args.label_sources.split(",")] if args.label_sources else None
+        results = tfn_subset_grid(samples, store, folds, labels=labels, features=features, label_sources=sources,
+                                  dataset=name, seeds=seeds, max_epochs=args.max_epochs, progress=not args.quiet)
+        print(grid_table(results, title=f"TFN WA, {title}"))
+        table_md = grid_table(results, markdown=True)
+    else:
+        results = of_cmaer_cat_ladder(samples, store, folds, labels=labels, ladder=args.ladder, features=features,
+                                      dataset=name, seeds=seeds, max_epochs=args.max_epochs,
+                                      progress=not args.quiet)
+        print(ladder_table(results, title=f"OF-CMAER-CAT ladder, {title} ({results['features_note']})"))
+        table_md = ladder_table(results, markdown=True)
+    results["command"] = " ".join(["emofuse", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("emofuse") else None
+    _write_outputs(results, args.out, args.markdown, table_md)
+    return 0
+
+
+def register_cli(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``emofuse ablation {tfn-subsets,ladder} DATASET ...`` to the CLI's subparsers."""
+    p = subparsers.add_parser("ablation", help="TFN modality-subset x label-source grid, or the OF-CMAER-CAT ladder")
+    p.add_argument("target", choices=("tfn-subsets", "ladder"), help="which ablation")
+    p.add_argument("dataset", help="ravdess, cremad, iemocap, meld, or a manifest .csv path")
+    p.add_argument("--data", help="data root (default: $EMOFUSE_DATA or ../shared/data)")
+    p.add_argument("--cache", help="feature cache folder (default: $EMOFUSE_CACHE or ~/.cache/emofuse)")
+    p.add_argument("--features", help="modality=feature[+feature],... (tfn default audio=whisper,face=au; "
+                                      "ladder default: its config, else audio=whisper,face=au)")
+    p.add_argument("--label-sources", help="tfn-subsets: comma-separated training label columns "
+                                           "(default: label + every label_* column present)")
+    p.add_argument("--labels", help="comma-separated label map (default: the dataset's; manifest: labels found)")
+    p.add_argument("--ladder", default="of_cmaer_cat_ladder", help="ladder: config name or YAML path")
+    p.add_argument("--folds", help="comma-separated fold numbers (default: all)")
+    p.add_argument("--num-folds", type=int, default=5, help="manifest datasets: number of leave-speakers-out folds")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument("--max-epochs", type=int, help="override max_epochs (quick runs)")
+    p.add_argument("--out", help="write benchmark-format results JSON here")
+    p.add_argument("--markdown", help="write the table (and every row) as Markdown here")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_ablation)
+    return p
