@@ -75,9 +75,10 @@ class Predictor:
             return arrays[0].astype(np.float32)
         return np.concatenate([pool_vector(a) for a in arrays])[None, :]
 
-    def predict_file(self, path: str | Path, face: np.ndarray | None = None) -> Prediction:
-        """Predict one file. Modalities that cannot come from the file (e.g. action units) are taken
-        from the arguments or marked absent, which every emofuse model accepts."""
+    def prepare_inputs(self, path: str | Path, face: np.ndarray | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Model inputs and masks (batch of one) for a file. Modalities that cannot come from the
+        file (e.g. action units) are taken from the arguments or marked absent, which every
+        emofuse model accepts."""
         path = Path(path)
         if not path.exists():
             raise DataError(path, "file not found")
@@ -104,6 +105,12 @@ class Predictor:
                 masks[modality] = torch.ones(1, arr.shape[0], dtype=torch.bool)
         if not any(bool(m.any()) for m in masks.values()):
             raise DataError(path, f"none of the model's modalities ({', '.join(model.input_dims)}) can be computed from this file")
+        return inputs, masks
+
+    def predict_file(self, path: str | Path, face: np.ndarray | None = None) -> Prediction:
+        """Predict one file (see `prepare_inputs` for modalities the file cannot provide)."""
+        model = self.ckpt.model
+        inputs, masks = self.prepare_inputs(path, face)
         with torch.no_grad():
             out = model(inputs, masks)
         probs = torch.softmax(out.logits.float(), dim=-1)[0].numpy()
