@@ -204,6 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=40, help="for 'features': number of clips")
     data_opts(p)
     p.set_defaults(func=cmd_benchmark)
+
+    from emofuse import complexity, explain
+
+    complexity.register_cli(sub)
+    explain.register_cli(sub)
+    try:
+        from emofuse import ablation
+    except ModuleNotFoundError:  # pragma: no cover  (module being written)
+        pass
+    else:
+        ablation.register_cli(sub)
     return parser
 
 
