@@ -1,4 +1,5 @@
-"""The ``emofuse`` command line: prepare | extract | train | evaluate | predict | benchmark | demo.
+"""The ``emofuse`` command line: prepare | extract | train | evaluate | predict | benchmark | demo |
+complexity | explain | ablation.
 
 Every failure exits non-zero with a one-line reason (``--debug`` shows the traceback).
 """
@@ -205,16 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     data_opts(p)
     p.set_defaults(func=cmd_benchmark)
 
-    from emofuse import complexity, explain
+    from emofuse import ablation, complexity, explain
 
     complexity.register_cli(sub)
     explain.register_cli(sub)
-    try:
-        from emofuse import ablation
-    except ModuleNotFoundError:  # pragma: no cover  (module being written)
-        pass
-    else:
-        ablation.register_cli(sub)
+    ablation.register_cli(sub)
     return parser
 
 
