@@ -45,7 +45,7 @@ def _print_predictions(preds, as_json: str | None) -> None:
         if as_json == "-":
             print(payload)
         else:
-            from emofuse.checkpoint import atomic_write_text
+            from emofuse.atomic import atomic_write_text
 
             atomic_write_text(Path(as_json), payload)
             console.print(f"wrote {as_json}")

@@ -283,7 +283,7 @@ def format_complexity_table(rows: list[dict[str, Any]]) -> str:
 
 def cmd_complexity(args: argparse.Namespace) -> int:
     """``emofuse complexity``: print the table, optionally save JSON / Markdown."""
-    from emofuse.checkpoint import atomic_write_text
+    from emofuse.atomic import atomic_write_text
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -272,7 +272,7 @@ def explain_file(checkpoint_dir: str | Path, path: str | Path, out_dir: str | Pa
     (the path of a JSON copy of the result written next to the plots).
     """
     from emofuse.audio import load_audio
-    from emofuse.checkpoint import atomic_write_text
+    from emofuse.atomic import atomic_write_text
     from emofuse.predict import Predictor
 
     path = Path(path)

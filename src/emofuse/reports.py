@@ -13,18 +13,17 @@ JSON numbers and lists.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from emofuse.atomic import atomic_write_bytes
 from emofuse.errors import DataError
 
 REQUIRED_KEYS = ("model", "modalities", "wa_mean", "wa_std", "ua_mean", "ua_std", "macro_f1_mean",
@@ -51,31 +50,18 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically (temp file + os.replace)."""
     path = Path(path)
     text = json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n"
-    _atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write UTF-8 text to ``path`` atomically."""
     path = Path(path)
-    _atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"))
     return path
 
 
@@ -223,5 +209,5 @@ def plot_confusion(
     path = Path(path)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
     return path

@@ -17,13 +17,13 @@ import io
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from emofuse.data.record import Sample
+from emofuse.atomic import atomic_write_bytes
 from emofuse.errors import DataError
 
 log = logging.getLogger("emofuse.data")
@@ -181,18 +181,6 @@ def prepare_manifest(csv_path: str | Path, *, labels: Sequence[str] | None = Non
     return samples
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_manifest(samples: Sequence[Sample], csv_path: str | Path) -> Path:
     """Write samples as a manifest CSV that `prepare_manifest` reads back (atomic writes).
 
@@ -225,7 +213,7 @@ def write_manifest(samples: Sequence[Sample], csv_path: str | Path) -> Path:
             target = face_dir / f"{n:06d}_{re.sub(r'[^A-Za-z0-9_.-]', '_', s.id)}.npy"
             npy = io.BytesIO()
             np.save(npy, np.asarray(s.sources["face"], dtype=np.float32), allow_pickle=False)
-            _atomic_write_bytes(target, npy.getvalue())
+            atomic_write_bytes(target, npy.getvalue())
             row["face_npy"] = os.path.relpath(target.resolve(), base)
         for k, v in s.extra_labels.items():
             row[k if k.startswith("label_") else f"label_{k}"] = v
@@ -233,5 +221,5 @@ def write_manifest(samples: Sequence[Sample], csv_path: str | Path) -> Path:
             if k in s.meta:
                 row[k] = s.meta[k]
         writer.writerow(row)
-    _atomic_write_bytes(csv_path, buf.getvalue().encode("utf-8"))
+    atomic_write_bytes(csv_path, buf.getvalue().encode("utf-8"))
     return csv_path
