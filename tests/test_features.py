@@ -308,3 +308,16 @@ def test_real_ravdess_clips(shared_data, tmp_path) -> None:
     out = extract_features(paths, "egemaps", tmp_path / "cache", progress=False)
     assert all(o.shape == (1, 88) and np.isfinite(o).all() for o in out)
     assert not np.allclose(out[0], out[1])
+
+
+def test_cache_key_follows_content_not_path(clips, tmp_path) -> None:
+    """A copied (or re-mounted) clip with the same bytes hits the cache; other bytes do not."""
+    import shutil
+
+    copy = tmp_path / "elsewhere" / "copy.wav"
+    copy.parent.mkdir()
+    shutil.copyfile(clips[0], copy)
+    os.utime(copy, ns=(1, 10**15))
+    cache = FeatureCache(tmp_path / "cache", get_extractor("logmel"))
+    assert cache.entry_path(copy) == cache.entry_path(clips[0])
+    assert cache.entry_path(clips[1]) != cache.entry_path(clips[0])

@@ -10,7 +10,8 @@ import yaml
 
 from emofuse.errors import ConfigError
 from emofuse.models import create_model
-from emofuse.models.gated_fusion import last_valid_state, masked_softmax
+from emofuse.models.gated_fusion import last_valid_state
+from emofuse.models.layers import masked_softmax
 
 CONFIG = Path(__file__).resolve().parents[1] / "src" / "emofuse" / "configs" / "gated_fusion.yaml"
 DIMS = {"face": 7, "audio": 12, "text": 10, "meta": 4}

@@ -1,18 +1,18 @@
 """On-disk feature cache and the `extract_features` driver.
 
-Layout: ``<root>/<extractor name>-<hash of name+config>/<hash of clip>.npz``. A clip's key hashes
-its resolved path, size and mtime (ns), so an edited or replaced file is recomputed. Entries are
-written atomically (temporary file in the same folder, then ``os.replace``) and read with
-``allow_pickle=False``; an unreadable entry is recomputed with a `CacheWarning`.
+Layout: ``<root>/<extractor name>-<hash of name+config>/<hash of clip>.npz``. A clip's key is the
+SHA-256 of its bytes, so an edited file is recomputed while a copied, moved or re-mounted one (new
+path or mtime, same content) still hits the cache. Entries are written atomically
+(`emofuse.atomic`) and read with ``allow_pickle=False``; an unreadable entry is recomputed with a
+`CacheWarning`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -20,8 +20,9 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from emofuse.atomic import atomic_write_bytes, atomic_write_text
 from emofuse.audio import load_audio
-from emofuse.errors import DataError
+from emofuse.errors import ConfigError, DataError
 from emofuse.features.base import FeatureExtractor, get_extractor
 from emofuse.paths import cache_root
 
@@ -33,33 +34,43 @@ class CacheWarning(UserWarning):
 
 
 def config_hash(extractor: FeatureExtractor) -> str:
-    """Short stable hash of the extractor's name and configuration."""
-    blob = json.dumps({"name": extractor.name, "config": extractor.config()}, sort_keys=True, default=str)
+    """Short stable hash of the extractor's name and configuration (and `identity()`, when it has one)."""
+    payload: dict = {"name": extractor.name, "config": extractor.config()}
+    identity = extractor.identity()
+    if identity:
+        payload["identity"] = identity
+    blob = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+#: (resolved path, size, mtime_ns) -> content key, so one process hashes each file once.
+_KEY_MEMO: dict[tuple[str, int, int], str] = {}
+
+
 def clip_key(path: str | Path) -> str:
-    """Hash of the clip's resolved path, size and mtime_ns (DataError if it does not exist)."""
+    """SHA-256 (24 hex digits) of the clip's content (DataError if it cannot be read)."""
     path = Path(path)
     try:
         resolved = path.resolve(strict=True)
         stat = resolved.stat()
-    except OSError as exc:
+        memo = (str(resolved), stat.st_size, stat.st_mtime_ns)
+        if memo not in _KEY_MEMO:
+            digest = hashlib.sha256()
+            with open(resolved, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            _KEY_MEMO[memo] = digest.hexdigest()[:24]
+    except FileNotFoundError as exc:
         raise DataError(path, "file not found") from exc
-    blob = f"{resolved}\0{stat.st_size}\0{stat.st_mtime_ns}"
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    except OSError as exc:
+        raise DataError(path, f"cannot read file ({exc.strerror or exc})") from exc
+    return _KEY_MEMO[memo]
 
 
-def _atomic_write(target: Path, write) -> None:
-    """Call ``write(handle)`` on a temporary file next to ``target``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
 
 
 class FeatureCache:
@@ -95,9 +106,9 @@ class FeatureCache:
         if not self.folder.is_dir():
             self.folder.mkdir(parents=True, exist_ok=True)
             info = {"name": self.extractor.name, "config": self.extractor.config(), "dim": self.extractor.dim}
-            _atomic_write(self.folder / "extractor.json", lambda h: h.write(json.dumps(info, indent=2).encode()))
-        _atomic_write(entry, lambda h: np.savez(h, features=np.asarray(features, dtype=np.float32),
-                                                source=np.str_(str(Path(clip).resolve()))))
+            atomic_write_text(self.folder / "extractor.json", json.dumps(info, indent=2))
+        atomic_write_bytes(entry, _npz_bytes(features=np.asarray(features, dtype=np.float32),
+                                             source=np.str_(str(Path(clip).resolve()))))
         return entry
 
 
@@ -138,6 +149,9 @@ def extract_features(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if isinstance(extractor, str):
         extractor = get_extractor(extractor)
+    if extractor.source != "audio":
+        raise ConfigError(f"{extractor.name} reads {extractor.source}, not audio files: "
+                          "use emofuse.features.text.extract_text_features")
     cache = FeatureCache(cache_root(cache_dir), extractor)
     clips = [Path(p) for p in paths]
     results: list[np.ndarray | None] = [None] * len(clips)

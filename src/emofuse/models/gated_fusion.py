@@ -32,15 +32,10 @@ from torch import Tensor, nn
 
 from emofuse.errors import ConfigError
 from emofuse.models.base import EmotionModel, ModelOutput, masked_mean, presence
+from emofuse.models.layers import masked_softmax
 from emofuse.models.registry import register_model
 
 FUSED_MODALITIES = ("face", "audio", "text")
-
-
-def masked_softmax(scores: Tensor, present: Tensor, dim: int = -1) -> Tensor:
-    """Softmax over entries where ``present`` is true; absent entries get exactly 0 (no NaN when none)."""
-    filled = scores.masked_fill(~present, torch.finfo(scores.dtype).min)
-    return torch.softmax(filled, dim=dim) * present.to(scores.dtype)
 
 
 def last_valid_state(states: Tensor, mask: Tensor) -> Tensor:

@@ -20,6 +20,21 @@ def compact_valid_frames(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     return x_sorted, mask.sum(dim=1)
 
 
+def downsample_frames(x: Tensor, mask: Tensor, stride: int) -> tuple[Tensor, Tensor]:
+    """Masked average of non-overlapping groups of ``stride`` frames: ``[B, T, D] -> [B, ceil(T/stride), D]``."""
+    if stride <= 1:
+        return x, mask
+    b, t, d = x.shape
+    pad = (-t) % stride
+    if pad:
+        x = torch.cat([x, x.new_zeros(b, pad, d)], dim=1)
+        mask = torch.cat([mask, mask.new_zeros(b, pad)], dim=1)
+    m = mask.to(x.dtype).view(b, -1, stride, 1)
+    summed = (x.view(b, -1, stride, d) * m).sum(2)
+    count = m.sum(2)
+    return summed / count.clamp_min(1.0), count.squeeze(-1) > 0
+
+
 def interpolate_to_length(x: Tensor, mask: Tensor, length: int) -> tuple[Tensor, Tensor]:
     """Mask-aware linear interpolation of ``x [B, T, D]`` to ``[B, length, D]``.
 

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from emofuse.errors import ConfigError
 from emofuse.models.base import EmotionModel, ModelOutput, masked_mean
-from emofuse.models.gated_fusion import masked_softmax
+from emofuse.models.layers import masked_softmax
 from emofuse.models.registry import register_model
 from emofuse.models.text_audio_attention import CrossModalAttention
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from emofuse.models.base import EmotionModel, ModelOutput, presence
+from emofuse.models.layers import downsample_frames
 from emofuse.models.registry import register_model
 
 
@@ -32,21 +33,6 @@ class AttentiveStatsPool(nn.Module):
         std = torch.sqrt(var.clamp_min(1e-6))
         std = std * any_valid.to(std.dtype)
         return torch.cat([mean, std], dim=-1), weights
-
-
-def downsample_frames(x: Tensor, mask: Tensor, stride: int) -> tuple[Tensor, Tensor]:
-    """Masked average of non-overlapping groups of ``stride`` frames: ``[B, T, D] -> [B, ceil(T/stride), D]``."""
-    if stride <= 1:
-        return x, mask
-    b, t, d = x.shape
-    pad = (-t) % stride
-    if pad:
-        x = torch.cat([x, x.new_zeros(b, pad, d)], dim=1)
-        mask = torch.cat([mask, mask.new_zeros(b, pad)], dim=1)
-    m = mask.to(x.dtype).view(b, -1, stride, 1)
-    summed = (x.view(b, -1, stride, d) * m).sum(2)
-    count = m.sum(2)
-    return summed / count.clamp_min(1.0), count.squeeze(-1) > 0
 
 
 class SequenceEncoder(nn.Module):

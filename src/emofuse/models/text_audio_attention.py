@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from emofuse.errors import ConfigError, DataError
 from emofuse.models.base import EmotionModel, ModelOutput, masked_mean, presence
+from emofuse.models.layers import masked_softmax
 from emofuse.models.registry import register_model
 
 
@@ -41,9 +42,7 @@ def masked_attention_weights(scores: Tensor, key_mask: Tensor, query_mask: Tenso
     a plain ``-inf`` masked softmax gives; padded query rows are zeroed too. Masked keys receive
     exactly zero weight, so their values cannot leak into the output.
     """
-    key_valid = key_mask[:, None, None, :]
-    filled = scores.masked_fill(~key_valid, torch.finfo(scores.dtype).min)
-    weights = torch.softmax(filled, dim=-1) * key_valid.to(scores.dtype)
+    weights = masked_softmax(scores, key_mask[:, None, None, :])
     if query_mask is not None:
         weights = weights * query_mask[:, None, :, None].to(scores.dtype)
     return weights

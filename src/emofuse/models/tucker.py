@@ -2,7 +2,8 @@
 
 Pipeline (section numbers refer to docs/models/tucker.md, which follows the paper's order):
 
-1. Audio encoder (2D CNN): the log-mel input ``[B, T, n_mels]`` is treated as an image
+1. Audio encoder (2D CNN): the log-mel input ``[B, T, n_mels]`` (optionally averaged over
+   ``time_stride`` consecutive frames first, a CPU-budget option; the paper keeps every frame) is treated as an image
    ``[B, 1, n_mels, T]``; conv3x3-BN-ReLU blocks pool frequency by 2 each (never time), so the
    output is a sequence ``[B, T, C * F']`` projected to ``d``.
 2. Visual encoder: bidirectional GRU over face frame features ``[B, T_v, D_v]`` projected to ``d``.
@@ -40,7 +41,7 @@ from torch import Tensor, nn
 
 from emofuse.errors import ConfigError, DataError
 from emofuse.models.base import EmotionModel, ModelOutput, presence
-from emofuse.models.layers import MaskedCrossAttention, interpolate_to_length
+from emofuse.models.layers import MaskedCrossAttention, downsample_frames, interpolate_to_length
 from emofuse.models.registry import register_model
 
 REQUIRED_MODALITIES = ("audio", "face")
@@ -229,6 +230,9 @@ class TuckerFusion(EmotionModel):
         pool_factors: MFB factors ``k`` per output (not given in the paper; MFB used 5).
         cnn_channels: channels of the log-mel CNN blocks (one frequency halving per block).
         gru_hidden: hidden size per direction of the visual BiGRU.
+        time_stride: average this many consecutive log-mel frames before the CNN (1 = the paper;
+            larger values cut the CNN's cost proportionally, the sequence still has a time axis
+            and is aligned to ``t_common`` afterwards).
         pool_from: ``"core"`` materialises ``G`` then pools it (the paper's order); ``"factors"``
             computes the identical vector straight from the factor projections (cheaper).
         dropout: dropout on attention weights and before the classifier.
@@ -237,12 +241,12 @@ class TuckerFusion(EmotionModel):
     test_input_dims = {"audio": 16, "face": 7}
     test_seq_lens = {"audio": 20, "face": 5}
     test_kwargs = {"d_model": 16, "t_common": 8, "heads": 4, "ranks": (4, 6, 6), "pool_dim": 8,
-                   "pool_factors": 2, "cnn_channels": (4, 8), "gru_hidden": 8}
+                   "pool_factors": 2, "cnn_channels": (4, 8), "gru_hidden": 8, "time_stride": 2}
 
     def __init__(self, num_classes: int, input_dims: dict[str, int], d_model: int = 64, t_common: int = 32,
                  heads: int = 4, ranks: Sequence[int] = (8, 24, 24), pool_dim: int = 128, pool_factors: int = 2,
                  cnn_channels: Sequence[int] = (8, 16), gru_hidden: int = 32, pool_from: str = "core",
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, time_stride: int = 1) -> None:
         super().__init__(num_classes, input_dims)
         missing = [m for m in REQUIRED_MODALITIES if m not in input_dims]
         if missing or len(input_dims) != 2:
@@ -254,8 +258,10 @@ class TuckerFusion(EmotionModel):
             raise ConfigError(f"d_model ({d_model}) must be divisible by heads ({heads})")
         if pool_from not in ("core", "factors"):
             raise ConfigError(f"pool_from must be 'core' or 'factors', got {pool_from!r}")
+        if int(time_stride) < 1:
+            raise ConfigError(f"time_stride must be >= 1, got {time_stride}")
         self.modalities = REQUIRED_MODALITIES
-        self.t_common, self.pool_from = int(t_common), pool_from
+        self.t_common, self.pool_from, self.time_stride = int(t_common), pool_from, int(time_stride)
         self.audio_encoder = LogMelCNN(self.input_dims["audio"], cnn_channels, d_model)
         self.face_encoder = FrameBiGRU(self.input_dims["face"], gru_hidden, d_model)
         self.attn_audio_to_face = MaskedCrossAttention(d_model, heads, dropout)
@@ -280,7 +286,8 @@ class TuckerFusion(EmotionModel):
         mask_a, mask_v = masks["audio"], masks["face"]
         pres_a = presence(mask_a).view(-1, 1, 1)
         pres_v = presence(mask_v).view(-1, 1, 1)
-        audio = self.audio_encoder(inputs["audio"], mask_a)
+        audio_in, mask_a = downsample_frames(inputs["audio"], mask_a, self.time_stride)
+        audio = self.audio_encoder(audio_in, mask_a)
         face = self.face_encoder(inputs["face"], mask_v)
         audio, al_mask_a = interpolate_to_length(audio, mask_a, self.t_common)
         face, al_mask_v = interpolate_to_length(face, mask_v, self.t_common)
