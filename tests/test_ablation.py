@@ -109,8 +109,9 @@ def test_subsets_and_label_sources(dataset):
 
 
 def test_cli_grid_has_every_subset_and_label_source(dataset, tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    ablation.register_cli(parser.add_subparsers())
+    from emofuse.cli import build_parser
+
+    parser = build_parser()
     out, md = tmp_path / "grid.json", tmp_path / "grid.md"
     args = parser.parse_args(["ablation", "tfn-subsets", str(dataset), "--features", "audio=mfcc,face=au",
                               "--num-folds", "4", "--folds", "1", "--max-epochs", "1", "--out", str(out),

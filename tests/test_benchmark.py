@@ -40,6 +40,47 @@ def test_benchmark_ravdess_action_units_writes_results(shared_data, tmp_path):
     assert rows["logreg_au_spkn"]["wa_mean"] > rows["logreg_au"]["wa_mean"]
     assert (tmp_path / "report" / "results.md").is_file()
     assert (tmp_path / "report" / "confusion_logreg_au.png").is_file()
+    assert payload["complete"] is True and all(len(r["run_key"]) == 16 for r in rows.values())
+
+    # the same command again resumes: finished rows are reused, not recomputed
+    rc = main(["benchmark", "ravdess", "--data", str(shared_data), "--models", "logreg_au,logreg_au_spkn",
+               "--out", str(out)])
+    again = {r["model"]: r for r in json.loads(out.read_text())["results"]}
+    assert rc == 0 and again == rows
+    # --fresh recomputes (new wall-clock measurements)
+    assert main(["benchmark", "ravdess", "--data", str(shared_data), "--models", "logreg_au", "--out", str(out),
+                 "--fresh", "--quiet"]) == 0
+    fresh = json.loads(out.read_text())["results"]
+    assert len(fresh) == 1 and fresh[0]["wall_seconds"] != rows["logreg_au"]["wall_seconds"]
+
+
+def test_run_key_tracks_what_changes_the_numbers():
+    from emofuse.benchmark import run_key
+    from emofuse.recipes import load_recipe
+
+    recipe = load_recipe("tfn_whisper_au")
+    key = run_key(recipe, "ravdess", ["fold1"], (0,), None, False)
+    assert key == run_key(load_recipe("tfn_whisper_au"), "ravdess", ["fold1"], (0,), None, False)
+    changed = load_recipe("tfn_whisper_au")
+    changed.model_kwargs["dropout"] = 0.123
+    others = [run_key(changed, "ravdess", ["fold1"], (0,), None, False),
+              run_key(recipe, "ravdess", ["fold1", "fold2"], (0,), None, False),
+              run_key(recipe, "ravdess", ["fold1"], (0, 1), None, False),
+              run_key(recipe, "ravdess", ["fold1"], (0,), 3, False),
+              run_key(recipe, "ravdess", ["fold1"], (0,), None, True)]
+    assert key not in others and len(set(others)) == len(others)
+
+
+def test_resume_refuses_an_unreadable_results_file(tmp_path):
+    from emofuse.benchmark import _finished_rows
+    from emofuse.errors import DataError
+
+    bad = tmp_path / "results.json"
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match="--fresh") as info:
+        _finished_rows(bad)
+    assert info.value.path == bad
+    assert _finished_rows(tmp_path / "absent.json") == {}
 
 
 @pytest.mark.realdata

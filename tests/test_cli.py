@@ -107,3 +107,27 @@ def test_every_subcommand_has_help(capsys):
             main([cmd, "--help"])
         assert exc.value.code == 0
         assert "usage" in capsys.readouterr().out
+
+
+def test_parser_does_not_import_torch():
+    """`emofuse --help` stays instant: building the parser imports no PyTorch, sklearn or matplotlib."""
+    import subprocess
+    import sys
+
+    code = ("import sys, emofuse.cli; emofuse.cli.build_parser(); "
+            "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib', 'lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_global_threads_option_sets_torch_threads(monkeypatch):
+    import torch
+
+    from emofuse.cli import build_parser, main
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    assert main(["--threads", "1", "prepare", "ravdess", "--data", "/nonexistent-emofuse-data"]) == 2
+    assert calls == [1]
+    args = build_parser().parse_args(["--threads", "2", "complexity", "--threads", "3"])
+    assert (args.torch_threads, args.threads) == (2, 3)  # the global option and complexity's own

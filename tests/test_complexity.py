@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from emofuse.complexity import (RAVDESS_FEATURE_SHAPES, complexity_table, format_complexity_table,
-                                model_complexity, peak_train_memory_bytes, register_cli, scenario_spec)
+                                model_complexity, peak_train_memory_bytes, scenario_spec)
 from emofuse.errors import ConfigError
 from emofuse.models import list_models
 
@@ -95,8 +95,9 @@ def test_table_and_cli(tmp_path, capsys):
     text = format_complexity_table(rows)
     assert text.startswith("| model |") and "| tfn |" in text and "audio 175×384" in text
 
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers())
+    from emofuse.cli import build_parser
+
+    parser = build_parser()
     out_json, out_md = tmp_path / "c.json", tmp_path / "c.md"
     args = parser.parse_args(["complexity", "--models", "early_concat", "--batch-size", "2", "--repeats", "1",
                               "--json", str(out_json), "--markdown", str(out_md)])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from emofuse.errors import DataError
-from emofuse.explain import explain_batch_outputs, explain_file, feature_frame_rate, register_cli
+from emofuse.explain import explain_batch_outputs, explain_file, feature_frame_rate
 from emofuse.models import create_model
 from emofuse.models.registry import _REGISTRY
 from emofuse.predict import demo_checkpoint_dir, sample_clips
@@ -125,10 +125,9 @@ def test_feature_frame_rate():
 
 
 def test_cli_registration(tmp_path, capsys):
-    import argparse
+    from emofuse.cli import build_parser
 
-    parser = argparse.ArgumentParser()
-    register_cli(parser.add_subparsers())
+    parser = build_parser()
     args = parser.parse_args(["explain", str(demo_checkpoint_dir()), str(sample_clips()[1]), "--out", str(tmp_path)])
     assert args.func(args) == 0
     assert "probabilities.png" in capsys.readouterr().out

@@ -1,7 +1,19 @@
 """emofuse: multimodal emotion recognition (speech, face, text) with honest, speaker-independent evaluation."""
 
-from emofuse.models.registry import create_model, list_models, register_model
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "create_model", "list_models", "register_model"]
+
+
+def __getattr__(name: str) -> Any:
+    """The registry functions, imported on first use so that ``import emofuse`` (and the CLI's
+    ``--help``) does not pay for importing PyTorch."""
+    if name in ("create_model", "list_models", "register_model"):
+        from emofuse.models import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'emofuse' has no attribute {name!r}")

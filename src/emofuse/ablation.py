@@ -10,7 +10,7 @@
   +contrastive -> +transformer) from ``configs/of_cmaer_cat_ladder.yaml``.
 
 Both return benchmark-format results (`emofuse.reports.check_results`). ``emofuse ablation
-tfn-subsets|ladder DATASET`` runs them from the command line (`register_cli`).
+tfn-subsets|ladder DATASET`` runs them from the command line (parser in `emofuse.cli`).
 """
 
 from __future__ import annotations
@@ -161,10 +161,10 @@ def parse_features(spec: str | None) -> dict[str, list[str]] | None:
 
 
 def known_feature_names() -> set[str]:
-    """Every name `FeatureStore` can compute: the audio extractors plus per-sample sources (``au``)."""
+    """Every name `FeatureStore` can compute: the audio and text extractors plus per-sample sources (``au``)."""
     from emofuse.features import list_extractors
 
-    return {*list_extractors(), *SOURCE_FEATURES}
+    return {*list_extractors(None), *SOURCE_FEATURES}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,27 +528,3 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     results["command"] = " ".join(["emofuse", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("emofuse") else None
     _write_outputs(results, args.out, args.markdown, table_md)
     return 0
-
-
-def register_cli(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``emofuse ablation {tfn-subsets,ladder} DATASET ...`` to the CLI's subparsers."""
-    p = subparsers.add_parser("ablation", help="TFN modality-subset x label-source grid, or the OF-CMAER-CAT ladder")
-    p.add_argument("target", choices=("tfn-subsets", "ladder"), help="which ablation")
-    p.add_argument("dataset", help="ravdess, cremad, iemocap, meld, or a manifest .csv path")
-    p.add_argument("--data", help="data root (default: $EMOFUSE_DATA or ../shared/data)")
-    p.add_argument("--cache", help="feature cache folder (default: $EMOFUSE_CACHE or ~/.cache/emofuse)")
-    p.add_argument("--features", help="modality=feature[+feature],... (tfn default audio=whisper,face=au; "
-                                      "ladder default: its config, else audio=whisper,face=au)")
-    p.add_argument("--label-sources", help="tfn-subsets: comma-separated training label columns "
-                                           "(default: label + every label_* column present)")
-    p.add_argument("--labels", help="comma-separated label map (default: the dataset's; manifest: labels found)")
-    p.add_argument("--ladder", default="of_cmaer_cat_ladder", help="ladder: config name or YAML path")
-    p.add_argument("--folds", help="comma-separated fold numbers (default: all)")
-    p.add_argument("--num-folds", type=int, default=5, help="manifest datasets: number of leave-speakers-out folds")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds")
-    p.add_argument("--max-epochs", type=int, help="override max_epochs (quick runs)")
-    p.add_argument("--out", help="write benchmark-format results JSON here")
-    p.add_argument("--markdown", help="write the table (and every row) as Markdown here")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=cmd_ablation)
-    return p

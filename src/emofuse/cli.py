@@ -7,10 +7,12 @@ Every failure exits non-zero with a one-line reason (``--debug`` shows the trace
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 from pathlib import Path
+from typing import Callable
 
 from emofuse.errors import EmofuseError
 
@@ -119,7 +121,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     benchmark.run_benchmark(args.target, _data_dir(args), models=args.models, out=args.out, report_dir=args.report_dir,
                             cache_dir=args.cache, seeds=tuple(int(s) for s in args.seeds.split(",")),
                             folds=args.folds, max_epochs=args.max_epochs, progress=not args.quiet,
-                            robustness=args.robustness)
+                            robustness=args.robustness, resume=not args.fresh)
     return 0
 
 
@@ -140,10 +142,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """A command handler that imports ``emofuse.<module>`` only when the command runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(f"emofuse.{module}"), function)(args)
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emofuse", description="Multimodal emotion recognition.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("--threads", type=int, dest="torch_threads", help="CPU threads for PyTorch (default: PyTorch's choice; 1 is "
+                        "much faster when other jobs share the CPU, see docs/training.md)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_opts(p: argparse.ArgumentParser) -> None:
@@ -194,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="k-fold benchmark of baselines and models (one table)")
     p.add_argument("target", help="dataset (ravdess) or 'features' for extractor speed")
     p.add_argument("--models", default="default", help="'default', 'all', or comma-separated recipe/model names")
-    p.add_argument("--out", help="write results JSON here")
+    p.add_argument("--out", help="write results JSON here (updated after every model; rerunning the same "
+                   "command resumes, reusing finished rows)")
+    p.add_argument("--fresh", action="store_true", help="recompute every row even if --out has it")
     p.add_argument("--report-dir", help="write results.md and confusion-matrix PNGs here")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--folds", help="comma-separated fold numbers (default: all)")
@@ -206,11 +221,44 @@ def build_parser() -> argparse.ArgumentParser:
     data_opts(p)
     p.set_defaults(func=cmd_benchmark)
 
-    from emofuse import ablation, complexity, explain
+    # complexity: the command's code is imported only when it runs (keeps --help fast)
+    p = sub.add_parser("complexity", help="parameters, FLOPs, memory and latency of the registered models")
+    p.add_argument("--models", default=None, help="comma-separated model names (default: all registered)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the rows as JSON")
+    p.add_argument("--markdown", default=None, metavar="OUT", help="also write the Markdown table")
+    p.set_defaults(func=_lazy("complexity", "cmd_complexity"))
 
-    complexity.register_cli(sub)
-    explain.register_cli(sub)
-    ablation.register_cli(sub)
+    # explain: the command's code is imported only when it runs (keeps --help fast)
+    p = sub.add_parser("explain", help="plot a checkpoint's explanations (attention, modality weights) for a file")
+    p.add_argument("checkpoint", help="checkpoint folder (e.g. src/emofuse/assets/demo_model)")
+    p.add_argument("file", help="audio or video file")
+    p.add_argument("--out", required=True, help="folder for the PNG plots and explanation.json")
+    p.add_argument("--face", default=None, help="optional .npy with the clip's action-unit vector")
+    p.set_defaults(func=_lazy("explain", "cmd_explain"))
+
+    # ablation: the command's code is imported only when it runs (keeps --help fast)
+    p = sub.add_parser("ablation", help="TFN modality-subset x label-source grid, or the OF-CMAER-CAT ladder")
+    p.add_argument("target", choices=("tfn-subsets", "ladder"), help="which ablation")
+    p.add_argument("dataset", help="ravdess, cremad, iemocap, meld, or a manifest .csv path")
+    p.add_argument("--data", help="data root (default: $EMOFUSE_DATA or ../shared/data)")
+    p.add_argument("--cache", help="feature cache folder (default: $EMOFUSE_CACHE or ~/.cache/emofuse)")
+    p.add_argument("--features", help="modality=feature[+feature],... (tfn default audio=whisper,face=au; "
+                                      "ladder default: its config, else audio=whisper,face=au)")
+    p.add_argument("--label-sources", help="tfn-subsets: comma-separated training label columns "
+                                           "(default: label + every label_* column present)")
+    p.add_argument("--labels", help="comma-separated label map (default: the dataset's; manifest: labels found)")
+    p.add_argument("--ladder", default="of_cmaer_cat_ladder", help="ladder: config name or YAML path")
+    p.add_argument("--folds", help="comma-separated fold numbers (default: all)")
+    p.add_argument("--num-folds", type=int, default=5, help="manifest datasets: number of leave-speakers-out folds")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument("--max-epochs", type=int, help="override max_epochs (quick runs)")
+    p.add_argument("--out", help="write benchmark-format results JSON here")
+    p.add_argument("--markdown", help="write the table (and every row) as Markdown here")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_lazy("ablation", "cmd_ablation"))
     return parser
 
 
@@ -218,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.torch_threads is not None:
+        if args.torch_threads < 1:
+            parser.error("--threads must be >= 1")
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     try:
         return int(args.func(args) or 0)
     except EmofuseError as exc:

@@ -296,16 +296,3 @@ def cmd_complexity(args: argparse.Namespace) -> int:
     if args.markdown:
         atomic_write_text(Path(args.markdown), table)
     return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``complexity`` subcommand."""
-    p = subparsers.add_parser("complexity", help="parameters, FLOPs, memory and latency of the registered models")
-    p.add_argument("--models", default=None, help="comma-separated model names (default: all registered)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
-    p.add_argument("--json", default=None, metavar="OUT", help="also write the rows as JSON")
-    p.add_argument("--markdown", default=None, metavar="OUT", help="also write the Markdown table")
-    p.set_defaults(func=cmd_complexity)
-    return p

@@ -305,14 +305,3 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for f in result["files"]:
         print(f"  {f}")
     return 0
-
-
-def register_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add the ``explain`` subcommand."""
-    p = subparsers.add_parser("explain", help="plot a checkpoint's explanations (attention, modality weights) for a file")
-    p.add_argument("checkpoint", help="checkpoint folder (e.g. src/emofuse/assets/demo_model)")
-    p.add_argument("file", help="audio or video file")
-    p.add_argument("--out", required=True, help="folder for the PNG plots and explanation.json")
-    p.add_argument("--face", default=None, help="optional .npy with the clip's action-unit vector")
-    p.set_defaults(func=cmd_explain)
-    return p
