@@ -55,11 +55,13 @@ def test_kinds_select_files_and_sources(tmp_path):
     audio = prepare_ravdess(tmp_path)
     assert [s.id for s in audio] == ["03-01-05-01-01-01-01", "03-02-04-02-02-01-02"]
     assert audio[1].speaker == "02" and audio[1].label == "sad" and audio[1].meta["gender"] == "F"
-    assert set(audio[0].sources) == {"audio"}
+    assert set(audio[0].sources) == {"audio", "text"}
+    assert audio[0].sources["text"] == "Kids are talking by the door"
+    assert audio[1].sources["text"] == "Dogs are sitting by the door"
     av = prepare_ravdess(tmp_path, kinds=("av",))
     assert len(av) == 1 and av[0].sources["video"] == av[0].sources["audio"]
     video = prepare_ravdess(tmp_path, kinds=("video",))
-    assert len(video) == 1 and set(video[0].sources) == {"video"}
+    assert len(video) == 1 and set(video[0].sources) == {"video", "text"}
     assert len(prepare("ravdess", tmp_path, kinds=("audio", "av", "video"))) == 4
     with pytest.raises(ValueError):
         prepare_ravdess(tmp_path, kinds=("face",))
@@ -101,6 +103,15 @@ def test_au_csv_emotion_disagreeing_with_clip_id(tmp_path):
         prepare_ravdess(tmp_path / "a", au_csv=csv)
 
 
+def test_manifest_text_column_is_checked(tmp_path):
+    _touch(tmp_path / "Actor_01" / "03-01-05-01-02-01-01.wav")
+    (tmp_path / "manifest.csv").write_text("path,text\nActor_01/03-01-05-01-02-01-01.wav,Dogs are sitting by the door\n")
+    assert ravdess_from_manifest(tmp_path)[0].sources["text"] == "Dogs are sitting by the door"
+    (tmp_path / "manifest.csv").write_text("path,text\nActor_01/03-01-05-01-02-01-01.wav,Kids are talking by the door\n")
+    with pytest.raises(DataError, match="row 2: text"):
+        ravdess_from_manifest(tmp_path)
+
+
 def test_empty_root_and_missing_root(tmp_path):
     with pytest.raises(DataError, match="no RAVDESS files"):
         prepare_ravdess(tmp_path)
@@ -118,8 +129,9 @@ def test_real_ravdess_with_action_units(shared_data):
     assert counts["neutral"] == 96 and all(counts[c] == 192 for c in RAVDESS_LABELS[1:])
     assert sorted({s.speaker for s in samples}) == [f"{a:02d}" for a in range(1, 25)]
     assert {s.meta["gender"] for s in samples if s.speaker == "05"} == {"M"}
-    listed = ravdess_from_manifest(shared_data / "ravdess-speech-16k")
+    listed = ravdess_from_manifest(shared_data / "ravdess-speech-16k")  # cross-checks the manifest's text column
     assert [s.id for s in listed] == [s.id for s in samples]
+    assert {s.sources["text"] for s in listed} == {"Kids are talking by the door", "Dogs are sitting by the door"}
 
 
 @pytest.mark.realdata

@@ -78,3 +78,22 @@ def test_speaker_normalize_uses_each_speakers_own_statistics():
         np.testing.assert_allclose(frames.std(0), 1, atol=1e-4)
     with pytest.raises(ConfigError, match="at least 20 clips"):
         speaker_normalize(feats, samples, min_clips=20)
+
+
+def test_recipes_resolved_per_dataset_modalities():
+    from emofuse.benchmark import DEFAULT_RECIPES, _feature_specs, resolve_recipes
+
+    meld = resolve_recipes("all", "meld")
+    assert {r.name for r in meld} == {"logreg_minilm", "gated_fusion_meld"}  # meld-text has text (+ meta) only
+    assert set(DEFAULT_RECIPES["meld"]) <= set(builtin_recipe_names())
+    ravdess = resolve_recipes("all", "ravdess")
+    assert ravdess and all(set(r.modalities) <= {"audio", "face", "meta"} for r in ravdess)
+    assert "text_audio_attention_ravdess" not in {r.name for r in ravdess}
+    explicit = resolve_recipes("text_audio_attention_ravdess", "ravdess")
+    assert explicit[0].features == {"text": ["minilm_tokens"], "audio": ["whisper"]}
+    gated = load_recipe("gated_fusion_meld")
+    assert gated.model_kwargs["context_modalities"] == ["text"] and gated.data["max_dialogue_length"] == 10
+    specs = _feature_specs(gated)
+    assert specs["text"]["dialogue_window"] == 10 and specs["text"]["configs"]["minilm_pooled"]["max_length"] == 256
+    assert set(specs) == {"text"}  # no meta: it would only condition gates of a single fused modality
+    assert "dialogue_window" not in _feature_specs(load_recipe("gated_fusion_ravdess"))["audio"]

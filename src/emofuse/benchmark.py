@@ -19,7 +19,8 @@ import numpy as np
 from emofuse.baselines import fit_predict_logreg
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError
-from emofuse.featuresets import FeatureStore, input_dims, speaker_normalize, vector_modalities
+from emofuse.featuresets import (FeatureStore, apply_dialogue_context, dialogue_windows, input_dims,
+                                  speaker_normalize, vector_modalities)
 from emofuse.metrics import aggregate, classification_metrics
 from emofuse.recipes import Recipe, builtin_recipe_names, load_recipe, recipe_from_dict
 
@@ -40,7 +41,30 @@ DEFAULT_RECIPES = {
         "logreg_whisper_egemaps_au_spkn", "attention_pooling_audio_spkn", "early_concat_whisper_au_spkn",
         "tfn_whisper_au_spkn", "attention_pooling_whisper_au_spkn",
     ],
+    # meld-text: transcripts only (no clips), official split, 7 classes
+    "meld": ["logreg_minilm", "gated_fusion_meld"],
 }
+
+#: ``--models all`` for a dataset listed here: its baselines first, then the model zoo's designs
+#: at the sizes the benchmark trains on a CPU, then the rest of the default line-up. Published-size
+#: configs (tucker.yaml, of_cmaer_cat.yaml) and ablation variants (dual_stream_mfcc/_feature) run
+#: only when named. Datasets not listed get the defaults + every fitting built-in recipe.
+ALL_RECIPES = {
+    "ravdess": [
+        "logreg_egemaps", "logreg_whisper", "logreg_au", "logreg_egemaps_au", "logreg_whisper_au",
+        "logreg_whisper_egemaps_au",
+        "tfn_whisper_au", "tucker_fusion_ravdess", "dual_stream_frft", "gated_fusion_ravdess",
+        "of_cmaer_cat_ravdess", "early_concat_whisper_au", "attention_pooling_whisper_au", "attention_pooling_audio",
+        "logreg_whisper_spkn", "logreg_whisper_egemaps_spkn", "logreg_au_spkn", "logreg_whisper_au_spkn",
+        "logreg_whisper_egemaps_au_spkn", "tfn_whisper_au_spkn", "of_cmaer_cat_ravdess_spkn",
+        "early_concat_whisper_au_spkn", "attention_pooling_whisper_au_spkn", "attention_pooling_audio_spkn",
+    ],
+}
+
+#: Modalities each dataset provides as `load_dataset` loads it; ``--models all`` keeps the recipes
+#: that need nothing else. RAVDESS text is left out on purpose: its two fixed sentences carry no
+#: emotion (text recipes for it, e.g. text_audio_attention_ravdess, run only when named).
+DATASET_MODALITIES = {"ravdess": {"audio", "face", "meta"}, "meld": {"text", "meta"}}
 
 
 def load_dataset(name: str, data_root: str | Path, *, strict: bool = False) -> list[Sample]:
@@ -64,8 +88,10 @@ def load_dataset(name: str, data_root: str | Path, *, strict: bool = False) -> l
 
 
 def resolve_recipes(spec: str, dataset: str) -> list[Recipe]:
-    """``default``, ``all`` (defaults + every built-in recipe whose modalities the dataset has)
-    or a comma-separated list of recipe names / YAML paths."""
+    """``default``, ``all`` (`ALL_RECIPES`, else defaults + every built-in recipe whose modalities
+    the dataset has) or a comma-separated list of recipe names / YAML paths."""
+    if spec == "all" and dataset in ALL_RECIPES:
+        return [load_recipe(n) for n in ALL_RECIPES[dataset]]
     if spec in ("default", "all"):
         names = list(DEFAULT_RECIPES.get(dataset, []))
         if spec == "all":
@@ -76,7 +102,7 @@ def resolve_recipes(spec: str, dataset: str) -> list[Recipe]:
                 recipes.append(load_recipe(n))
             except ConfigError as exc:  # e.g. a ladder file, which is a list of recipes
                 log.debug("skipping %s: %s", n, exc)
-        available = {"audio", "face", "meta"} if dataset == "ravdess" else {"audio", "text", "face", "meta"}
+        available = DATASET_MODALITIES.get(dataset, {"audio", "text", "face", "meta"})
         return [r for r in recipes if set(r.modalities) <= available]
     return [load_recipe(n.strip()) for n in spec.split(",") if n.strip()]
 
@@ -148,8 +174,11 @@ def neural_setup(recipe: Recipe, store: FeatureStore):
     feats = store.for_recipe(recipe.features)
     if recipe.data.get("speaker_norm"):
         feats = speaker_normalize(feats, store.samples)
-    dims = input_dims(feats)
     kwargs = dict(recipe.model_kwargs)
+    context = list(kwargs.get("context_modalities") or [])
+    if context:  # dialogue turn windows [<=L, D] for the modalities the model reads as turns
+        feats = apply_dialogue_context(feats, store.samples, context, recipe.data.get("max_dialogue_length"))
+    dims = input_dims(feats)
     if recipe.model == "attention_pooling":
         kwargs.setdefault("vector_modalities", vector_modalities(feats))
     cfg = load_train_config(recipe.train)
@@ -200,10 +229,53 @@ def machine_description() -> str:
     return f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}, Python {platform.python_version()}"
 
 
+def _table_title(dataset: str, fold_list) -> str:
+    """``ravdess: 6 speaker-disjoint folds``; MELD's official split is not speaker-disjoint and says so."""
+    if dataset == "meld":
+        return "meld: official train/dev/test split (dialogue-disjoint, NOT speaker-disjoint)"
+    return f"{dataset}: {len(fold_list)} speaker-disjoint fold{'s' if len(fold_list) != 1 else ''}"
+
+
+def run_key(recipe: Recipe, dataset: str, fold_names: list[str], seeds, max_epochs: int | None,
+            robustness: bool) -> str:
+    """Fingerprint of one benchmark row: everything that changes its numbers (the recipe's model,
+    features, kwargs, training and data settings, the folds, seeds, epoch cap, robustness tests and
+    the package version). A finished row with the same key is reused on resume."""
+    import hashlib
+    import json
+
+    from emofuse import __version__
+
+    blob = json.dumps({"model": recipe.model, "features": recipe.features, "model_kwargs": recipe.model_kwargs,
+                       "train": recipe.train, "data": recipe.data, "dataset": dataset, "folds": fold_names,
+                       "seeds": list(seeds), "max_epochs": max_epochs, "robustness": bool(robustness),
+                       "version": __version__}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _finished_rows(out: Path | None) -> dict[str, dict[str, Any]]:
+    """Rows of an earlier (possibly interrupted) run written to ``out``, by run key."""
+    import json
+
+    if out is None or not out.is_file():
+        return {}
+    try:
+        previous = json.loads(out.read_text(encoding="utf-8"))
+        return {row["run_key"]: row for row in previous.get("results", []) if row.get("run_key")}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise DataError(out, f"cannot resume from this results file ({exc}); pass --fresh to overwrite it") from exc
+
+
 def run_benchmark(dataset: str, data_root: str | Path, *, models: str = "default", out: str | None = None,
                   report_dir: str | None = None, cache_dir: str | None = None, seeds=(0,), folds: str | None = None,
-                  max_epochs: int | None = None, progress: bool = True, robustness: bool = False) -> dict[str, Any]:
-    """Run every selected recipe over the folds and print/write one results table."""
+                  max_epochs: int | None = None, progress: bool = True, robustness: bool = False,
+                  resume: bool = True) -> dict[str, Any]:
+    """Run every selected recipe over the folds and print/write one results table.
+
+    With ``out``, the JSON is rewritten (atomically) after every recipe, so an interrupted run
+    loses at most the recipe in progress; run the same command again and finished rows whose
+    `run_key` still matches are reused (``resume=False`` recomputes everything).
+    """
     from emofuse.data import default_labels
     from emofuse.reports import format_table, plot_confusion, write_json_atomic, write_results
 
@@ -213,34 +285,50 @@ def run_benchmark(dataset: str, data_root: str | Path, *, models: str = "default
     recipes = resolve_recipes(models, dataset)
     if not recipes:
         raise ConfigError(f"no recipe selected by --models {models!r}")
+    out_path = Path(out) if out else None
+    finished = _finished_rows(out_path) if resume else {}
+    fold_names = [f.name for f in fold_list]
+    keys = {r.name: run_key(r, dataset, fold_names, seeds, max_epochs, robustness) for r in recipes}
     store = FeatureStore(samples, cache_dir, progress=progress)
     store.labels = labels
-    for name in sorted({f for r in recipes for f in r.feature_names}):  # extract (cached) before timing
+    todo = [r for r in recipes if keys[r.name] not in finished]
+    for name in sorted({f for r in todo for f in r.feature_names}):  # extract (cached) before timing
         store.get(name)
-    rows = []
+    rows: list[dict[str, Any]] = []
     report = Path(report_dir) if report_dir else None
-    for recipe in recipes:
-        start = time.perf_counter()
-        if recipe.classical:
-            row = run_classical(recipe, samples, store, fold_list, labels, seeds, progress)
-        else:
-            row = run_neural(recipe, samples, store, fold_list, labels, seeds, max_epochs, progress, robustness, report)
-        row["wall_seconds"] = time.perf_counter() - start
-        rows.append(row)
-        if report is not None:
-            plot_confusion(np.asarray(row["confusion"]), labels, report / f"confusion_{recipe.name}.png",
-                           title=f"{recipe.name} ({dataset}, {len(fold_list)} folds, summed)")
-        if progress:
-            print(f"done {recipe.name}: WA {row['wa_mean']:.3f} ± {row['wa_std']:.3f} ({row['wall_seconds']:.0f} s)",
-                  file=sys.stderr)
     results = {
         "dataset": dataset, "date": date.today().isoformat(), "machine": machine_description(),
         "command": " ".join(["emofuse", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("emofuse") else None,
-        "folds": [f.name for f in fold_list], "seeds": list(seeds), "labels": labels, "results": rows,
+        "folds": fold_names, "seeds": list(seeds), "labels": labels, "results": rows,
     }
-    print(format_table(results, title=f"{dataset}: {len(fold_list)} speaker-disjoint folds"))
-    if out:
-        write_json_atomic(Path(out), results)
+    for recipe in recipes:
+        key = keys[recipe.name]
+        if key in finished:
+            row = finished[key]
+            if progress:
+                print(f"reusing {recipe.name} from {out_path} (same run key {key}): WA {row['wa_mean']:.3f}",
+                      file=sys.stderr)
+        else:
+            start = time.perf_counter()
+            if recipe.classical:
+                row = run_classical(recipe, samples, store, fold_list, labels, seeds, progress)
+            else:
+                row = run_neural(recipe, samples, store, fold_list, labels, seeds, max_epochs, progress, robustness,
+                                 report)
+            row["wall_seconds"] = time.perf_counter() - start
+            row["run_key"] = key
+            row["date"] = date.today().isoformat()
+            if progress:
+                print(f"done {recipe.name}: WA {row['wa_mean']:.3f} ± {row['wa_std']:.3f} "
+                      f"({row['wall_seconds']:.0f} s)", file=sys.stderr)
+        rows.append(row)
+        if out_path is not None:
+            write_json_atomic(out_path, {**results, "complete": len(rows) == len(recipes)})
+        if report is not None:
+            plot_confusion(np.asarray(row["confusion"]), labels, report / f"confusion_{recipe.name}.png",
+                           title=f"{recipe.name} ({dataset}, {len(fold_list)} folds, summed)")
+    results["complete"] = True
+    print(format_table(results, title=_table_title(dataset, fold_list)))
     if report is not None:
         write_results(report, results)
     return results
@@ -260,9 +348,12 @@ def _feature_specs(recipe: Recipe) -> dict[str, dict[str, Any]]:
     from emofuse.predict import feature_spec
 
     specs = {}
+    context = set(recipe.model_kwargs.get("context_modalities") or [])
     for modality, names in recipe.features.items():
-        configs = {n: get_extractor(n).config() for n in names if n in list_extractors()}
+        configs = {n: get_extractor(n).config() for n in names if n in list_extractors(None)}
         specs[modality] = feature_spec(names, configs)
+        if modality in context:  # evaluate_checkpoint rebuilds the same turn windows
+            specs[modality]["dialogue_window"] = int(recipe.data.get("max_dialogue_length") or 1)
     return specs
 
 
@@ -341,6 +432,9 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str, data_root: str | Path, *
     test = [samples[i] for i in test_idx]
     store = FeatureStore(test, cache_dir)
     feats = store.for_recipe({m: spec["names"] for m, spec in ckpt.features.items()})
+    for m, spec in ckpt.features.items():  # dialogue turn windows, within the test split only
+        if spec.get("dialogue_window"):
+            feats[m] = dialogue_windows(feats[m], test, int(spec["dialogue_window"]))
     feats = apply_standardizer(feats, stats_from_tensors(ckpt.extras))
     index = {lab: i for i, lab in enumerate(ckpt.labels)}
     for s in test:

@@ -1,10 +1,15 @@
 """Turning samples into per-modality feature arrays for a recipe.
 
-Audio feature names are extractors (``emofuse.features.list_extractors()``), computed from
-``sample.sources["audio"]`` through the on-disk cache. ``au`` is the per-clip facial action-unit
-vector a dataset loader put in ``sample.sources["face"]``; ``speaker_meta`` a one-hot of the
-speaker's gender from ``sample.meta``. Several vector features for one
-modality are concatenated (e.g. ``audio: [whisper_pooled, egemaps]``).
+Feature names are extractors (``emofuse.features.list_extractors(None)``), computed through the
+on-disk cache from ``sample.sources["audio"]`` (audio extractors) or ``sample.sources["text"]``
+(text extractors such as ``minilm_pooled``). ``au`` is the per-clip facial action-unit vector a
+dataset loader put in ``sample.sources["face"]``; ``speaker_meta`` a one-hot of the speaker's
+gender from ``sample.meta``; ``speaker_identity`` a one-hot of the MELD speaker (six Friends leads
++ other). Several vector features for one modality are concatenated (e.g. ``audio:
+[whisper_pooled, egemaps]``).
+
+`dialogue_windows` turns utterance-level vectors into dialogue turn windows ``[<=L, D]`` (the
+``data.max_dialogue_length`` of a recipe, for the model's ``context_modalities``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from emofuse.data.record import Sample
 from emofuse.errors import ConfigError
 
 #: Features read from the sample itself rather than extracted from a media file.
-SOURCE_FEATURES = {"au": "face", "speaker_meta": "meta"}
+SOURCE_FEATURES = {"au": "face", "speaker_meta": "meta", "speaker_identity": "meta"}
+
+#: MELD speakers with their own ``speaker_identity`` column (the six Friends leads, 83% of the
+#: utterances); every other speaker shares the last column, "other".
+MELD_MAIN_SPEAKERS = ("Chandler", "Joey", "Monica", "Phoebe", "Rachel", "Ross")
 
 
 def speaker_meta_vector(sample: Sample) -> np.ndarray | None:
@@ -26,6 +35,22 @@ def speaker_meta_vector(sample: Sample) -> np.ndarray | None:
     if gender not in ("M", "F"):
         return None
     return np.array([[gender == "M", gender == "F"]], dtype=np.float32)
+
+
+def speaker_identity_vector(sample: Sample) -> np.ndarray | None:
+    """Speaker identity one-hot ``[Chandler, Joey, Monica, Phoebe, Rachel, Ross, other]`` (MELD only).
+
+    MELD has no gender or age annotation. Who speaks is a legitimate input there because MELD's
+    official split is not speaker-disjoint (the leads speak in train, dev and test), so scores on it
+    are not speaker-independent with or without this vector; it must not be used for
+    speaker-independent claims. Other datasets give None (absent meta).
+    """
+    if sample.dataset != "meld":
+        return None
+    vector = np.zeros((1, len(MELD_MAIN_SPEAKERS) + 1), dtype=np.float32)
+    name = sample.speaker.strip()
+    vector[0, MELD_MAIN_SPEAKERS.index(name) if name in MELD_MAIN_SPEAKERS else -1] = 1.0
+    return vector
 
 
 def pool_vector(array: np.ndarray) -> np.ndarray:
@@ -55,6 +80,8 @@ class FeatureStore:
     def _compute(self, name: str) -> list[np.ndarray | None]:
         if name == "speaker_meta":
             return [speaker_meta_vector(s) for s in self.samples]
+        if name == "speaker_identity":
+            return [speaker_identity_vector(s) for s in self.samples]
         if name in SOURCE_FEATURES:
             key = SOURCE_FEATURES[name]
             out: list[np.ndarray | None] = []
@@ -62,13 +89,21 @@ class FeatureStore:
                 v = s.sources.get(key)
                 out.append(None if v is None else np.asarray(v, dtype=np.float32).reshape(1, -1))
             return out
-        from emofuse.features import extract_features, get_extractor, list_extractors
+        from emofuse.features import extract_features, extract_text_features, get_extractor, list_extractors
 
-        if name not in list_extractors():
-            raise ConfigError(f"unknown feature {name!r}; available: {', '.join(sorted([*SOURCE_FEATURES, *list_extractors()]))}")
-        have = [i for i, s in enumerate(self.samples) if isinstance(s.sources.get("audio"), (str, Path))]
-        arrays = extract_features([Path(self.samples[i].sources["audio"]) for i in have], get_extractor(name),
-                                  self.cache_dir, progress=self.progress)
+        if name not in list_extractors(None):
+            raise ConfigError(f"unknown feature {name!r}; available: "
+                              f"{', '.join(sorted([*SOURCE_FEATURES, *list_extractors(None)]))}")
+        extractor = get_extractor(name)
+        if extractor.source == "text":
+            # a sample without a transcript has the modality absent; an empty one is an error
+            have = [i for i, s in enumerate(self.samples) if s.sources.get("text") is not None]
+            arrays = extract_text_features([self.samples[i].sources["text"] for i in have], extractor, self.cache_dir,
+                                           ids=[self.samples[i].id for i in have], progress=self.progress)
+        else:
+            have = [i for i, s in enumerate(self.samples) if isinstance(s.sources.get("audio"), (str, Path))]
+            arrays = extract_features([Path(self.samples[i].sources["audio"]) for i in have], extractor,
+                                      self.cache_dir, progress=self.progress)
         out = [None] * len(self.samples)
         for i, a in zip(have, arrays):
             out[i] = None if a is None else np.asarray(a, dtype=np.float32)
@@ -94,6 +129,61 @@ class FeatureStore:
 
     def for_recipe(self, features: dict[str, list[str]], pooled: bool = False) -> dict[str, list[np.ndarray | None]]:
         return {m: self.modality(names, pooled=pooled) for m, names in features.items()}
+
+
+def dialogue_windows(arrays: list[np.ndarray | None], samples: list[Sample],
+                     max_length: int) -> list[np.ndarray | None]:
+    """Turn windows ``[<=max_length, D]`` of utterance-level vectors, one per sample.
+
+    A sample's window holds the vectors of the previous turns of its dialogue (same
+    ``meta["split"]`` and ``meta["dialogue"]``, lower ``meta["utterance_id"]``), oldest first, and
+    its own vector last; only the ``max_length - 1`` most recent previous turns are kept. Turns
+    whose own array is absent are skipped; a sample whose array is absent stays None. Samples
+    without dialogue metadata (single clips, RAVDESS) get a window of one: themselves. Only the
+    samples passed in are looked at, so a window never reaches into another split or fold.
+    """
+    if int(max_length) < 1:
+        raise ConfigError(f"max_dialogue_length must be >= 1, got {max_length}")
+    if len(arrays) != len(samples):
+        raise ConfigError(f"{len(arrays)} feature arrays for {len(samples)} samples")
+    for s, a in zip(samples, arrays):
+        if a is not None and np.atleast_2d(a).shape[0] != 1:
+            raise ConfigError(f"dialogue context needs one vector per utterance (e.g. minilm_pooled); "
+                              f"sample {s.id} has a [{a.shape[0]}, {a.shape[-1]}] sequence")
+    dialogues: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for i, s in enumerate(samples):
+        if "dialogue" in s.meta and "utterance_id" in s.meta and arrays[i] is not None:
+            key = (str(s.meta.get("split", "")), str(s.meta["dialogue"]))
+            dialogues.setdefault(key, []).append((int(s.meta["utterance_id"]), i))
+    for turns in dialogues.values():
+        turns.sort()
+    out: list[np.ndarray | None] = []
+    for i, s in enumerate(samples):
+        if arrays[i] is None:
+            out.append(None)
+            continue
+        own = np.atleast_2d(arrays[i]).astype(np.float32)
+        if "dialogue" not in s.meta or "utterance_id" not in s.meta:
+            out.append(own)
+            continue
+        key = (str(s.meta.get("split", "")), str(s.meta["dialogue"]))
+        me = int(s.meta["utterance_id"])
+        previous = [j for u, j in dialogues[key] if u < me][-(int(max_length) - 1):] if max_length > 1 else []
+        out.append(np.concatenate([np.atleast_2d(arrays[j]) for j in previous] + [own]).astype(np.float32))
+    return out
+
+
+def apply_dialogue_context(features: dict[str, list[np.ndarray | None]], samples: list[Sample],
+                           modalities: list[str] | tuple[str, ...], max_length: int | None
+                           ) -> dict[str, list[np.ndarray | None]]:
+    """`dialogue_windows` for each modality in ``modalities`` (the model's ``context_modalities``);
+    ``max_length`` None means 1 (each utterance alone). Other modalities pass through."""
+    unknown = [m for m in modalities if m not in features]
+    if unknown:
+        raise ConfigError(f"context modalities {unknown} have no features; recipe modalities: {list(features)}")
+    length = 1 if max_length is None else int(max_length)
+    return {m: dialogue_windows(arrays, samples, length) if m in modalities else arrays
+            for m, arrays in features.items()}
 
 
 def input_dims(features: dict[str, list[np.ndarray | None]]) -> dict[str, int]:

@@ -117,6 +117,8 @@ def _sample_from_file(path: Path) -> tuple[Sample, RavdessName]:
         sources = {"video": path}
         if fields.modality == "01" and ext == ".mp4":  # original full-AV mp4s carry the AAC speech track
             sources["audio"] = path
+    # what the actor says: one of the two fixed statements (no emotion in the words themselves)
+    sources["text"] = STATEMENTS[fields.statement]
     meta = fields.meta()
     meta["kind"] = {v: k for k, v in KIND_CODES.items()}[fields.modality]
     sample = Sample(id=path.stem, speaker=fields.actor, dataset="ravdess", label=EMOTIONS[fields.emotion],
@@ -214,8 +216,9 @@ def prepare_ravdess(root: str | Path, *, au_csv: str | Path | None = None,
             (02 video-only).
         strict: raise instead of warning when an optional piece (AU row) is missing.
 
-    Returns samples sorted by id; speaker is the two-digit actor id, label the emotion name.
-    Malformed file names raise DataError naming the file.
+    Returns samples sorted by id; speaker is the two-digit actor id, label the emotion name,
+    ``sources["text"]`` the statement spoken (``STATEMENTS``). Malformed file names raise
+    DataError naming the file.
     """
     root = Path(root)
     if not root.is_dir():
@@ -257,6 +260,8 @@ def ravdess_from_manifest(root: str | Path, *, au_csv: str | Path | None = None,
             raise DataError(manifest, f"row {i}: emotion {row['emotion']!r} disagrees with file name {path.name}")
         if row.get("actor", "").strip() and int(row["actor"]) != int(fields.actor):
             raise DataError(manifest, f"row {i}: actor {row['actor']!r} disagrees with file name {path.name}")
+        if row.get("text", "").strip() and row["text"].strip() != sample.sources["text"]:
+            raise DataError(manifest, f"row {i}: text {row['text']!r} disagrees with the statement code of {path.name}")
         if row.get("duration_s", "").strip() and _is_float(row["duration_s"]):
             sample.meta["duration_s"] = float(row["duration_s"])
         found.append((sample, fields))

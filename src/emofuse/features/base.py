@@ -20,6 +20,9 @@ class FeatureExtractor:
     """
 
     name: ClassVar[str] = ""
+    #: What the extractor reads: ``"audio"`` (a waveform, ``__call__(wave, sr)``) or ``"text"``
+    #: (strings, ``compute_texts(texts)``; see `emofuse.features.text`).
+    source: ClassVar[str] = "audio"
     #: Rate the extractor works at; other input rates are resampled first.
     sample_rate: ClassVar[int] = 16000
 
@@ -31,6 +34,12 @@ class FeatureExtractor:
     def config(self) -> dict[str, Any]:
         """JSON-able configuration (dataclass fields not starting with an underscore)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.name.startswith("_")}
+
+    def identity(self) -> dict[str, Any]:
+        """Extra cache-key content that is not an option, e.g. a fingerprint of the model files a
+        configuration points at. Empty for extractors whose options say everything (the audio ones,
+        whose cache keys therefore stay as they were)."""
+        return {}
 
     def compute(self, wave: np.ndarray) -> np.ndarray:
         """Features of one validated float32 mono waveform at ``sample_rate``; subclasses implement."""
@@ -73,9 +82,16 @@ def register(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
     return cls
 
 
-def list_extractors() -> list[str]:
-    """Names accepted by `get_extractor`, sorted."""
-    return sorted(_REGISTRY)
+#: Values of `FeatureExtractor.source`.
+SOURCES = ("audio", "text")
+
+
+def list_extractors(source: str | None = "audio") -> list[str]:
+    """Names accepted by `get_extractor`, sorted: the extractors reading ``source`` (``"audio"``
+    by default, ``"text"``), or every extractor when ``source`` is None."""
+    if source is not None and source not in SOURCES:
+        raise ConfigError(f"unknown extractor source {source!r}; choose one of: {', '.join(SOURCES)}")
+    return sorted(n for n, cls in _REGISTRY.items() if source is None or getattr(cls, "source", "audio") == source)
 
 
 def get_extractor(name: str, **cfg: Any) -> FeatureExtractor:
@@ -85,7 +101,7 @@ def get_extractor(name: str, **cfg: Any) -> FeatureExtractor:
         ConfigError: unknown name (the message lists the known ones) or invalid option.
     """
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown feature extractor {name!r}; choose one of: {', '.join(list_extractors())}")
+        raise ConfigError(f"unknown feature extractor {name!r}; choose one of: {', '.join(list_extractors(None))}")
     factory = _REGISTRY[name]
     if dataclasses.is_dataclass(factory):
         allowed = {f.name for f in dataclasses.fields(factory) if f.init and not f.name.startswith("_")}

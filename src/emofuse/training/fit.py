@@ -124,6 +124,7 @@ def _quiet(enabled: bool) -> Iterator[None]:
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=r".*number of training batches.*log_every_n_steps.*")
         warnings.filterwarnings("ignore", message=r".*Consider setting `persistent_workers=True`.*")
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
         try:
             yield
         finally:
