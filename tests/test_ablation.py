@@ -169,13 +169,27 @@ def test_ladder_has_one_row_per_rung(dataset):
     samples = prepare_manifest(dataset)
     store = FeatureStore(samples, progress=False)
     folds = ablation.speaker_folds(samples, 4)[:1]
+    partial_counts = []
     res = ablation.of_cmaer_cat_ladder(samples, store, folds, labels=LABELS,
-                                       features={"audio": ["mfcc"], "face": ["au"]}, max_epochs=1, progress=False)
+                                       features={"audio": ["mfcc"], "face": ["au"]}, max_epochs=1, progress=False,
+                                       on_rung=lambda r: partial_counts.append(len(r["results"])))
     check_results(res)
+    assert partial_counts == list(range(1, len(rungs) + 1))
     assert [r["rung"] for r in res["results"]] == [r.name for r in rungs]
     assert all(r["modalities"] == ["audio", "face"] for r in res["results"])
     table = ablation.ladder_table(res, markdown=True)
     assert table.count("\n") == 2 + len(rungs) and "+transformer" in table
+
+    # resume: rungs finished by an interrupted run are reused (same run key), the rest retrained
+    finished = {r["run_key"]: r for r in res["results"][:2]}
+    trained = []
+    again = ablation.of_cmaer_cat_ladder(samples, store, folds, labels=LABELS,
+                                         features={"audio": ["mfcc"], "face": ["au"]}, max_epochs=1,
+                                         progress=False, finished=finished,
+                                         on_rung=lambda r: trained.append(r["results"][-1]["rung"]))
+    assert again["results"][:2] == res["results"][:2]
+    assert trained == [r.name for r in rungs]  # called after every rung, reused ones included
+    assert [r["wall_seconds"] for r in again["results"][2:]] != [r["wall_seconds"] for r in res["results"][2:]]
 
 
 def test_ladder_falls_back_when_config_features_do_not_exist():

@@ -20,7 +20,7 @@ import itertools
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -402,11 +402,17 @@ def of_cmaer_cat_ladder(samples: Sequence[Sample], store: FeatureStore, folds: S
                         labels: Sequence[str], ladder: str | Path = "of_cmaer_cat_ladder",
                         features: dict[str, list[str]] | None = None, dataset: str | None = None,
                         seeds: Sequence[int] = (0,), max_epochs: int | None = None,
-                        progress: bool = True) -> dict[str, Any]:
+                        progress: bool = True, finished: dict[str, dict[str, Any]] | None = None,
+                        on_rung: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train every rung of the OF-CMAER-CAT ladder over the folds (one benchmark row per rung).
 
-    ``features`` overrides the feature choice of `ladder_features`.
+    ``features`` overrides the feature choice of `ladder_features`. ``finished`` maps run keys
+    (`emofuse.benchmark.run_key`) to rows of an earlier, interrupted run: a rung whose key matches
+    is reused, not retrained. ``on_rung`` receives the partial results after every rung (the CLI
+    writes them, so an interrupted ladder resumes).
     """
+    from emofuse.benchmark import run_key
+
     labels = [str(x) for x in labels]
     base, rungs = load_ladder(ladder)
     if features is None:
@@ -416,9 +422,22 @@ def of_cmaer_cat_ladder(samples: Sequence[Sample], store: FeatureStore, folds: S
     else:
         note = "features given by the caller"
     check_label_sources(samples, folds, labels, [GLOBAL_LABEL])
-    rows = []
+    rows: list[dict[str, Any]] = []
+    results = {
+        "title": f"{base.model} component ladder", "dataset": dataset, "date": date.today().isoformat(),
+        "folds": [f.name for f in folds], "seeds": list(seeds), "labels": labels, "features": features,
+        "features_note": note, "ladder": str(ladder), "results": rows,
+    }
     for rung in rungs:
         recipe = rung.with_features(features)
+        key = run_key(recipe, str(dataset), [f.name for f in folds], seeds, max_epochs, False)
+        if finished and key in finished:
+            rows.append(finished[key])
+            if progress:
+                print(f"ladder rung {rung.name}: reusing the finished row (run key {key})", file=sys.stderr)
+            if on_rung is not None:
+                on_rung(results)
+            continue
         if progress:
             print(f"ladder rung {rung.name}", file=sys.stderr)
         start = time.perf_counter()
@@ -429,12 +448,11 @@ def of_cmaer_cat_ladder(samples: Sequence[Sample], store: FeatureStore, folds: S
                              model_kwargs=recipe.model_kwargs, best_epochs=[r.best_epoch for r in result.runs],
                              confusion=result.confusion().tolist())
         row["wall_seconds"] = time.perf_counter() - start
+        row["run_key"] = key
         rows.append(row)
-    return {
-        "title": f"{base.model} component ladder", "dataset": dataset, "date": date.today().isoformat(),
-        "folds": [f.name for f in folds], "seeds": list(seeds), "labels": labels, "features": features,
-        "features_note": note, "ladder": str(ladder), "results": rows,
-    }
+        if on_rung is not None:
+            on_rung(results)
+    return results
 
 
 LADDER_COLUMNS = ("rung", "WA", "UA", "macro-F1", "train time")
@@ -520,9 +538,19 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         print(grid_table(results, title=f"TFN WA, {title}"))
         table_md = grid_table(results, markdown=True)
     else:
+        from emofuse.benchmark import _finished_rows
+        from emofuse.reports import write_json_atomic
+
+        finished = {} if args.fresh or not args.out else _finished_rows(Path(args.out))
+
+        def save_partial(partial: dict[str, Any]) -> None:
+            if args.out:
+                write_json_atomic(Path(args.out), {**partial, "complete": False})
+
         results = of_cmaer_cat_ladder(samples, store, folds, labels=labels, ladder=args.ladder, features=features,
                                       dataset=name, seeds=seeds, max_epochs=args.max_epochs,
-                                      progress=not args.quiet)
+                                      progress=not args.quiet, finished=finished, on_rung=save_partial)
+        results["complete"] = True
         print(ladder_table(results, title=f"OF-CMAER-CAT ladder, {title} ({results['features_note']})"))
         table_md = ladder_table(results, markdown=True)
     results["command"] = " ".join(["emofuse", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("emofuse") else None

@@ -255,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-folds", type=int, default=5, help="manifest datasets: number of leave-speakers-out folds")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--max-epochs", type=int, help="override max_epochs (quick runs)")
-    p.add_argument("--out", help="write benchmark-format results JSON here")
+    p.add_argument("--out", help="write benchmark-format results JSON here (ladder: updated after every rung; "
+                   "rerunning the same command resumes)")
+    p.add_argument("--fresh", action="store_true", help="ladder: retrain every rung even if --out has it")
     p.add_argument("--markdown", help="write the table (and every row) as Markdown here")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_lazy("ablation", "cmd_ablation"))

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from emofuse.errors import ConfigError
 from emofuse.models.base import EmotionModel, ModelOutput, masked_mean
-from emofuse.models.layers import masked_softmax
+from emofuse.models.layers import downsample_frames, masked_softmax
 from emofuse.models.registry import register_model
 from emofuse.models.text_audio_attention import CrossModalAttention
 
@@ -103,11 +103,14 @@ class OFCMAERCAT(EmotionModel):
         temperature: InfoNCE temperature tau.
         lambda_con, lambda_rec, lambda_ent: loss weights of Eq. (19).
         use_cmaa, use_awom, use_contrastive, use_reconstruction, use_transformer: ladder flags.
+        frame_stride: average this many consecutive frames of every sequence before F_i (1 = off;
+            a CPU-budget option: CMAA's cost grows with the square of the frame count).
     """
 
     test_input_dims = {"audio": 12, "face": 7, "text": 10}
     test_seq_lens = {"audio": 6, "face": 4, "text": 5}
-    test_kwargs = {"d_model": 8, "heads": 2, "reliability_hidden": 4, "proj_dim": 8, "contrastive_dim": 4}
+    test_kwargs = {"d_model": 8, "heads": 2, "reliability_hidden": 4, "proj_dim": 8, "contrastive_dim": 4,
+                   "frame_stride": 2}
 
     def __init__(
         self,
@@ -131,10 +134,14 @@ class OFCMAERCAT(EmotionModel):
         use_contrastive: bool = True,
         use_reconstruction: bool = True,
         use_transformer: bool = True,
+        frame_stride: int = 1,
     ) -> None:
         super().__init__(num_classes, input_dims)
         if d_model % heads:
             raise ConfigError(f"d_model ({d_model}) must be divisible by heads ({heads})")
+        if int(frame_stride) < 1:
+            raise ConfigError(f"frame_stride must be >= 1, got {frame_stride}")
+        self.frame_stride = int(frame_stride)
         if temperature <= 0:
             raise ConfigError(f"temperature must be > 0, got {temperature}")
         if (use_cmaa or use_contrastive) and len(self.modalities) < 2:
@@ -249,6 +256,9 @@ class OFCMAERCAT(EmotionModel):
     def forward(self, inputs: dict[str, Tensor], masks: dict[str, Tensor]) -> ModelOutput:
         mods = self.modalities
         masks = {m: masks[m].bool() for m in mods}
+        if self.frame_stride > 1:
+            strided = {m: downsample_frames(inputs[m], masks[m], self.frame_stride) for m in mods}
+            inputs, masks = {m: x for m, (x, _) in strided.items()}, {m: k for m, (_, k) in strided.items()}
         present = torch.stack([masks[m].any(dim=-1) for m in mods], dim=1)  # [B, M]
         keep = present.unsqueeze(-1).float()
         seqs = {m: self.encoders[m](inputs[m], masks[m]) for m in mods}  # (1)
