@@ -67,12 +67,9 @@ def _model_folder(model_path: str | None) -> Path:
     """The encoder folder a ``model_path`` option names (None: the bundled MiniLM)."""
     if model_path is None:
         return minilm_model_dir()
-    folder = Path(model_path)
-    if not folder.is_dir():
-        raise DataError(folder, "text encoder folder not found (hub downloads are disabled: pass a local folder)")
-    if not (folder / "config.json").is_file():
-        raise DataError(folder, "not a saved Hugging Face model: config.json is missing")
-    return folder
+    from emofuse.models.text_audio_attention import check_model_folder
+
+    return check_model_folder(model_path)
 
 
 def model_fingerprint(folder: Path) -> str:

@@ -158,7 +158,8 @@ def _import_transformers() -> Any:
     return transformers
 
 
-def _check_folder(path: str | Path) -> Path:
+def check_model_folder(path: str | Path) -> Path:
+    """``path`` as a folder holding a saved Hugging Face model (DataError naming it otherwise)."""
     folder = Path(path)
     if not folder.is_dir():
         raise DataError(folder, "encoder folder not found (hub downloads are disabled: pass a local folder)")
@@ -181,7 +182,7 @@ def _load_model(folder: Path) -> Any:
 
 def load_text_encoder(path: str | Path) -> LoadedEncoder:
     """Load a frozen BERT-like text encoder and its tokenizer from a local folder."""
-    folder = _check_folder(path)
+    folder = check_model_folder(path)
     transformers = _import_transformers()
     model = _load_model(folder)
     try:
@@ -193,7 +194,7 @@ def load_text_encoder(path: str | Path) -> LoadedEncoder:
 
 def load_audio_encoder(path: str | Path) -> LoadedEncoder:
     """Load a frozen wav2vec-like speech encoder (and its feature extractor, if saved) from a local folder."""
-    folder = _check_folder(path)
+    folder = check_model_folder(path)
     transformers = _import_transformers()
     model = _load_model(folder)
     extractor = None
