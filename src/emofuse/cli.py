@@ -32,7 +32,7 @@ def _print_predictions(preds, as_json: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(stderr=as_json == "-")  # with --json -, stdout carries only the JSON
     for p in preds:
         table = Table(title=f"{Path(p.path).name} → [bold]{p.label}[/bold]", show_header=True)
         table.add_column("emotion")
@@ -42,6 +42,9 @@ def _print_predictions(preds, as_json: str | None) -> None:
         console.print(table)
         if p.modalities_used:
             console.print(f"modalities used: {', '.join(p.modalities_used)}")
+        if p.transcript is not None:
+            source = "speech recognition" if p.transcript_source == "asr" else "given"
+            console.print(f"transcript ({source}): {p.transcript!r}", markup=False)
     if as_json:
         payload = json.dumps({"predictions": [p.to_dict() for p in preds]}, indent=2)
         if as_json == "-":
@@ -54,10 +57,23 @@ def _print_predictions(preds, as_json: str | None) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from emofuse.predict import Predictor
+    from emofuse.errors import ConfigError
+    from emofuse.predict import Predictor, load_transcripts, match_transcripts
 
-    predictor = Predictor(args.model)
-    preds = [predictor.predict_file(f) for f in args.files]
+    if args.text is not None and len(args.files) != 1:
+        raise ConfigError(f"--text is the transcript of one file, got {len(args.files)} files: "
+                          "use --transcripts FILE.json/.csv for several")
+    transcripts: dict[str, str] = {}
+    if args.transcripts:  # read first, so a bad mapping fails before any model is loaded
+        transcripts = match_transcripts(load_transcripts(args.transcripts), args.files, args.transcripts)
+    elif args.text is not None:
+        transcripts = {str(args.files[0]): args.text}
+    predictor = Predictor(args.model, asr=not args.no_asr)
+    if (args.text is not None or args.transcripts) and not predictor.reads_text:
+        print(f"emofuse: warning: the model reads no text ({', '.join(predictor.ckpt.model.input_dims)}); "
+              "--text/--transcripts ignored", file=sys.stderr)
+        transcripts = {}
+    preds = [predictor.predict_file(f, text=transcripts.get(str(f))) for f in args.files]
     _print_predictions(preds, args.json)
     return 0
 
@@ -172,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help="wav/flac/mp3/mp4 files")
     p.add_argument("--model", help="checkpoint folder (default: the shipped demo model)")
     p.add_argument("--json", help="write predictions as JSON to this file ('-' for stdout)")
+    text = p.add_mutually_exclusive_group()
+    text.add_argument("--text", help="transcript of FILE (one file only), for models that read text; without it "
+                      "they transcribe the speech offline with Whisper tiny.en")
+    text.add_argument("--transcripts", metavar="MAPPING", help="transcripts of several files: a .json object "
+                      "{\"clip.wav\": \"text\"} or a .csv with columns file,text (keys: the path as given, the same "
+                      "path, or the file name); files it does not name are transcribed")
+    p.add_argument("--no-asr", action="store_true", help="never transcribe: a text model's file without a transcript "
+                   "is an error")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("prepare", help="load a dataset, check every file and summarise it")

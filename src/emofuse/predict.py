@@ -1,7 +1,18 @@
-"""Running a trained checkpoint on media files: features → model → probabilities + explanations."""
+"""Running a trained checkpoint on media files: features → model → probabilities + explanations.
+
+Checkpoints whose features include a ``text`` modality (e.g. ``text_audio_attention_ravdess``,
+``gated_fusion_meld``) read a transcript of each file: the caller's (``predict_file(path,
+text=...)``, CLI ``--text`` / ``--transcripts``), else one from offline speech recognition
+(Whisper tiny.en, `emofuse.asr`), else a `DataError` naming the file. The transcript used is
+returned in `Prediction.transcript`. A checkpoint trained with dialogue context (turn windows)
+sees a window of one turn at predict time: the file itself.
+"""
 
 from __future__ import annotations
 
+import csv
+import json
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -25,10 +36,15 @@ class Prediction:
     probabilities: dict[str, float]
     modalities_used: list[str]
     explanations: dict[str, Any] = field(default_factory=dict)
+    #: the text the model read (None when the model reads no text; "" when speech recognition heard no words)
+    transcript: str | None = None
+    #: where ``transcript`` came from: "given" (the caller) or "asr" (speech recognition); None without text
+    transcript_source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "label": self.label, "probabilities": self.probabilities,
-                "modalities_used": self.modalities_used, "explanations": self.explanations}
+                "modalities_used": self.modalities_used, "transcript": self.transcript,
+                "transcript_source": self.transcript_source, "explanations": self.explanations}
 
 
 def demo_checkpoint_dir() -> Path:
@@ -47,17 +63,129 @@ def feature_spec(names: list[str], configs: dict[str, dict[str, Any]]) -> dict[s
     return {"names": list(names), "configs": {n: configs.get(n, {}) for n in names}}
 
 
-class Predictor:
-    """Loads a checkpoint once and predicts for many files (audio; video files give their audio)."""
+def load_transcripts(path: str | Path) -> dict[str, str]:
+    """File -> transcript mapping from a ``.json`` object (``{"clip.wav": "text", ...}``) or a
+    ``.csv`` with columns ``file`` and ``text``. Errors name the mapping file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "transcripts file not found")
+    suffix = path.suffix.lower()
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"cannot read transcripts file: {exc}") from None
+    pairs: list[tuple[str, Any, str]] = []  # (file, text, where)
+    if suffix == ".json":
+        try:
+            data = json.loads(content)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, f"transcripts file is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise DataError(path, 'transcripts JSON must be an object {"file": "transcript", ...}, '
+                                  f"got {type(data).__name__}")
+        pairs = [(str(k), v, f"entry {k!r}") for k, v in data.items()]
+    elif suffix == ".csv":
+        reader = csv.DictReader(content.splitlines())
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        if "file" not in columns or "text" not in columns:
+            raise DataError(path, f"transcripts CSV needs the columns 'file' and 'text'; found {columns}")
+        for row_number, row in enumerate(reader, start=2):
+            row = {(k or "").strip(): v for k, v in row.items()}
+            pairs.append(((row.get("file") or "").strip(), row.get("text"), f"line {row_number}"))
+    else:
+        raise DataError(path, f"transcripts must be a .json or .csv file, not {suffix or 'a file without extension'}")
+    mapping: dict[str, str] = {}
+    for name, text, where in pairs:
+        if not name:
+            raise DataError(path, f"{where}: empty file name")
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(path, f"{where}: the transcript of {name} is empty or not a string")
+        if name in mapping and mapping[name] != text.strip():
+            raise DataError(path, f"{where}: {name} has two different transcripts")
+        mapping[name] = text.strip()
+    if not mapping:
+        raise DataError(path, "transcripts file holds no transcripts")
+    return mapping
 
-    def __init__(self, checkpoint: str | Path | LoadedCheckpoint | None = None) -> None:
+
+def match_transcripts(mapping: dict[str, str], files: list[str | Path],
+                      source: str | Path | None = None) -> dict[str, str]:
+    """The transcript of each file in ``files`` that ``mapping`` names, keyed by the file as given.
+
+    A mapping key matches a file when it is the file as given, the same path (relative keys are
+    resolved from the current folder), or the file's name alone (when no other key is a path to
+    it). Files without an entry are left out (they fall back to speech recognition)."""
+    by_path = {str(Path(k).expanduser().resolve()): v for k, v in mapping.items()}
+    out: dict[str, str] = {}
+    by_name: dict[str, list[str]] = {}  # file name -> input files matched by their name alone
+    for f in files:
+        key = str(f)
+        resolved = str(Path(f).expanduser().resolve())
+        if key in mapping:
+            out[key] = mapping[key]
+        elif resolved in by_path:
+            out[key] = by_path[resolved]
+        elif Path(f).name in mapping:
+            out[key] = mapping[Path(f).name]
+            by_name.setdefault(Path(f).name, []).append(key)
+    clashes = sorted(n for n, matched in by_name.items() if len(set(matched)) > 1)
+    if clashes:
+        raise DataError(source, f"the file names {clashes} match several input files: key the transcripts by path")
+    return out
+
+
+class Predictor:
+    """Loads a checkpoint once and predicts for many files (audio; video files give their audio).
+
+    Args:
+        checkpoint: checkpoint folder (default: the shipped demo model) or a loaded checkpoint.
+        asr: transcribe files with Whisper tiny.en when a model that reads text gets no transcript
+            (False: such files are an error).
+        cache_dir: feature cache root for text features (None: `emofuse.paths.cache_root()`).
+    """
+
+    def __init__(self, checkpoint: str | Path | LoadedCheckpoint | None = None, *, asr: bool = True,
+                 cache_dir: str | Path | None = None) -> None:
         self.ckpt = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint or demo_checkpoint_dir())
         self.stats = stats_from_tensors(self.ckpt.extras)
+        self.asr = asr
+        self.cache_dir = cache_dir
         self._extractors: dict[str, Any] = {}
+        self._transcriber: Any = None
 
     @property
     def labels(self) -> list[str]:
         return self.ckpt.labels
+
+    @property
+    def reads_text(self) -> bool:
+        """Whether the model has a text input (and so needs a transcript of each file)."""
+        return "text" in self.ckpt.model.input_dims and "text" in self.ckpt.features
+
+    def transcribe(self, path: str | Path, wave: np.ndarray | None = None) -> str:
+        """Whisper tiny.en transcript of a file (the model is loaded once, on first use).
+
+        Raises:
+            DataError: naming the file, when speech recognition is not installed.
+        """
+        from emofuse.asr import Transcriber, asr_unavailable_reason
+
+        reason = asr_unavailable_reason()
+        if reason is not None:
+            raise DataError(path, f"{self._needs_transcript()}; automatic speech recognition is unavailable "
+                                  f"({reason})")
+        if wave is None:
+            from emofuse.audio import load_audio
+
+            wave = load_audio(path)
+        if self._transcriber is None:
+            self._transcriber = Transcriber()
+        return self._transcriber(wave, 16000)
+
+    def _needs_transcript(self) -> str:
+        names = ", ".join(self.ckpt.features["text"].get("names", []))
+        return (f"this model reads text ({names}) and needs a transcript: pass text=... to predict_file, "
+                "or --text / --transcripts to 'emofuse predict'")
 
     def _extractor(self, name: str, cfg: dict[str, Any]):
         from emofuse.features import get_extractor
@@ -66,27 +194,68 @@ class Predictor:
             self._extractors[name] = get_extractor(name, **cfg)
         return self._extractors[name]
 
-    def _audio_features(self, path: Path, spec: dict[str, Any]) -> np.ndarray:
-        from emofuse.audio import load_audio
-
-        wave = load_audio(path)
+    def _audio_features(self, wave: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
         arrays = [self._extractor(n, spec["configs"].get(n, {}))(wave, 16000) for n in spec["names"]]
         if len(arrays) == 1 and not spec.get("pooled"):
             return arrays[0].astype(np.float32)
         return np.concatenate([pool_vector(a) for a in arrays])[None, :]
 
-    def prepare_inputs(self, path: str | Path, face: np.ndarray | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def _text_features(self, path: Path, text: str, spec: dict[str, Any]) -> np.ndarray:
+        """Features of a transcript, through the text feature cache (keyed by the text). A
+        ``dialogue_window`` checkpoint gets a window of one turn: this utterance's own vector."""
+        from emofuse.features import extract_text_features
+
+        arrays = [extract_text_features([text], self._extractor(n, spec["configs"].get(n, {})), self.cache_dir,
+                                        ids=[str(path)], progress=False)[0] for n in spec["names"]]
+        if len(arrays) == 1 and not spec.get("pooled"):
+            return arrays[0].astype(np.float32)
+        return np.concatenate([pool_vector(a) for a in arrays])[None, :]
+
+    def prepare_inputs(self, path: str | Path, face: np.ndarray | None = None,
+                       text: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Model inputs and masks (batch of one) for a file. Modalities that cannot come from the
         file (e.g. action units) are taken from the arguments or marked absent, which every
-        emofuse model accepts."""
-        path = Path(path)
+        emofuse model accepts. A text modality reads ``text``, else the file's ASR transcript."""
+        inputs, masks, _, _ = self._prepare(Path(path), face, text)
+        return inputs, masks
+
+    def _prepare(self, path: Path, face: np.ndarray | None, text: str | None
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str | None, str | None]:
+        """`prepare_inputs` plus the transcript the model read and its source ("given"/"asr")."""
         if not path.exists():
             raise DataError(path, "file not found")
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise DataError(path, "the given transcript is empty")
         model = self.ckpt.model
+        wave: np.ndarray | None = None
+
+        def waveform() -> np.ndarray:
+            nonlocal wave
+            if wave is None:
+                from emofuse.audio import load_audio
+
+                wave = load_audio(path)
+            return wave
+
+        transcript: str | None = None
+        source: str | None = None
         feats: dict[str, list[np.ndarray | None]] = {}
         for modality, spec in self.ckpt.features.items():
             if modality == "audio":
-                feats[modality] = [self._audio_features(path, spec)]
+                feats[modality] = [self._audio_features(waveform(), spec)]
+            elif modality == "text" and self.reads_text:
+                if text is not None:
+                    transcript, source = text.strip(), "given"
+                elif self.asr:
+                    transcript, source = self.transcribe(path, waveform()), "asr"
+                else:
+                    raise DataError(path, f"{self._needs_transcript()} (speech recognition is switched off)")
+                if transcript:
+                    feats[modality] = [self._text_features(path, transcript, spec)]
+                elif set(model.input_dims) <= {"text", "meta"}:
+                    raise DataError(path, f"speech recognition heard no words, and {self._needs_transcript()}")
+                else:  # no words heard: text is absent, the other modalities still count
+                    feats[modality] = [None]
             elif modality == "face" and face is not None:
                 feats[modality] = [np.asarray(face, dtype=np.float32).reshape(1, -1)]
             else:
@@ -105,12 +274,21 @@ class Predictor:
                 masks[modality] = torch.ones(1, arr.shape[0], dtype=torch.bool)
         if not any(bool(m.any()) for m in masks.values()):
             raise DataError(path, f"none of the model's modalities ({', '.join(model.input_dims)}) can be computed from this file")
-        return inputs, masks
+        return inputs, masks, transcript, source
 
-    def predict_file(self, path: str | Path, face: np.ndarray | None = None) -> Prediction:
-        """Predict one file (see `prepare_inputs` for modalities the file cannot provide)."""
+    def predict_file(self, path: str | Path, face: np.ndarray | None = None, text: str | None = None) -> Prediction:
+        """Predict one file (see `prepare_inputs` for modalities the file cannot provide).
+
+        ``text`` is the file's transcript for a model that reads text; without it such a model
+        transcribes the file (Whisper tiny.en). A model without text input ignores ``text`` with a
+        `UserWarning`.
+        """
         model = self.ckpt.model
-        inputs, masks = self.prepare_inputs(path, face)
+        if text is not None and not self.reads_text:
+            warnings.warn(f"{path}: the model reads no text ({', '.join(model.input_dims)}); the transcript is ignored",
+                          UserWarning, stacklevel=2)
+            text = None
+        inputs, masks, transcript, source = self._prepare(Path(path), face, text)
         with torch.no_grad():
             out = model(inputs, masks)
         probs = torch.softmax(out.logits.float(), dim=-1)[0].numpy()
@@ -118,4 +296,4 @@ class Predictor:
         return Prediction(path=str(path), label=self.labels[int(probs.argmax())],
                           probabilities={lab: float(p) for lab, p in zip(self.labels, probs)},
                           modalities_used=[m for m in model.input_dims if bool(masks[m].any())],
-                          explanations=explanations)
+                          explanations=explanations, transcript=transcript, transcript_source=source)
