@@ -70,3 +70,34 @@ def test_plot_confusion_writes_png(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
     with pytest.raises(ValueError, match="does not match"):
         plot_confusion(cm, ["a", "b"], tmp_path / "x.png")
+
+
+def _with_robustness() -> dict:
+    results = _results()
+    results["results"][0]["modality_dropout"] = 0.2
+    results["results"][0]["robustness"] = {
+        "only_audio": {"wa_mean": 0.60, "wa_std": 0.05}, "only_face": {"wa_mean": 0.50, "wa_std": 0.04},
+        "drop_0.1": {"wa_mean": 0.69, "wa_std": 0.04}, "drop_0.5": {"wa_mean": 0.58, "wa_std": 0.06},
+    }
+    return results
+
+
+def test_robustness_table_and_report(tmp_path):
+    from emofuse.reports import robustness_table
+
+    table = robustness_table(_with_robustness())
+    lines = table.strip().splitlines()
+    assert lines[0] == "| model | train dropout | all present | drop 0.1 | drop 0.5 | only audio | only face |"
+    assert lines[2] == "| late_fusion | 0.2 | 0.713 | 0.690 | 0.580 | 0.600 | 0.500 |"
+    assert len(lines) == 3  # the row without robustness tests is left out
+    assert robustness_table(_results()) == ""
+    _, md = write_results(tmp_path, _with_robustness())
+    assert "## Missing-modality robustness" in md.read_text() and lines[2] in md.read_text()
+
+
+def test_plot_robustness_writes_png_or_nothing(tmp_path):
+    from emofuse.reports import plot_robustness
+
+    out = plot_robustness(_with_robustness(), tmp_path / "rob.png", title="t")
+    assert out == tmp_path / "rob.png" and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_robustness(_results(), tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()

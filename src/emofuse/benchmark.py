@@ -207,6 +207,7 @@ def run_neural(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds
                          speaker_norm=bool(recipe.data.get("speaker_norm")))
     row["best_epochs"] = [r.best_epoch for r in result.runs]
     row["confusion"] = result.confusion().tolist()
+    row["modality_dropout"] = float(cfg.modality_dropout)
     if conditions:
         row["robustness"] = result.extra_aggregates()
     return row
@@ -277,7 +278,8 @@ def run_benchmark(dataset: str, data_root: str | Path, *, models: str = "default
     `run_key` still matches are reused (``resume=False`` recomputes everything).
     """
     from emofuse.data import default_labels
-    from emofuse.reports import format_table, plot_confusion, write_json_atomic, write_results
+    from emofuse.reports import (format_table, plot_confusion, plot_robustness, robustness_table,
+                                 write_json_atomic, write_results)
 
     samples = load_dataset(dataset, data_root)
     labels = default_labels(dataset)
@@ -329,8 +331,12 @@ def run_benchmark(dataset: str, data_root: str | Path, *, models: str = "default
                            title=f"{recipe.name} ({dataset}, {len(fold_list)} folds, summed)")
     results["complete"] = True
     print(format_table(results, title=_table_title(dataset, fold_list)))
+    robust = robustness_table(results)
+    if robust:
+        print("Missing-modality robustness (WA at test time):\n" + robust)
     if report is not None:
         write_results(report, results)
+        plot_robustness(results, report / "robustness.png", title=f"{dataset}: WA vs modality drop rate")
     return results
 
 

@@ -150,6 +150,66 @@ def format_table(results: dict[str, Any] | Sequence[dict[str, Any]], title: str 
     return console.export_text()
 
 
+def _drop_rates(rows: Sequence[dict[str, Any]]) -> list[float]:
+    rates = {float(k.split("_", 1)[1]) for r in rows for k in r.get("robustness", {}) if k.startswith("drop_")}
+    return sorted(rates)
+
+
+def robustness_table(results: dict[str, Any] | Sequence[dict[str, Any]]) -> str:
+    """Markdown table of the ``--robustness`` tests: the modality-dropout rate the model was trained
+    with, then WA with all modalities, each random drop rate and each single modality at test time
+    ("" when no row has them)."""
+    rows = [r for r in (results["results"] if isinstance(results, dict) else results) if r.get("robustness")]
+    if not rows:
+        return ""
+    rates = _drop_rates(rows)
+    singles = sorted({k for r in rows for k in r["robustness"] if k.startswith("only_")})
+    cols = ["model", "train dropout", "all present"] + [f"drop {x:.1f}" for x in rates]
+    cols += [k.replace("_", " ") for k in singles]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for r in rows:
+        rob = r["robustness"]
+        dropout = r.get("modality_dropout")
+        cells = [str(r["model"]), "n/a" if dropout is None else f"{dropout:g}", f"{r['wa_mean']:.3f}"]
+        cells += [f"{rob[f'drop_{x:.1f}']['wa_mean']:.3f}" if f"drop_{x:.1f}" in rob else "n/a" for x in rates]
+        cells += [f"{rob[k]['wa_mean']:.3f}" if k in rob else "n/a" for k in singles]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_robustness(results: dict[str, Any], path: str | Path, title: str | None = None) -> Path | None:
+    """PNG of WA (mean ± std over folds) against the test-time modality drop rate, one line per
+    model with robustness tests (rate 0 = every modality present). None when there is nothing to plot."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [r for r in results["results"] if r.get("robustness")]
+    rates = _drop_rates(rows)
+    if not rows or not rates:
+        return None
+    fig = Figure(figsize=(7.0, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for r in rows:
+        rob = r["robustness"]
+        xs = [0.0] + [x for x in rates if f"drop_{x:.1f}" in rob]
+        mean = np.array([r["wa_mean"]] + [rob[f"drop_{x:.1f}"]["wa_mean"] for x in xs[1:]])
+        std = np.array([r["wa_std"]] + [rob[f"drop_{x:.1f}"]["wa_std"] for x in xs[1:]])
+        ax.plot(xs, mean, marker="o", label=str(r["model"]))
+        ax.fill_between(xs, mean - std, mean + std, alpha=0.12)
+    ax.set_xlabel("rate of randomly dropped modalities at test time")
+    ax.set_ylabel("WA (mean ± std over folds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
 def write_results(out_dir: str | Path, results: dict[str, Any], *, name: str = "results") -> tuple[Path, Path]:
     """Write ``<name>.json`` and ``<name>.md`` into ``out_dir`` (atomically); returns both paths.
 
@@ -167,6 +227,9 @@ def write_results(out_dir: str | Path, results: dict[str, Any], *, name: str = "
     if lines[-1] != "":
         lines.append("")
     lines.append(markdown_table(results))
+    robust = robustness_table(results)
+    if robust:
+        lines += ["", "## Missing-modality robustness (WA at test time)", "", robust]
     write_text_atomic(md_path, "\n".join(lines))
     return json_path, md_path
 
