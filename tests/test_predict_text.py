@@ -254,3 +254,33 @@ def test_transcript_matching_by_path_and_name(tmp_path):
 def _write(path: Path, data: dict) -> Path:
     path.write_text(json.dumps(data))
     return path
+
+
+def test_transcripts_are_cached_by_file_content(tmp_path, monkeypatch):
+    """A second transcription of the same file content (even under another name) reads the cache."""
+    import shutil
+
+    from emofuse.asr import Transcriber, cached_transcript
+
+    calls = []
+
+    def fake_asr(self, wave, sr=16000):
+        calls.append(len(wave))
+        return "kids are talking by the door"
+
+    monkeypatch.setattr(Transcriber, "__call__", fake_asr)
+    clip = sample_clips()[1]
+    copy = tmp_path / "renamed.flac"
+    shutil.copyfile(clip, copy)
+    load = lambda: np.zeros(16000, dtype=np.float32)  # noqa: E731
+    first = cached_transcript(clip, Transcriber(), load, tmp_path / "cache")
+    second = cached_transcript(copy, Transcriber(), load, tmp_path / "cache")
+    assert first == second == "kids are talking by the door" and len(calls) == 1
+    cached_transcript(clip, Transcriber(beam_size=1), load, tmp_path / "cache")  # other config: new entry
+    assert len(calls) == 2
+    entries = sorted((tmp_path / "cache").glob("asr-*/*.json"))
+    assert len(entries) == 2
+    entries[0].write_text("{broken")  # an unreadable entry is recomputed, not fatal
+    cached_transcript(clip, Transcriber(), load, tmp_path / "cache")
+    cached_transcript(clip, Transcriber(beam_size=1), load, tmp_path / "cache")
+    assert len(calls) == 3

