@@ -284,3 +284,29 @@ def test_transcripts_are_cached_by_file_content(tmp_path, monkeypatch):
     cached_transcript(clip, Transcriber(), load, tmp_path / "cache")
     cached_transcript(clip, Transcriber(beam_size=1), load, tmp_path / "cache")
     assert len(calls) == 3
+
+
+def test_predict_from_text_alone(tiny, capsys):
+    from emofuse.cli import main
+    from emofuse.errors import ConfigError, DataError
+
+    text_only = Predictor(tiny["text_only"])
+    pred = text_only.predict_text("I am so happy for you!")
+    assert pred.path is None and pred.modalities_used == ["text"]
+    assert (pred.transcript, pred.transcript_source) == ("I am so happy for you!", "given")
+    assert abs(sum(pred.probabilities.values()) - 1) < 1e-5
+    other = text_only.predict_text("This is terrible, get out.")
+    assert other.probabilities != pred.probabilities
+    both = Predictor(tiny["text_audio"]).predict_text("I am so happy for you!")
+    assert both.modalities_used == ["text"]  # audio absent, masked
+    with pytest.raises(DataError, match="empty"):
+        text_only.predict_text("  ")
+    with pytest.raises(ConfigError, match="reads no text"):
+        Predictor().predict_text("hello")  # the audio-only demo model
+
+    assert main(["predict", "--model", str(tiny["text_only"]), "--text", "I am so happy for you!",
+                 "--json", "-"]) == 0
+    payload = json.loads(capsys.readouterr().out)["predictions"]
+    assert payload[0]["path"] is None and payload[0]["transcript"] == "I am so happy for you!"
+    assert main(["predict", "--model", str(tiny["text_only"])]) == 2  # neither files nor --text
+    assert "--text" in capsys.readouterr().err

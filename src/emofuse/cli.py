@@ -34,7 +34,8 @@ def _print_predictions(preds, as_json: str | None) -> None:
 
     console = Console(stderr=as_json == "-")  # with --json -, stdout carries only the JSON
     for p in preds:
-        table = Table(title=f"{Path(p.path).name} → [bold]{p.label}[/bold]", show_header=True)
+        name = Path(p.path).name if p.path is not None else "text"
+        table = Table(title=f"{name} → [bold]{p.label}[/bold]", show_header=True)
         table.add_column("emotion")
         table.add_column("probability", justify="right")
         for lab, prob in sorted(p.probabilities.items(), key=lambda kv: -kv[1]):
@@ -60,6 +61,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from emofuse.errors import ConfigError
     from emofuse.predict import Predictor, load_transcripts, match_transcripts
 
+    if not args.files:  # text alone
+        if args.text is None:
+            raise ConfigError("give audio/video files, or --text \"...\" alone for a model that reads text")
+        predictor = Predictor(args.model, asr=False)
+        _print_predictions([predictor.predict_text(args.text)], args.json)
+        return 0
     if args.text is not None and len(args.files) != 1:
         raise ConfigError(f"--text is the transcript of one file, got {len(args.files)} files: "
                           "use --transcripts FILE.json/.csv for several")
@@ -185,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("predict", help="predict the emotion of audio (or video) files")
-    p.add_argument("files", nargs="+", help="wav/flac/mp3/mp4 files")
+    p.add_argument("files", nargs="*", help="wav/flac/mp3/mp4 files (none: predict --text alone, for text models)")
     p.add_argument("--model", help="checkpoint folder (default: the shipped demo model)")
     p.add_argument("--json", help="write predictions as JSON to this file ('-' for stdout)")
     text = p.add_mutually_exclusive_group()

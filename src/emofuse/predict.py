@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from emofuse.checkpoint import LoadedCheckpoint, load_checkpoint
-from emofuse.errors import DataError
+from emofuse.errors import ConfigError, DataError
 from emofuse.featuresets import pool_vector
 from emofuse.normalize import apply_standardizer, stats_from_tensors
 
@@ -31,7 +31,7 @@ from emofuse.normalize import apply_standardizer, stats_from_tensors
 class Prediction:
     """The model's answer for one file."""
 
-    path: str
+    path: str | None  # None for `Predictor.predict_text`
     label: str
     probabilities: dict[str, float]
     modalities_used: list[str]
@@ -222,10 +222,11 @@ class Predictor:
         inputs, masks, _, _ = self._prepare(Path(path), face, text)
         return inputs, masks
 
-    def _prepare(self, path: Path, face: np.ndarray | None, text: str | None
+    def _prepare(self, path: Path | None, face: np.ndarray | None, text: str | None
                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str | None, str | None]:
-        """`prepare_inputs` plus the transcript the model read and its source ("given"/"asr")."""
-        if not path.exists():
+        """`prepare_inputs` plus the transcript the model read and its source ("given"/"asr").
+        ``path=None`` is a text-only input: every modality but text (and given face) is absent."""
+        if path is not None and not path.exists():
             raise DataError(path, "file not found")
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise DataError(path, "the given transcript is empty")
@@ -244,12 +245,14 @@ class Predictor:
         source: str | None = None
         feats: dict[str, list[np.ndarray | None]] = {}
         for modality, spec in self.ckpt.features.items():
-            if modality == "audio":
+            if modality == "audio" and path is None:
+                feats[modality] = [None]
+            elif modality == "audio":
                 feats[modality] = [self._audio_features(waveform(), spec)]
             elif modality == "text" and self.reads_text:
                 if text is not None:
                     transcript, source = text.strip(), "given"
-                elif self.asr:
+                elif self.asr and path is not None:
                     transcript, source = self.transcribe(path, waveform()), "asr"
                 else:
                     raise DataError(path, f"{self._needs_transcript()} (speech recognition is switched off)")
@@ -276,7 +279,8 @@ class Predictor:
                 inputs[modality] = torch.from_numpy(arr).unsqueeze(0)
                 masks[modality] = torch.ones(1, arr.shape[0], dtype=torch.bool)
         if not any(bool(m.any()) for m in masks.values()):
-            raise DataError(path, f"none of the model's modalities ({', '.join(model.input_dims)}) can be computed from this file")
+            what = "this file" if path is not None else "a text alone"
+            raise DataError(path, f"none of the model's modalities ({', '.join(model.input_dims)}) can be computed from {what}")
         return inputs, masks, transcript, source
 
     def predict_file(self, path: str | Path, face: np.ndarray | None = None, text: str | None = None) -> Prediction:
@@ -292,11 +296,28 @@ class Predictor:
                           UserWarning, stacklevel=2)
             text = None
         inputs, masks, transcript, source = self._prepare(Path(path), face, text)
+        return self._predict(str(path), inputs, masks, transcript, source)
+
+    def predict_text(self, text: str) -> Prediction:
+        """Predict from a transcript alone (no recording): every other modality is absent, so this
+        works for models that read text; ``path`` of the result is ``None``. A checkpoint trained
+        with dialogue context sees a window of one turn."""
+        if not self.reads_text:
+            raise ConfigError(f"the model reads no text ({', '.join(self.ckpt.model.input_dims)}): "
+                              "predict_text needs a checkpoint with a text modality")
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(None, "the given transcript is empty")
+        inputs, masks, transcript, source = self._prepare(None, None, text)
+        return self._predict(None, inputs, masks, transcript, source)
+
+    def _predict(self, path: str | None, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
+                 transcript: str | None, source: str | None) -> Prediction:
+        model = self.ckpt.model
         with torch.no_grad():
             out = model(inputs, masks)
         probs = torch.softmax(out.logits.float(), dim=-1)[0].numpy()
         explanations = {k: v[0].tolist() for k, v in out.explanations.items() if k == "modality_weights"}
-        return Prediction(path=str(path), label=self.labels[int(probs.argmax())],
+        return Prediction(path=path, label=self.labels[int(probs.argmax())],
                           probabilities={lab: float(p) for lab, p in zip(self.labels, probs)},
                           modalities_used=[m for m in model.input_dims if bool(masks[m].any())],
                           explanations=explanations, transcript=transcript, transcript_source=source)
