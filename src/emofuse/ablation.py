@@ -33,7 +33,7 @@ from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError
 from emofuse.featuresets import SOURCE_FEATURES, FeatureStore
 from emofuse.metrics import aggregate, classification_metrics
-from emofuse.recipes import Recipe, load_recipe, recipe_from_dict
+from emofuse.recipes import Recipe, check_keys, load_recipe, recipe_from_dict
 
 log = logging.getLogger("emofuse.ablation")
 
@@ -345,12 +345,7 @@ def load_ladder(name_or_path: str | Path = "of_cmaer_cat_ladder") -> tuple[Recip
     model_kwargs; features and train config come from the base.
     """
     raw, source, folder = _read_config(name_or_path)
-    unknown = set(raw) - _LADDER_KEYS
-    if unknown:
-        raise ConfigError(f"{source}: unknown ladder keys {sorted(unknown)}; allowed: {sorted(_LADDER_KEYS)}")
-    for key in ("base", "rungs"):
-        if key not in raw:
-            raise ConfigError(f"{source}: missing required key {key!r}")
+    check_keys(raw, allowed=_LADDER_KEYS, required=("base", "rungs"), source=source, kind="ladder")
     base_ref = str(raw["base"])
     if folder is not None and (folder / base_ref).is_file():
         base = load_recipe(folder / base_ref)

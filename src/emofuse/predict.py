@@ -134,6 +134,14 @@ def match_transcripts(mapping: dict[str, str], files: list[str | Path],
     return out
 
 
+def _combine(arrays: list[np.ndarray], spec: dict[str, Any]) -> np.ndarray:
+    """One modality's input from its features: a single unpooled feature as it is, otherwise the
+    per-clip vectors (`pool_vector`) concatenated, as `FeatureStore.modality` builds them."""
+    if len(arrays) == 1 and not spec.get("pooled"):
+        return arrays[0].astype(np.float32)
+    return np.concatenate([pool_vector(a) for a in arrays])[None, :]
+
+
 class Predictor:
     """Loads a checkpoint once and predicts for many files (audio; video files give their audio).
 
@@ -198,21 +206,15 @@ class Predictor:
         return self._extractors[name]
 
     def _audio_features(self, wave: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
-        arrays = [self._extractor(n, spec["configs"].get(n, {}))(wave, 16000) for n in spec["names"]]
-        if len(arrays) == 1 and not spec.get("pooled"):
-            return arrays[0].astype(np.float32)
-        return np.concatenate([pool_vector(a) for a in arrays])[None, :]
+        return _combine([self._extractor(n, spec["configs"].get(n, {}))(wave, 16000) for n in spec["names"]], spec)
 
     def _text_features(self, path: Path, text: str, spec: dict[str, Any]) -> np.ndarray:
         """Features of a transcript, through the text feature cache (keyed by the text). A
         ``dialogue_window`` checkpoint gets a window of one turn: this utterance's own vector."""
         from emofuse.features import extract_text_features
 
-        arrays = [extract_text_features([text], self._extractor(n, spec["configs"].get(n, {})), self.cache_dir,
-                                        ids=[str(path)], progress=False)[0] for n in spec["names"]]
-        if len(arrays) == 1 and not spec.get("pooled"):
-            return arrays[0].astype(np.float32)
-        return np.concatenate([pool_vector(a) for a in arrays])[None, :]
+        return _combine([extract_text_features([text], self._extractor(n, spec["configs"].get(n, {})), self.cache_dir,
+                                               ids=[str(path)], progress=False)[0] for n in spec["names"]], spec)
 
     def prepare_inputs(self, path: str | Path, face: np.ndarray | None = None,
                        text: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -228,7 +230,7 @@ class Predictor:
         ``path=None`` is a text-only input: every modality but text (and given face) is absent."""
         if path is not None and not path.exists():
             raise DataError(path, "file not found")
-        if text is not None and (not isinstance(text, str) or not text.strip()):
+        if (text is not None or path is None) and (not isinstance(text, str) or not text.strip()):
             raise DataError(path, "the given transcript is empty")
         model = self.ckpt.model
         wave: np.ndarray | None = None
@@ -305,8 +307,6 @@ class Predictor:
         if not self.reads_text:
             raise ConfigError(f"the model reads no text ({', '.join(self.ckpt.model.input_dims)}): "
                               "predict_text needs a checkpoint with a text modality")
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(None, "the given transcript is empty")
         inputs, masks, transcript, source = self._prepare(None, None, text)
         return self._predict(None, inputs, masks, transcript, source)
 

@@ -55,16 +55,22 @@ class Recipe:
                       dict(self.model_kwargs), dict(self.train), dict(self.data), self.description)
 
 
+def check_keys(raw: dict[str, Any], *, allowed: set[str], required: tuple[str, ...], source: str,
+               kind: str) -> None:
+    """`ConfigError` naming ``source`` for keys of ``raw`` outside ``allowed`` or a missing ``required`` one."""
+    unknown = set(raw) - allowed
+    if unknown:
+        raise ConfigError(f"{source}: unknown {kind} keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    for key in required:
+        if key not in raw:
+            raise ConfigError(f"{source}: missing required key {key!r}")
+
+
 def recipe_from_dict(raw: dict[str, Any], default_name: str = "recipe", source: str = "<dict>") -> Recipe:
     """Validate a recipe mapping; unknown keys or missing fields raise `ConfigError` naming ``source``."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a recipe must be a mapping")
-    unknown = set(raw) - _KEYS
-    if unknown:
-        raise ConfigError(f"{source}: unknown recipe keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
-    for key in ("model", "features"):
-        if key not in raw:
-            raise ConfigError(f"{source}: missing required key {key!r}")
+    check_keys(raw, allowed=_KEYS, required=("model", "features"), source=source, kind="recipe")
     feats = raw["features"]
     if not isinstance(feats, dict) or not feats:
         raise ConfigError(f"{source}: 'features' must map modality -> feature name(s)")

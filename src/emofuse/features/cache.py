@@ -55,11 +55,8 @@ def clip_key(path: str | Path) -> str:
         stat = resolved.stat()
         memo = (str(resolved), stat.st_size, stat.st_mtime_ns)
         if memo not in _KEY_MEMO:
-            digest = hashlib.sha256()
             with open(resolved, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-            _KEY_MEMO[memo] = digest.hexdigest()[:24]
+                _KEY_MEMO[memo] = hashlib.file_digest(fh, "sha256").hexdigest()[:24]
     except FileNotFoundError as exc:
         raise DataError(path, "file not found") from exc
     except OSError as exc:
@@ -100,15 +97,22 @@ class FeatureCache:
             return None
         return features
 
+    def describe(self, clip: str | Path) -> str:
+        """What an entry was computed from, stored beside its features: the clip's resolved path."""
+        return str(Path(clip).resolve())
+
     def put(self, clip: str | Path, features: np.ndarray) -> Path:
-        """Store ``features`` for ``clip`` atomically; returns the entry path."""
+        """Store ``features`` for ``clip`` atomically; returns the entry path. The folder's
+        ``extractor.json`` (written with the first entry) records the configuration."""
         entry = self.entry_path(clip)
         if not self.folder.is_dir():
             self.folder.mkdir(parents=True, exist_ok=True)
             info = {"name": self.extractor.name, "config": self.extractor.config(), "dim": self.extractor.dim}
+            if self.extractor.identity():
+                info["identity"] = self.extractor.identity()
             atomic_write_text(self.folder / "extractor.json", json.dumps(info, indent=2))
         atomic_write_bytes(entry, _npz_bytes(features=np.asarray(features, dtype=np.float32),
-                                             source=np.str_(str(Path(clip).resolve()))))
+                                             source=np.str_(self.describe(clip))))
         return entry
 
 

@@ -22,7 +22,6 @@ SHA-256 of the text itself. Thread count and batch size are not part of the key.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -34,7 +33,6 @@ from typing import Any
 
 import numpy as np
 
-from emofuse.atomic import atomic_write_bytes, atomic_write_text
 from emofuse.errors import ConfigError, DataError
 from emofuse.features.base import FeatureExtractor, get_extractor, register
 from emofuse.features.cache import FeatureCache
@@ -234,18 +232,8 @@ class TextFeatureCache(FeatureCache):
     def entry_path(self, clip: str | Path) -> Path:  # ``clip`` is the text here
         return self.folder / f"{text_key(str(clip))}.npz"
 
-    def put(self, clip: str | Path, features: np.ndarray) -> Path:
-        text = str(clip)
-        entry = self.entry_path(text)
-        if not self.folder.is_dir():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            info = {"name": self.extractor.name, "config": self.extractor.config(),
-                    "identity": self.extractor.identity(), "dim": self.extractor.dim}
-            atomic_write_text(self.folder / "extractor.json", json.dumps(info, indent=2))
-        buffer = io.BytesIO()
-        np.savez(buffer, features=np.asarray(features, dtype=np.float32), source=np.str_(text))
-        atomic_write_bytes(entry, buffer.getvalue())
-        return entry
+    def describe(self, clip: str | Path) -> str:
+        return str(clip)  # the text itself
 
 
 def extract_text_features(
