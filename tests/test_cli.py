@@ -131,3 +131,13 @@ def test_global_threads_option_sets_torch_threads(monkeypatch):
     assert calls == [1]
     args = build_parser().parse_args(["--threads", "2", "complexity", "--threads", "3"])
     assert (args.torch_threads, args.threads) == (2, 3)  # the global option and complexity's own
+
+
+def test_seeds_option_is_checked():
+    from emofuse.cli import parse_seeds
+    from emofuse.errors import ConfigError
+
+    assert parse_seeds("0,1,2") == (0, 1, 2) and parse_seeds("7") == (7,)
+    for bad in ("0,x", "1,1", ""):
+        with pytest.raises(ConfigError, match="--seeds"):
+            parse_seeds(bad)

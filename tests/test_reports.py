@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emofuse.errors import DataError
-from emofuse.reports import format_table, plot_confusion, read_results, write_results
+from emofuse.reports import format_table, markdown_table, plot_confusion, read_results, write_results
 
 
 def _results() -> dict:
@@ -61,6 +61,19 @@ def test_format_table_lists_every_model():
     text = format_table(_results(), title="RAVDESS")
     assert "late_fusion" in text and "audio_only" in text and "0.713 ± 0.041" in text
     assert "0.511" in text and "RAVDESS" in text
+
+
+def test_tables_add_seed_ensemble_columns_only_when_a_row_has_them(tmp_path):
+    plain = _results()
+    assert "ensemble" not in format_table(plain) and "ensemble" not in markdown_table(plain)
+    with_ens = _results()
+    with_ens["results"][0]["seed_ensemble"] = {"members": 5, "wa_mean": 0.861, "wa_std": 0.03, "ua_mean": 0.85,
+                                               "ua_std": 0.02, "macro_f1_mean": 0.84, "macro_f1_std": 0.02}
+    md = markdown_table(with_ens)
+    assert "| ensemble WA | ensemble UA | ensemble macro-F1 |" in md
+    assert "| 0.861 ± 0.030 (5 seeds) | 0.850 ± 0.020 (5 seeds) | 0.840 ± 0.020 (5 seeds) |" in md
+    assert "| audio_only | audio | 0.511 | 0.500 ± 0.020 | 0.490 ± 0.030 | 12.5 s | n/a | n/a | n/a |" in md
+    assert "(5 seeds)" in format_table(with_ens)
 
 
 def test_plot_confusion_writes_png(tmp_path):

@@ -280,6 +280,25 @@ def test_run_kfold_per_fold_metrics_and_outputs(tmp_path):
     assert (tmp_path / "kfold.json").is_file() and (tmp_path / "confusion.png").is_file()
 
 
+def test_seed_ensemble_averages_probabilities_per_fold():
+    samples, feats, _, names = _synthetic(90)
+    dims = {"audio": 8, "face": 5}
+    one = run_kfold(samples, feats, names, FOLDS[:2], _builder(dims), FAST, seeds=(0,), progress=False)
+    assert one.seed_ensemble() is None
+    result = run_kfold(samples, feats, names, FOLDS[:2], _builder(dims), FAST, seeds=(0, 1, 2), progress=False)
+    ens = result.seed_ensemble()
+    assert ens["members"] == 3 and ens["n"] == 2 and [f["fold"] for f in ens["folds"]] == ["f1", "f2"]
+    for fold_score in ens["folds"]:
+        runs = [r for r in result.runs if r.fold == fold_score["fold"]]
+        assert len({r.seed for r in runs}) == 3
+        by_hand = np.mean([r.probs for r in runs], axis=0).argmax(axis=1)
+        assert fold_score["wa"] == pytest.approx(np.mean(by_hand == np.array(runs[0].y_true)))
+    assert ens["wa_mean"] == pytest.approx(np.mean([f["wa"] for f in ens["folds"]]))
+    assert np.asarray(ens["confusion"]).sum() == 30
+    row = result.summary("m", ["audio", "face"])
+    assert row["n_runs"] == 6  # the plain scores stay the mean over fold x seed runs
+
+
 def test_run_kfold_test_modalities_masks_the_others():
     samples, feats, _, names = _synthetic(90)
     result = run_kfold(samples, feats, names, FOLDS[:1], _builder({"audio": 8, "face": 5}), FAST,

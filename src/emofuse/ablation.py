@@ -523,7 +523,9 @@ def cmd_ablation(args: argparse.Namespace) -> int:
                                                       num_folds=args.num_folds, folds=args.folds)
     store = FeatureStore(samples, args.cache, progress=not args.quiet)
     store.labels = labels
-    seeds = tuple(int(s) for s in args.seeds.split(","))
+    from emofuse.cli import parse_seeds
+
+    seeds = parse_seeds(args.seeds)
     features = parse_features(args.features)
     title = f"{name}: {len(folds)} speaker-disjoint fold(s)"
     if args.target == "tfn-subsets":

@@ -6,6 +6,7 @@ dataset's canonical folds, in one command, one table and one JSON file.
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import sys
@@ -210,6 +211,9 @@ def run_neural(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds
     row["modality_dropout"] = float(cfg.modality_dropout)
     if conditions:
         row["robustness"] = result.extra_aggregates()
+    ensemble = result.seed_ensemble()
+    if ensemble is not None:
+        row["seed_ensemble"] = ensemble
     return row
 
 
@@ -365,10 +369,23 @@ def _feature_specs(recipe: Recipe) -> dict[str, dict[str, Any]]:
 
 def train_recipe(recipe_name: str, dataset: str, data_root: str | Path, *, out_dir: Path, fold: int = 1,
                  cache_dir: str | None = None, max_epochs: int | None = None, progress: bool = True,
-                 description: str | None = None) -> dict[str, Any]:
+                 description: str | None = None, seeds: tuple[int, ...] = (0,)) -> dict[str, Any]:
     """Train a neural recipe on one fold (early stopping on its validation speakers), evaluate it
     on the fold's test speakers and save a checkpoint. ``fold=0`` trains on every speaker except
-    fold 1's validation speakers (no test set)."""
+    fold 1's validation speakers (no test set).
+
+    With several ``seeds`` the result is a seed ensemble: one checkpoint per seed in
+    ``out_dir/seed_<s>/`` plus ``out_dir/ensemble.json`` naming them (load ``out_dir`` with
+    `emofuse.predict.Predictor` or ``emofuse evaluate``). A member already saved there for the same
+    recipe, dataset, fold and seed is kept, so an interrupted run resumes. The returned metrics are
+    the ensemble's (probabilities averaged over members)."""
+    seeds = tuple(int(s) for s in seeds)
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ConfigError(f"seeds must be distinct and at least one, got {list(seeds)}")
+    if len(seeds) > 1:
+        return _train_ensemble(recipe_name, dataset, data_root, out_dir=Path(out_dir), fold=fold, cache_dir=cache_dir,
+                               max_epochs=max_epochs, progress=progress, description=description, seeds=seeds)
+    seed = seeds[0]
     from emofuse.checkpoint import save_checkpoint
     from emofuse.data import default_labels
     from emofuse.normalize import stats_to_tensors
@@ -402,53 +419,97 @@ def train_recipe(recipe_name: str, dataset: str, data_root: str | Path, *, out_d
         test_note = "none (trained on every speaker)" if fold == 0 else ",".join(fold_obj.test)
         save_checkpoint(out_dir, model, labels=labels, features=_feature_specs(recipe),
                         extras=stats_to_tensors(info["stats"] or {}),
-                        meta={"recipe": recipe.name, "dataset": dataset, "fold": fold_obj.name,
+                        meta={"recipe": recipe.name, "dataset": dataset, "fold": fold_obj.name, "seed": seed,
                               "train_speakers": list(fold_obj.train), "val_speakers": list(fold_obj.val),
                               "test_speakers": test_note, "train_config": cfg.to_dict(),
                               "test_metrics": {k: v for k, v in info["metrics"].items() if k in ("wa", "ua", "macro_f1", "n")},
                               "description": description or f"{recipe.name} trained on {dataset} fold {fold_obj.name}"})
 
-    run_kfold(samples, feats, labels, [chosen], build, cfg, progress=progress, standardize=True, on_fold_end=save)
+    run_kfold(samples, feats, labels, [chosen], build, cfg, seeds=(seed,), progress=progress, standardize=True,
+              on_fold_end=save)
     if progress:
         m = saved["metrics"]
         print(f"saved {out_dir}; test WA {m['wa']:.3f} UA {m['ua']:.3f}" + (" (validation speakers)" if fold == 0 else ""))
     return saved["metrics"]
 
 
+def _train_ensemble(recipe_name: str, dataset: str, data_root: str | Path, *, out_dir: Path, fold: int,
+                    cache_dir: str | None, max_epochs: int | None, progress: bool, description: str | None,
+                    seeds: tuple[int, ...]) -> dict[str, Any]:
+    """`train_recipe` for several seeds: one member per seed, then ``ensemble.json`` (see there)."""
+    from emofuse.checkpoint import CONFIG, save_ensemble
+
+    recipe = load_recipe(recipe_name)
+    fold_name = "all" if fold == 0 else _folds(dataset, str(fold))[0].name
+    members = []
+    for seed in seeds:
+        member = out_dir / f"seed_{seed}"
+        members.append(member.name)
+        if (member / CONFIG).is_file():
+            meta = json.loads((member / CONFIG).read_text(encoding="utf-8")).get("meta", {})
+            if [meta.get(k) for k in ("recipe", "dataset", "fold", "seed")] == [recipe.name, dataset, fold_name, seed]:
+                if progress:
+                    print(f"keeping {member} (already trained: {recipe.name}, {dataset} fold {fold}, seed {seed})")
+                continue
+        train_recipe(recipe_name, dataset, data_root, out_dir=member, fold=fold, cache_dir=cache_dir,
+                     max_epochs=max_epochs, progress=progress, description=description, seeds=(seed,))
+    save_ensemble(out_dir, members, {"recipe": recipe.name, "dataset": dataset, "fold": fold, "seeds": list(seeds),
+                                     "description": description or f"{recipe.name} seed ensemble ({len(seeds)} seeds)"})
+    if fold == 0:
+        return {}
+    metrics = evaluate_checkpoint(out_dir, dataset, data_root, fold=fold, cache_dir=cache_dir)
+    if progress:
+        print(f"saved {out_dir} ({len(seeds)}-seed ensemble); test WA {metrics['wa']:.3f} UA {metrics['ua']:.3f}")
+    return metrics
+
+
 def evaluate_checkpoint(checkpoint: Path, dataset: str, data_root: str | Path, *, fold: int = 1,
                         cache_dir: str | None = None, report_dir: str | None = None) -> dict[str, Any]:
-    """Score a checkpoint on a fold's test speakers (refuses a fold whose test speakers it trained on)."""
-    from emofuse.checkpoint import load_checkpoint
+    """Score a checkpoint on a fold's test speakers (refuses a fold whose test speakers it trained on).
+
+    A seed-ensemble folder (``ensemble.json``, see `emofuse.checkpoint.checkpoint_members`) is scored
+    on the class probabilities averaged over its members, each with its own standardisation.
+    """
+    from emofuse.checkpoint import checkpoint_members, load_checkpoint
     from emofuse.normalize import apply_standardizer, stats_from_tensors
     from emofuse.reports import plot_confusion, write_json_atomic
     from emofuse.splits import partition
     from emofuse.training.data import FeatureDataset
     from emofuse.training.fit import predict_proba
 
-    ckpt = load_checkpoint(checkpoint)
+    checkpoint = Path(checkpoint)
+    members = [load_checkpoint(p) for p in checkpoint_members(checkpoint)]
+    ckpt = members[0]
+    for other in members[1:]:
+        if other.labels != ckpt.labels or other.features != ckpt.features:
+            raise ConfigError(f"{checkpoint}: ensemble members differ in labels or features")
     samples = load_dataset(dataset, data_root)
     chosen = _folds(dataset, str(fold))[0]
-    trained_on = set(ckpt.meta.get("train_speakers", [])) | set(ckpt.meta.get("val_speakers", []))
-    leak = sorted(trained_on & set(chosen.test))
-    if leak:
-        from emofuse.errors import SpeakerOverlapError
+    for member in members:
+        trained_on = set(member.meta.get("train_speakers", [])) | set(member.meta.get("val_speakers", []))
+        leak = sorted(trained_on & set(chosen.test))
+        if leak:
+            from emofuse.errors import SpeakerOverlapError
 
-        raise SpeakerOverlapError(f"{checkpoint}: trained on speakers {leak} that are in fold {fold}'s test set")
+            raise SpeakerOverlapError(f"{checkpoint}: trained on speakers {leak} that are in fold {fold}'s test set")
     _, _, test_idx = partition(samples, chosen)
     test = [samples[i] for i in test_idx]
     store = FeatureStore(test, cache_dir)
-    feats = store.for_recipe({m: spec["names"] for m, spec in ckpt.features.items()})
+    raw = store.for_recipe({m: spec["names"] for m, spec in ckpt.features.items()})
     for m, spec in ckpt.features.items():  # dialogue turn windows, within the test split only
         if spec.get("dialogue_window"):
-            feats[m] = dialogue_windows(feats[m], test, int(spec["dialogue_window"]))
-    feats = apply_standardizer(feats, stats_from_tensors(ckpt.extras))
+            raw[m] = dialogue_windows(raw[m], test, int(spec["dialogue_window"]))
     index = {lab: i for i, lab in enumerate(ckpt.labels)}
     for s in test:
         if s.label not in index:
             raise DataError(s.id, f"label {s.label!r} is not in the checkpoint's label map {ckpt.labels}")
-    ds = FeatureDataset(feats, [index[s.label] for s in test], [s.id for s in test], dims=ckpt.model.input_dims)
-    probs = predict_proba(ckpt.model, ds)
-    metrics = classification_metrics([index[s.label] for s in test], probs.argmax(1), ckpt.labels)
+    y_true = [index[s.label] for s in test]
+    probs = np.mean([
+        predict_proba(member.model, FeatureDataset(apply_standardizer(raw, stats_from_tensors(member.extras)), y_true,
+                                                   [s.id for s in test], dims=member.model.input_dims))
+        for member in members], axis=0)
+    metrics = classification_metrics(y_true, probs.argmax(1), ckpt.labels)
+    metrics["ensemble_members"] = len(members)
     if report_dir:
         write_json_atomic(Path(report_dir) / "metrics.json", metrics)
         plot_confusion(np.asarray(metrics["confusion"]), ckpt.labels, Path(report_dir) / "confusion.png",

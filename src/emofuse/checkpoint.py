@@ -130,3 +130,41 @@ def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> LoadedC
     return LoadedCheckpoint(model=model, labels=list(config["labels"]), features=config.get("features", {}),
                             extras=extras, meta={**config.get("meta", {}), "versions": config.get("versions", {}),
                                                  "created": config.get("created")})
+
+
+#: A seed-ensemble folder: ``ensemble.json`` naming member checkpoint sub-folders.
+ENSEMBLE = "ensemble.json"
+
+
+def save_ensemble(directory: str | Path, members: list[str], meta: dict[str, Any] | None = None) -> Path:
+    """Write ``ensemble.json`` listing member checkpoint folders (relative to ``directory``)."""
+    directory = Path(directory)
+    missing = [m for m in members if not (directory / m / CONFIG).is_file()]
+    if missing:
+        raise DataError(directory, f"ensemble members are not checkpoint folders: {', '.join(missing)}")
+    path = directory / ENSEMBLE
+    atomic_write_text(path, json.dumps({"format_version": FORMAT_VERSION, "members": list(members),
+                                        "meta": meta or {}}, indent=2))
+    return path
+
+
+def checkpoint_members(directory: str | Path) -> list[Path]:
+    """The checkpoint folders behind ``directory``: itself, or the members its ``ensemble.json`` names."""
+    directory = Path(directory)
+    path = directory / ENSEMBLE
+    if not path.is_file() or (directory / CONFIG).is_file():
+        return [directory]
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(path, f"not valid JSON: {exc}") from None
+    members = data.get("members") if isinstance(data, dict) else None
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+        raise DataError(path, "needs a non-empty 'members' list of checkpoint folder names")
+    out = []
+    for name in members:
+        member = (directory / name).resolve()
+        if directory.resolve() not in member.parents:
+            raise DataError(path, f"member {name!r} lies outside the ensemble folder")
+        out.append(member)
+    return out

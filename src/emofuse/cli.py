@@ -57,6 +57,26 @@ def _print_predictions(preds, as_json: str | None) -> None:
             console.print(f"wrote {as_json}")
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``--seeds 0,1,2`` as distinct integers (a clear error otherwise)."""
+    from emofuse.errors import ConfigError
+
+    try:
+        seeds = tuple(int(part) for part in str(text).split(","))
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds repeats a seed: {text!r}")
+    return seeds
+
+
+def _checkpoints(given: list[str] | None):
+    """``--model`` values: None (the demo model), one folder, or a list (a seed ensemble)."""
+    if not given:
+        return None
+    return given[0] if len(given) == 1 else given
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from emofuse.errors import ConfigError
     from emofuse.predict import Predictor, load_transcripts, match_transcripts
@@ -64,7 +84,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not args.files:  # text alone
         if args.text is None:
             raise ConfigError("give audio/video files, or --text \"...\" alone for a model that reads text")
-        predictor = Predictor(args.model, asr=False)
+        predictor = Predictor(_checkpoints(args.model), asr=False)
         _print_predictions([predictor.predict_text(args.text)], args.json)
         return 0
     if args.text is not None and len(args.files) != 1:
@@ -75,7 +95,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         transcripts = match_transcripts(load_transcripts(args.transcripts), args.files, args.transcripts)
     elif args.text is not None:
         transcripts = {str(args.files[0]): args.text}
-    predictor = Predictor(args.model, asr=not args.no_asr)
+    predictor = Predictor(_checkpoints(args.model), asr=not args.no_asr)
     if (args.text is not None or args.transcripts) and not predictor.reads_text:
         print(f"emofuse: warning: the model reads no text ({', '.join(predictor.ckpt.model.input_dims)}); "
               "--text/--transcripts ignored", file=sys.stderr)
@@ -142,7 +162,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             print(json.dumps(r))
         return 0
     benchmark.run_benchmark(args.target, _data_dir(args), models=args.models, out=args.out, report_dir=args.report_dir,
-                            cache_dir=args.cache, seeds=tuple(int(s) for s in args.seeds.split(",")),
+                            cache_dir=args.cache, seeds=parse_seeds(args.seeds),
                             folds=args.folds, max_epochs=args.max_epochs, progress=not args.quiet,
                             robustness=args.robustness, resume=not args.fresh)
     return 0
@@ -152,7 +172,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from emofuse import benchmark
 
     benchmark.train_recipe(args.recipe, args.dataset, _data_dir(args), out_dir=Path(args.out), fold=args.fold,
-                           cache_dir=args.cache, max_epochs=args.max_epochs, progress=not args.quiet)
+                           cache_dir=args.cache, max_epochs=args.max_epochs, progress=not args.quiet,
+                           seeds=parse_seeds(args.seeds))
     return 0
 
 
@@ -193,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="predict the emotion of audio (or video) files")
     p.add_argument("files", nargs="*", help="wav/flac/mp3/mp4 files (none: predict --text alone, for text models)")
-    p.add_argument("--model", help="checkpoint folder (default: the shipped demo model)")
+    p.add_argument("--model", action="append", metavar="CHECKPOINT",
+                   help="checkpoint folder (default: the shipped demo model); repeat it for a seed ensemble "
+                        "(e.g. 'emofuse train --seeds 0,1,2' output): their probabilities are averaged")
     p.add_argument("--json", help="write predictions as JSON to this file ('-' for stdout)")
     text = p.add_mutually_exclusive_group()
     text.add_argument("--text", help="transcript of FILE (one file only), for models that read text; without it "
@@ -223,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="ravdess")
     p.add_argument("--fold", type=int, default=1, help="fold number (1-based); 0 = train on every speaker but the validation ones")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds; several give a seed ensemble (one checkpoint "
+                   "per seed under --out, plus ensemble.json; members already trained there are kept)")
     p.add_argument("--max-epochs", type=int)
     data_opts(p)
     p.set_defaults(func=cmd_train)

@@ -16,12 +16,13 @@ import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from emofuse.checkpoint import LoadedCheckpoint, load_checkpoint
+from emofuse.checkpoint import LoadedCheckpoint, checkpoint_members, load_checkpoint
 from emofuse.errors import ConfigError, DataError
 from emofuse.featuresets import pool_vector
 from emofuse.normalize import apply_standardizer, stats_from_tensors
@@ -146,16 +147,37 @@ class Predictor:
     """Loads a checkpoint once and predicts for many files (audio; video files give their audio).
 
     Args:
-        checkpoint: checkpoint folder (default: the shipped demo model) or a loaded checkpoint.
+        checkpoint: checkpoint folder (default: the shipped demo model), a loaded checkpoint, or a
+            list of them: a **seed ensemble**, e.g. one recipe trained with several seeds (a folder
+            written by ``emofuse train --seeds 0,1,2`` holds ``ensemble.json`` and stands for its
+            members). Members
+            must share labels, features and input sizes; each applies its own feature
+            standardisation, and the prediction averages their class probabilities (and modality
+            weights, when every member reports them).
         asr: transcribe files with Whisper tiny.en when a model that reads text gets no transcript
             (False: such files are an error).
         cache_dir: feature cache root for text features (None: `emofuse.paths.cache_root()`).
     """
 
-    def __init__(self, checkpoint: str | Path | LoadedCheckpoint | None = None, *, asr: bool = True,
-                 cache_dir: str | Path | None = None) -> None:
-        self.ckpt = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint or demo_checkpoint_dir())
-        self.stats = stats_from_tensors(self.ckpt.extras)
+    def __init__(self, checkpoint: str | Path | LoadedCheckpoint | Sequence[str | Path | LoadedCheckpoint] | None = None,
+                 *, asr: bool = True, cache_dir: str | Path | None = None) -> None:
+        given = []  # an ensemble folder (ensemble.json) stands for its members
+        for c in (list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]):
+            given += [c] if c is None or isinstance(c, LoadedCheckpoint) else checkpoint_members(c)
+        if not given:
+            raise ConfigError("Predictor needs at least one checkpoint")
+        self.members: list[LoadedCheckpoint] = [
+            c if isinstance(c, LoadedCheckpoint) else load_checkpoint(c or demo_checkpoint_dir()) for c in given]
+        self.ckpt = self.members[0]
+        for where, other in zip(given[1:], self.members[1:]):
+            for what, a, b in (("labels", self.ckpt.labels, other.labels),
+                               ("features", self.ckpt.features, other.features),
+                               ("input sizes", self.ckpt.model.input_dims, other.model.input_dims)):
+                if a != b:
+                    raise ConfigError(f"{where}: ensemble members must share {what}; this one has {b}, "
+                                      f"the first has {a}")
+        self._stats = [stats_from_tensors(m.extras) for m in self.members]
+        self.stats = self._stats[0]
         self.asr = asr
         self.cache_dir = cache_dir
         self._extractors: dict[str, Any] = {}
@@ -226,8 +248,16 @@ class Predictor:
 
     def _prepare(self, path: Path | None, face: np.ndarray | None, text: str | None
                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str | None, str | None]:
-        """`prepare_inputs` plus the transcript the model read and its source ("given"/"asr").
-        ``path=None`` is a text-only input: every modality but text (and given face) is absent."""
+        """`prepare_inputs` (for the first member) plus the transcript read and its source."""
+        feats, transcript, source = self._features(path, face, text)
+        inputs, masks = self._tensors(feats, self.stats, path)
+        return inputs, masks, transcript, source
+
+    def _features(self, path: Path | None, face: np.ndarray | None, text: str | None
+                  ) -> tuple[dict[str, list[np.ndarray | None]], str | None, str | None]:
+        """Raw (unstandardised) features per modality, the transcript the model read and its source
+        ("given"/"asr"). ``path=None`` is a text-only input: every modality but text (and a given
+        face) is absent."""
         if path is not None and not path.exists():
             raise DataError(path, "file not found")
         if (text is not None or path is None) and (not isinstance(text, str) or not text.strip()):
@@ -268,7 +298,16 @@ class Predictor:
                 feats[modality] = [np.asarray(face, dtype=np.float32).reshape(1, -1)]
             else:
                 feats[modality] = [None]
-        feats = apply_standardizer(feats, self.stats)
+        if not any(feats[m][0] is not None for m in feats if m in model.input_dims):
+            what = "this file" if path is not None else "a text alone"
+            raise DataError(path, f"none of the model's modalities ({', '.join(model.input_dims)}) can be computed from {what}")
+        return feats, transcript, source
+
+    def _tensors(self, feats: dict[str, list[np.ndarray | None]], stats, path: Path | None
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Standardised model inputs and presence masks (batch of one) from raw per-modality features."""
+        model = self.ckpt.model
+        feats = apply_standardizer(feats, stats)
         inputs, masks = {}, {}
         for modality, dim in model.input_dims.items():
             arr = feats.get(modality, [None])[0]
@@ -280,10 +319,7 @@ class Predictor:
                     raise DataError(path, f"{modality} features have dimension {arr.shape[-1]}, the model expects {dim}")
                 inputs[modality] = torch.from_numpy(arr).unsqueeze(0)
                 masks[modality] = torch.ones(1, arr.shape[0], dtype=torch.bool)
-        if not any(bool(m.any()) for m in masks.values()):
-            what = "this file" if path is not None else "a text alone"
-            raise DataError(path, f"none of the model's modalities ({', '.join(model.input_dims)}) can be computed from {what}")
-        return inputs, masks, transcript, source
+        return inputs, masks
 
     def predict_file(self, path: str | Path, face: np.ndarray | None = None, text: str | None = None) -> Prediction:
         """Predict one file (see `prepare_inputs` for modalities the file cannot provide).
@@ -297,8 +333,8 @@ class Predictor:
             warnings.warn(f"{path}: the model reads no text ({', '.join(model.input_dims)}); the transcript is ignored",
                           UserWarning, stacklevel=2)
             text = None
-        inputs, masks, transcript, source = self._prepare(Path(path), face, text)
-        return self._predict(str(path), inputs, masks, transcript, source)
+        feats, transcript, source = self._features(Path(path), face, text)
+        return self._predict(str(path), feats, transcript, source)
 
     def predict_text(self, text: str) -> Prediction:
         """Predict from a transcript alone (no recording): every other modality is absent, so this
@@ -307,17 +343,26 @@ class Predictor:
         if not self.reads_text:
             raise ConfigError(f"the model reads no text ({', '.join(self.ckpt.model.input_dims)}): "
                               "predict_text needs a checkpoint with a text modality")
-        inputs, masks, transcript, source = self._prepare(None, None, text)
-        return self._predict(None, inputs, masks, transcript, source)
+        feats, transcript, source = self._features(None, None, text)
+        return self._predict(None, feats, transcript, source)
 
-    def _predict(self, path: str | None, inputs: dict[str, torch.Tensor], masks: dict[str, torch.Tensor],
-                 transcript: str | None, source: str | None) -> Prediction:
-        model = self.ckpt.model
-        with torch.no_grad():
-            out = model(inputs, masks)
-        probs = torch.softmax(out.logits.float(), dim=-1)[0].numpy()
-        explanations = {k: v[0].tolist() for k, v in out.explanations.items() if k == "modality_weights"}
-        return Prediction(path=path, label=self.labels[int(probs.argmax())],
-                          probabilities={lab: float(p) for lab, p in zip(self.labels, probs)},
-                          modalities_used=[m for m in model.input_dims if bool(masks[m].any())],
+    def _predict(self, path: str | None, feats: dict[str, list[np.ndarray | None]], transcript: str | None,
+                 source: str | None) -> Prediction:
+        probs, weights = [], []
+        for member, stats in zip(self.members, self._stats):
+            inputs, masks = self._tensors(feats, stats, None if path is None else Path(path))
+            with torch.no_grad():
+                out = member.model(inputs, masks)
+            probs.append(torch.softmax(out.logits.float(), dim=-1)[0].numpy())
+            if "modality_weights" in out.explanations:
+                weights.append(out.explanations["modality_weights"][0].float().numpy())
+        mean = np.mean(probs, axis=0)
+        explanations: dict[str, Any] = {}
+        if weights and len(weights) == len(self.members):
+            explanations["modality_weights"] = np.mean(weights, axis=0).tolist()
+        if len(self.members) > 1:
+            explanations["ensemble_members"] = len(self.members)
+        return Prediction(path=path, label=self.labels[int(mean.argmax())],
+                          probabilities={lab: float(p) for lab, p in zip(self.labels, mean)},
+                          modalities_used=[m for m in self.ckpt.model.input_dims if feats.get(m, [None])[0] is not None],
                           explanations=explanations, transcript=transcript, transcript_source=source)

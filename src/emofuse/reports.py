@@ -117,19 +117,40 @@ def format_seconds(seconds: float | None) -> str:
 COLUMNS = ("model", "modalities", "WA", "UA", "macro-F1", "train time")
 
 
+#: Extra columns when some row was trained with several seeds: the seed ensemble's scores
+#: (`emofuse.training.kfold.KFoldResult.seed_ensemble`); the plain columns stay the mean over runs.
+ENSEMBLE_COLUMNS = ("ensemble WA", "ensemble UA", "ensemble macro-F1")
+
+
+def _rows(results: dict[str, Any] | Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return results["results"] if isinstance(results, dict) else list(results)
+
+
+def table_columns(results: dict[str, Any] | Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """`COLUMNS`, plus `ENSEMBLE_COLUMNS` when any row has seed-ensemble scores."""
+    return COLUMNS + (ENSEMBLE_COLUMNS if any(r.get("seed_ensemble") for r in _rows(results)) else ())
+
+
 def table_rows(results: dict[str, Any] | Sequence[dict[str, Any]]) -> list[list[str]]:
-    """Rows of formatted cells, one per result, in `COLUMNS` order."""
-    rows = results["results"] if isinstance(results, dict) else list(results)
-    return [
-        [str(r["model"]), "+".join(r["modalities"]), _pm(r, "wa"), _pm(r, "ua"), _pm(r, "macro_f1"),
-         format_seconds(r.get("train_seconds"))]
-        for r in rows
-    ]
+    """Rows of formatted cells, one per result, in `table_columns` order. Seed-ensemble cells say
+    how many seeds were averaged (``n/a`` for a row trained with one seed)."""
+    rows = _rows(results)
+    with_ensemble = len(table_columns(rows)) > len(COLUMNS)
+    out = []
+    for r in rows:
+        cells = [str(r["model"]), "+".join(r["modalities"]), _pm(r, "wa"), _pm(r, "ua"), _pm(r, "macro_f1"),
+                 format_seconds(r.get("train_seconds"))]
+        if with_ensemble:
+            ens = r.get("seed_ensemble")
+            cells += [f"{_pm(ens, k)} ({ens['members']} seeds)" if ens else "n/a" for k in ("wa", "ua", "macro_f1")]
+        out.append(cells)
+    return out
 
 
 def markdown_table(results: dict[str, Any] | Sequence[dict[str, Any]]) -> str:
     """The results as a GitHub Markdown table (mean ± std)."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    columns = table_columns(results)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for cells in table_rows(results):
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -141,11 +162,12 @@ def format_table(results: dict[str, Any] | Sequence[dict[str, Any]], title: str 
     from rich.table import Table
 
     table = Table(title=title)
-    for col in COLUMNS:
+    for col in table_columns(results):
         table.add_column(col, justify="left" if col in ("model", "modalities") else "right")
     for cells in table_rows(results):
         table.add_row(*cells)
-    console = Console(file=io.StringIO(), width=120, color_system=None, record=True)
+    width = 120 if len(table.columns) == len(COLUMNS) else 200  # no wrapping of the ensemble cells
+    console = Console(file=io.StringIO(), width=width, color_system=None, record=True)
     console.print(table)
     return console.export_text()
 

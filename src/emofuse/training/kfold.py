@@ -78,6 +78,34 @@ class KFoldResult:
         names = sorted({k for r in self.runs for k in r.extra})
         return {n: aggregate([r.extra[n] for r in self.runs if n in r.extra]) for n in names}
 
+    def seed_ensemble(self) -> dict[str, Any] | None:
+        """Deep-ensemble scores (Lakshminarayanan et al., 2017): in each fold, the test-set class
+        probabilities of the models trained with different seeds are averaged and the argmax is
+        scored; the per-fold metrics are then aggregated over folds like any run.
+
+        Returns ``None`` unless every fold was trained with at least two seeds. The result holds the
+        aggregate (``wa_mean``, ``wa_std``, ...), ``members`` (seeds per fold), ``folds`` (per-fold
+        metrics without per-class detail) and ``confusion`` (summed over folds).
+        """
+        by_fold: dict[str, list[FoldRun]] = {}
+        for run in self.runs:
+            by_fold.setdefault(run.fold, []).append(run)
+        if not by_fold or any(len(runs) < 2 for runs in by_fold.values()):
+            return None
+        per_fold, confusion = [], None
+        for fold, runs in by_fold.items():
+            first = runs[0]
+            for other in runs[1:]:
+                if other.ids != first.ids or other.probs.shape != first.probs.shape:
+                    raise DataError(None, f"fold {fold}: seeds {first.seed} and {other.seed} scored different test sets")
+            probs = np.mean([r.probs for r in runs], axis=0)
+            metrics = classification_metrics(first.y_true, [int(p) for p in probs.argmax(axis=1)], self.label_names)
+            confusion = np.asarray(metrics["confusion"]) + (0 if confusion is None else confusion)
+            per_fold.append({"fold": fold, **{k: v for k, v in metrics.items() if k not in ("per_class", "confusion")}})
+        out = aggregate(per_fold)
+        out.update(members=len(next(iter(by_fold.values()))), folds=per_fold, confusion=confusion.tolist())
+        return out
+
     def confusion(self) -> np.ndarray:
         """Confusion matrix summed over all runs (rows = true class)."""
         return np.sum([np.asarray(r.metrics["confusion"]) for r in self.runs], axis=0)
