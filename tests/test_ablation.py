@@ -192,6 +192,21 @@ def test_ladder_has_one_row_per_rung(dataset):
     assert [r["wall_seconds"] for r in again["results"][2:]] != [r["wall_seconds"] for r in res["results"][2:]]
 
 
+def test_ladder_with_several_seeds_reports_the_seed_ensemble():
+    res = {"results": [
+        {"rung": "cnn_only", "wa_mean": 0.8, "wa_std": 0.01, "ua_mean": 0.79, "ua_std": 0.02, "macro_f1_mean": 0.78,
+         "macro_f1_std": 0.02, "train_seconds": 50.0,
+         "seed_ensemble": {"members": 3, "wa_mean": 0.83, "wa_std": 0.02, "ua_mean": 0.82, "ua_std": 0.02,
+                           "macro_f1_mean": 0.81, "macro_f1_std": 0.03}},
+        {"rung": "+cmaa", "wa_mean": 0.81, "wa_std": 0.01, "ua_mean": 0.8, "ua_std": 0.02, "macro_f1_mean": 0.79,
+         "macro_f1_std": 0.02, "train_seconds": 60.0}]}
+    md = ablation.ladder_table(res, markdown=True)
+    assert "| ensemble WA | ensemble UA | ensemble macro-F1 |" in md
+    assert "| cnn_only | 0.800 ± 0.010 | 0.790 ± 0.020 | 0.780 ± 0.020 | 50.0 s | 0.830 ± 0.020 (3 seeds) |" in md
+    assert md.rstrip().endswith("| n/a | n/a | n/a |")
+    assert "(3 seeds)" in ablation.ladder_table(res)
+
+
 def test_ladder_falls_back_when_config_features_do_not_exist():
     configured = {"audio": ["logmel"], "face": ["openface_au"], "text": ["minilm_tokens"]}
     feats, note = ablation.ladder_features(configured, ["audio", "face"])

@@ -207,7 +207,7 @@ def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]], title: str
         table.add_column(col, justify="left" if i == 0 else "right")
     for r in rows:
         table.add_row(*[str(c) for c in r])
-    console = Console(file=io.StringIO(), width=160, color_system=None, record=True)
+    console = Console(file=io.StringIO(), width=200, color_system=None, record=True)
     console.print(table)
     return console.export_text()
 
@@ -442,6 +442,9 @@ def of_cmaer_cat_ladder(samples: Sequence[Sample], store: FeatureStore, folds: S
                              recipe.modalities, rung=rung.name, architecture=base.model, features=features,
                              model_kwargs=recipe.model_kwargs, best_epochs=[r.best_epoch for r in result.runs],
                              confusion=result.confusion().tolist())
+        ensemble = result.seed_ensemble()
+        if ensemble is not None:
+            row["seed_ensemble"] = ensemble
         row["wall_seconds"] = time.perf_counter() - start
         row["run_key"] = key
         rows.append(row)
@@ -460,9 +463,16 @@ def ladder_table(results: dict[str, Any], markdown: bool = False, title: str | N
     def pm(r: dict[str, Any], k: str) -> str:
         return f"{r[f'{k}_mean']:.3f} ± {r[f'{k}_std']:.3f}"
 
+    rows = results["results"]
     body = [[r["rung"], pm(r, "wa"), pm(r, "ua"), pm(r, "macro_f1"), format_seconds(r["train_seconds"])]
-            for r in results["results"]]
-    return _markdown(LADDER_COLUMNS, body) if markdown else _text_table(LADDER_COLUMNS, body, title)
+            for r in rows]
+    columns = LADDER_COLUMNS
+    if any(r.get("seed_ensemble") for r in rows):  # several seeds: the seed ensemble too
+        columns += ("ensemble WA", "ensemble UA", "ensemble macro-F1")
+        for cells, r in zip(body, rows):
+            ens = r.get("seed_ensemble")
+            cells += [f"{pm(ens, k)} ({ens['members']} seeds)" if ens else "n/a" for k in ("wa", "ua", "macro_f1")]
+    return _markdown(columns, body) if markdown else _text_table(columns, body, title)
 
 
 # ---------------------------------------------------------------------------------------------
