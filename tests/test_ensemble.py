@@ -97,3 +97,13 @@ def test_train_seed_ensemble_resumes_and_evaluates(shared_data, tmp_path, capsys
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["ensemble_members"] == 2 and metrics["n"] == 240
     assert main(["evaluate", str(out), "--data", str(shared_data), "--fold", "2"]) == 2  # trained on fold 2's test actors
+
+
+def test_explain_refuses_an_ensemble_folder(tmp_path, clip):
+    from emofuse.explain import explain_file
+
+    _face_checkpoint(tmp_path / "ens" / "seed_0", 0, 0.0)
+    _face_checkpoint(tmp_path / "ens" / "seed_1", 1, 0.0)
+    save_ensemble(tmp_path / "ens", ["seed_0", "seed_1"])
+    with pytest.raises(ConfigError, match="explain one member"):
+        explain_file(tmp_path / "ens", clip, tmp_path / "out")

@@ -34,7 +34,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from emofuse.errors import DataError
+from emofuse.errors import ConfigError, DataError
 
 SAMPLE_RATE = 16000
 
@@ -279,6 +279,9 @@ def explain_file(checkpoint_dir: str | Path, path: str | Path, out_dir: str | Pa
     if not path.exists():
         raise DataError(path, "file not found")
     predictor = Predictor(checkpoint_dir)
+    if len(predictor.members) > 1:
+        raise ConfigError(f"{checkpoint_dir}: a seed ensemble of {len(predictor.members)} models; explain one "
+                          f"member folder (attention maps are per model)")
     waveform = load_audio(path, SAMPLE_RATE)
     inputs, masks = file_inputs(predictor, path, face)
     rates = {m: r for m, spec in predictor.ckpt.features.items() if (r := feature_frame_rate(spec)) is not None}
