@@ -107,3 +107,13 @@ def test_explain_refuses_an_ensemble_folder(tmp_path, clip):
     save_ensemble(tmp_path / "ens", ["seed_0", "seed_1"])
     with pytest.raises(ConfigError, match="explain one member"):
         explain_file(tmp_path / "ens", clip, tmp_path / "out")
+
+
+def test_printed_prediction_says_it_is_an_ensemble(tmp_path, clip, capsys):
+    from emofuse.cli import _print_predictions
+
+    a = _face_checkpoint(tmp_path / "a", 0, 0.0)
+    b = _face_checkpoint(tmp_path / "b", 1, 0.0)
+    pred = Predictor([a, b]).predict_file(clip, face=np.zeros(4, dtype=np.float32))
+    _print_predictions([pred], None)
+    assert "seed ensemble: probabilities averaged over 2 models" in capsys.readouterr().out

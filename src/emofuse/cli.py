@@ -43,6 +43,8 @@ def _print_predictions(preds, as_json: str | None) -> None:
         console.print(table)
         if p.modalities_used:
             console.print(f"modalities used: {', '.join(p.modalities_used)}")
+        if p.explanations.get("ensemble_members"):
+            console.print(f"seed ensemble: probabilities averaged over {p.explanations['ensemble_members']} models")
         if p.transcript is not None:
             source = "speech recognition" if p.transcript_source == "asr" else "given"
             console.print(f"transcript ({source}): {p.transcript!r}", markup=False)
