@@ -299,6 +299,30 @@ def test_seed_ensemble_averages_probabilities_per_fold():
     assert row["n_runs"] == 6  # the plain scores stay the mean over fold x seed runs
 
 
+def test_refit_trains_a_fresh_model_on_train_plus_validation(monkeypatch):
+    import emofuse.training.kfold as kfold_module
+
+    calls = []
+    real_fit = kfold_module.fit
+
+    def recording_fit(model, train_ds, val_ds, cfg):
+        result = real_fit(model, train_ds, val_ds, cfg)
+        calls.append((len(train_ds), val_ds is not None, cfg.max_epochs, result.best_epoch))
+        return result
+
+    monkeypatch.setattr(kfold_module, "fit", recording_fit)
+    samples, feats, _, names = _synthetic(90)
+    cfg = FAST.replace(refit=True)
+    result = run_kfold(samples, feats, names, FOLDS[:1], _builder({"audio": 8, "face": 5}), cfg, progress=False)
+    (first, second) = calls
+    assert first[:2] == (60, True) and second[:2] == (75, False)  # train, then train + validation
+    assert second[2] == first[3] + 1  # as many epochs as early stopping chose
+    run = result.runs[0]
+    assert run.best_epoch == first[3] and run.metrics["n"] == 15 and run.sizes["train"] == 60
+    with pytest.raises(ConfigError, match="refit"):
+        TrainConfig(refit="yes")
+
+
 def test_run_kfold_test_modalities_masks_the_others():
     samples, feats, _, names = _synthetic(90)
     result = run_kfold(samples, feats, names, FOLDS[:1], _builder({"audio": 8, "face": 5}), FAST,

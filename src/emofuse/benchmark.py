@@ -414,22 +414,27 @@ def train_recipe(recipe_name: str, dataset: str, data_root: str | Path, *, out_d
         cfg = cfg.replace(max_epochs=max_epochs)
     saved: dict[str, Any] = {}
 
+    held_out = not (fold == 0 and cfg.refit)  # fold 0 "tests" on its validation speakers
+
     def save(fold_obj, model, info):
-        saved["metrics"] = info["metrics"]
+        saved["metrics"] = info["metrics"] if held_out else {}
         test_note = "none (trained on every speaker)" if fold == 0 else ",".join(fold_obj.test)
         save_checkpoint(out_dir, model, labels=labels, features=_feature_specs(recipe),
                         extras=stats_to_tensors(info["stats"] or {}),
                         meta={"recipe": recipe.name, "dataset": dataset, "fold": fold_obj.name, "seed": seed,
                               "train_speakers": list(fold_obj.train), "val_speakers": list(fold_obj.val),
                               "test_speakers": test_note, "train_config": cfg.to_dict(),
-                              "test_metrics": {k: v for k, v in info["metrics"].items() if k in ("wa", "ua", "macro_f1", "n")},
+                              "test_metrics": {k: v for k, v in saved["metrics"].items() if k in ("wa", "ua", "macro_f1", "n")},
                               "description": description or f"{recipe.name} trained on {dataset} fold {fold_obj.name}"})
 
     run_kfold(samples, feats, labels, [chosen], build, cfg, seeds=(seed,), progress=progress, standardize=True,
               on_fold_end=save)
     if progress:
         m = saved["metrics"]
-        print(f"saved {out_dir}; test WA {m['wa']:.3f} UA {m['ua']:.3f}" + (" (validation speakers)" if fold == 0 else ""))
+        if not m:
+            print(f"saved {out_dir}; no held-out score (refit trained on the validation speakers too)")
+        else:
+            print(f"saved {out_dir}; test WA {m['wa']:.3f} UA {m['ua']:.3f}" + (" (validation speakers)" if fold == 0 else ""))
     return saved["metrics"]
 
 

@@ -32,6 +32,12 @@ class TrainConfig:
     always kept). ``precision="auto"`` means ``bf16-mixed`` (or ``16-mixed``) on a GPU and
     ``32-true`` on CPU; ``accelerator="auto"`` uses a CUDA GPU when available, else the CPU;
     ``devices="auto"`` means one device.
+
+    ``refit``: after early stopping, `emofuse.training.run_kfold` trains a fresh model (same seed)
+    on the training **and** validation speakers for the number of epochs early stopping chose
+    (``best_epoch + 1``) and keeps its last weights, as the logistic-regression baseline refits
+    on train + validation with its chosen C. Test speakers are never seen; training costs about
+    twice as long.
     """
 
     lr: float = 1e-3
@@ -56,6 +62,7 @@ class TrainConfig:
     devices: int | str = "auto"
     num_workers: int = 0
     progress: bool = False
+    refit: bool = False
 
     def __post_init__(self) -> None:
         # YAML 1.1 reads "1e-3" as a string: accept numeric strings for float fields.
@@ -113,6 +120,8 @@ class TrainConfig:
             raise bad("accelerator", "must be auto, cpu or gpu")
         if not (self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1)):
             raise bad("devices", "must be 'auto' or a positive integer")
+        if not isinstance(self.refit, bool):
+            raise bad("refit", "must be true or false")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise bad("num_workers", "must be a non-negative integer")
 

@@ -125,6 +125,8 @@ def _quiet(enabled: bool) -> Iterator[None]:
         warnings.filterwarnings("ignore", message=r".*number of training batches.*log_every_n_steps.*")
         warnings.filterwarnings("ignore", message=r".*Consider setting `persistent_workers=True`.*")
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+        # training without validation data (refit, or no validation speakers) is intended
+        warnings.filterwarnings("ignore", message=r".*defined a `validation_step` but have no `val_dataloader`.*")
         try:
             yield
         finally:

@@ -267,6 +267,8 @@ def run_kfold(
             if model.num_classes != len(label_names):
                 raise ConfigError(f"build_model() gave {model.num_classes} classes for {len(label_names)} labels")
             result = fit(model, train_ds, val_ds, run_cfg)
+            if run_cfg.refit and len(val_ds):
+                result = _refit(build_model, train_idx + val_idx, source, labels, result, run_cfg, int(seed))
             probs = predict_proba(result.model, test_ds, batch_size=max(64, cfg.batch_size))
             y_true = [int(y) for y in test_ds.labels or []]
             y_pred = [int(p) for p in probs.argmax(axis=1)]
@@ -308,6 +310,21 @@ def run_kfold(
         plot_confusion(out.confusion(), label_names, out_path / "confusion.png",
                        title=f"{len(runs)} run(s), summed")
     return out
+
+
+def _refit(build_model: Callable[[], EmotionModel], idx: Sequence[int], source: FeatureDataset,
+           labels: Mapping[int, int], first: Any, cfg: TrainConfig, seed: int) -> Any:
+    """``cfg.refit``: a fresh model trained on ``idx`` (training + validation samples) for the
+    epochs early stopping chose in ``first``; keeps its last weights. Returns a `FitResult` with
+    the refitted model, ``first``'s best epoch and score, and both trainings' time."""
+    import dataclasses
+
+    lightning.seed_everything(seed, workers=True, verbose=False)
+    epochs = max(1, first.best_epoch + 1)
+    refitted = fit(build_model(), _subset(source, idx, labels), None, cfg.replace(max_epochs=epochs, min_epochs=1))
+    return dataclasses.replace(refitted, best_epoch=first.best_epoch, best_score=first.best_score,
+                               stopped_epoch=first.stopped_epoch, history=first.history,
+                               train_seconds=first.train_seconds + refitted.train_seconds)
 
 
 def _report(run: FoldRun) -> None:
