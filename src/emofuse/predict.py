@@ -150,10 +150,9 @@ class Predictor:
         checkpoint: checkpoint folder (default: the shipped demo model), a loaded checkpoint, or a
             list of them: a **seed ensemble**, e.g. one recipe trained with several seeds (a folder
             written by ``emofuse train --seeds 0,1,2`` holds ``ensemble.json`` and stands for its
-            members). Members
-            must share labels, features and input sizes; each applies its own feature
-            standardisation, and the prediction averages their class probabilities (and modality
-            weights, when every member reports them).
+            members). Members must share labels, features and input sizes; each applies its own
+            feature standardisation, and the prediction averages their class probabilities (and
+            modality weights, when every member reports them).
         asr: transcribe files with Whisper tiny.en when a model that reads text gets no transcript
             (False: such files are an error).
         cache_dir: feature cache root for text features (None: `emofuse.paths.cache_root()`).
