@@ -458,7 +458,7 @@ LADDER_COLUMNS = ("rung", "WA", "UA", "macro-F1", "train time")
 
 def ladder_table(results: dict[str, Any], markdown: bool = False, title: str | None = None) -> str:
     """One line per rung: WA, UA, macro-F1 (mean ± std) and mean training time per run."""
-    from emofuse.reports import format_seconds
+    from emofuse.reports import ENSEMBLE_COLUMNS, ensemble_cells, format_seconds
 
     def pm(r: dict[str, Any], k: str) -> str:
         return f"{r[f'{k}_mean']:.3f} ± {r[f'{k}_std']:.3f}"
@@ -468,10 +468,9 @@ def ladder_table(results: dict[str, Any], markdown: bool = False, title: str | N
             for r in rows]
     columns = LADDER_COLUMNS
     if any(r.get("seed_ensemble") for r in rows):  # several seeds: the seed ensemble too
-        columns += ("ensemble WA", "ensemble UA", "ensemble macro-F1")
+        columns += ENSEMBLE_COLUMNS
         for cells, r in zip(body, rows):
-            ens = r.get("seed_ensemble")
-            cells += [f"{pm(ens, k)} ({ens['members']} seeds)" if ens else "n/a" for k in ("wa", "ua", "macro_f1")]
+            cells += ensemble_cells(r)
     return _markdown(columns, body) if markdown else _text_table(columns, body, title)
 
 

@@ -6,7 +6,6 @@ dataset's canonical folds, in one command, one table and one JSON file.
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import sys
@@ -442,7 +441,7 @@ def _train_ensemble(recipe_name: str, dataset: str, data_root: str | Path, *, ou
                     cache_dir: str | None, max_epochs: int | None, progress: bool, description: str | None,
                     seeds: tuple[int, ...]) -> dict[str, Any]:
     """`train_recipe` for several seeds: one member per seed, then ``ensemble.json`` (see there)."""
-    from emofuse.checkpoint import CONFIG, save_ensemble
+    from emofuse.checkpoint import CONFIG, read_config, save_ensemble
 
     recipe = load_recipe(recipe_name)
     fold_name = "all" if fold == 0 else _folds(dataset, str(fold))[0].name
@@ -451,7 +450,7 @@ def _train_ensemble(recipe_name: str, dataset: str, data_root: str | Path, *, ou
         member = out_dir / f"seed_{seed}"
         members.append(member.name)
         if (member / CONFIG).is_file():
-            meta = json.loads((member / CONFIG).read_text(encoding="utf-8")).get("meta", {})
+            meta = read_config(member).get("meta", {})
             if [meta.get(k) for k in ("recipe", "dataset", "fold", "seed")] == [recipe.name, dataset, fold_name, seed]:
                 if progress:
                     print(f"keeping {member} (already trained: {recipe.name}, {dataset} fold {fold}, seed {seed})")
@@ -475,7 +474,7 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str, data_root: str | Path, *
     A seed-ensemble folder (``ensemble.json``, see `emofuse.checkpoint.checkpoint_members`) is scored
     on the class probabilities averaged over its members, each with its own standardisation.
     """
-    from emofuse.checkpoint import checkpoint_members, load_checkpoint
+    from emofuse.checkpoint import load_members
     from emofuse.normalize import apply_standardizer, stats_from_tensors
     from emofuse.reports import plot_confusion, write_json_atomic
     from emofuse.splits import partition
@@ -483,11 +482,8 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str, data_root: str | Path, *
     from emofuse.training.fit import predict_proba
 
     checkpoint = Path(checkpoint)
-    members = [load_checkpoint(p) for p in checkpoint_members(checkpoint)]
+    members = load_members([checkpoint])
     ckpt = members[0]
-    for other in members[1:]:
-        if other.labels != ckpt.labels or other.features != ckpt.features:
-            raise ConfigError(f"{checkpoint}: ensemble members differ in labels or features")
     samples = load_dataset(dataset, data_root)
     chosen = _folds(dataset, str(fold))[0]
     for member in members:

@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from emofuse.atomic import atomic_write_text
-from emofuse.errors import DataError
+from emofuse.errors import ConfigError, DataError
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -96,20 +97,27 @@ def save_checkpoint(
     return directory
 
 
-def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> LoadedCheckpoint:
-    """Rebuild the model saved by :func:`save_checkpoint`. Errors name the file and the problem."""
-    from emofuse.models.registry import create_model
-
-    directory = Path(directory)
-    config_path = directory / CONFIG
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """A checkpoint folder's ``config.json`` (model spec, labels, features, ``meta``), checked."""
+    config_path = Path(directory) / CONFIG
     if not config_path.is_file():
         raise DataError(config_path, "checkpoint config not found (is this a checkpoint folder?)")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(config_path, f"not valid JSON: {exc}") from None
-    if config.get("format_version") != FORMAT_VERSION:
-        raise DataError(config_path, f"unsupported checkpoint format {config.get('format_version')!r}")
+    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
+        raise DataError(config_path, f"unsupported checkpoint format "
+                                     f"{config.get('format_version') if isinstance(config, dict) else None!r}")
+    return config
+
+
+def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> LoadedCheckpoint:
+    """Rebuild the model saved by :func:`save_checkpoint`. Errors name the file and the problem."""
+    from emofuse.models.registry import create_model
+
+    directory = Path(directory)
+    config = read_config(directory)
     spec = config["model"]
     model = create_model(spec["name"], num_classes=spec["num_classes"], input_dims=spec["input_dims"], **spec.get("kwargs", {}))
     weights_path = directory / WEIGHTS
@@ -168,3 +176,22 @@ def checkpoint_members(directory: str | Path) -> list[Path]:
             raise DataError(path, f"member {name!r} lies outside the ensemble folder")
         out.append(member)
     return out
+
+
+def load_members(sources: Sequence[str | Path | LoadedCheckpoint]) -> list[LoadedCheckpoint]:
+    """Load checkpoints for use together (an ensemble folder stands for its members) and check
+    that they share labels, features and input sizes; a mismatch raises `ConfigError` naming the
+    checkpoint."""
+    given: list[str | Path | LoadedCheckpoint] = []
+    for source in sources:
+        given += [source] if isinstance(source, LoadedCheckpoint) else checkpoint_members(source)
+    if not given:
+        raise ConfigError("at least one checkpoint is needed")
+    members = [g if isinstance(g, LoadedCheckpoint) else load_checkpoint(g) for g in given]
+    first = members[0]
+    for where, other in zip(given[1:], members[1:]):
+        for what, a, b in (("labels", first.labels, other.labels), ("features", first.features, other.features),
+                           ("input sizes", first.model.input_dims, other.model.input_dims)):
+            if a != b:
+                raise ConfigError(f"{where}: ensemble members must share {what}; this one has {b}, the first has {a}")
+    return members

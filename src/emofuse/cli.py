@@ -72,13 +72,6 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def _checkpoints(given: list[str] | None):
-    """``--model`` values: None (the demo model), one folder, or a list (a seed ensemble)."""
-    if not given:
-        return None
-    return given[0] if len(given) == 1 else given
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     from emofuse.errors import ConfigError
     from emofuse.predict import Predictor, load_transcripts, match_transcripts
@@ -86,7 +79,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not args.files:  # text alone
         if args.text is None:
             raise ConfigError("give audio/video files, or --text \"...\" alone for a model that reads text")
-        predictor = Predictor(_checkpoints(args.model), asr=False)
+        predictor = Predictor(args.model, asr=False)
         _print_predictions([predictor.predict_text(args.text)], args.json)
         return 0
     if args.text is not None and len(args.files) != 1:
@@ -97,7 +90,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         transcripts = match_transcripts(load_transcripts(args.transcripts), args.files, args.transcripts)
     elif args.text is not None:
         transcripts = {str(args.files[0]): args.text}
-    predictor = Predictor(_checkpoints(args.model), asr=not args.no_asr)
+    predictor = Predictor(args.model, asr=not args.no_asr)
     if (args.text is not None or args.transcripts) and not predictor.reads_text:
         print(f"emofuse: warning: the model reads no text ({', '.join(predictor.ckpt.model.input_dims)}); "
               "--text/--transcripts ignored", file=sys.stderr)

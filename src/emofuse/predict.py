@@ -13,16 +13,16 @@ from __future__ import annotations
 import csv
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from emofuse.checkpoint import LoadedCheckpoint, checkpoint_members, load_checkpoint
+from emofuse.checkpoint import LoadedCheckpoint, load_members
 from emofuse.errors import ConfigError, DataError
 from emofuse.featuresets import pool_vector
 from emofuse.normalize import apply_standardizer, stats_from_tensors
@@ -160,21 +160,9 @@ class Predictor:
 
     def __init__(self, checkpoint: str | Path | LoadedCheckpoint | Sequence[str | Path | LoadedCheckpoint] | None = None,
                  *, asr: bool = True, cache_dir: str | Path | None = None) -> None:
-        given = []  # an ensemble folder (ensemble.json) stands for its members
-        for c in (list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]):
-            given += [c] if c is None or isinstance(c, LoadedCheckpoint) else checkpoint_members(c)
-        if not given:
-            raise ConfigError("Predictor needs at least one checkpoint")
-        self.members: list[LoadedCheckpoint] = [
-            c if isinstance(c, LoadedCheckpoint) else load_checkpoint(c or demo_checkpoint_dir()) for c in given]
+        sources = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
+        self.members = load_members([demo_checkpoint_dir() if c is None else c for c in sources])
         self.ckpt = self.members[0]
-        for where, other in zip(given[1:], self.members[1:]):
-            for what, a, b in (("labels", self.ckpt.labels, other.labels),
-                               ("features", self.ckpt.features, other.features),
-                               ("input sizes", self.ckpt.model.input_dims, other.model.input_dims)):
-                if a != b:
-                    raise ConfigError(f"{where}: ensemble members must share {what}; this one has {b}, "
-                                      f"the first has {a}")
         self._stats = [stats_from_tensors(m.extras) for m in self.members]
         self.stats = self._stats[0]
         self.asr = asr

@@ -126,6 +126,13 @@ def _rows(results: dict[str, Any] | Sequence[dict[str, Any]]) -> list[dict[str, 
     return results["results"] if isinstance(results, dict) else list(results)
 
 
+def ensemble_cells(row: dict[str, Any]) -> list[str]:
+    """`ENSEMBLE_COLUMNS` cells of a result row: ``mean ± std (N seeds)``, or ``n/a`` without a
+    ``seed_ensemble`` entry (a row trained with one seed)."""
+    ens = row.get("seed_ensemble")
+    return [f"{_pm(ens, k)} ({ens['members']} seeds)" if ens else "n/a" for k in ("wa", "ua", "macro_f1")]
+
+
 def table_columns(results: dict[str, Any] | Sequence[dict[str, Any]]) -> tuple[str, ...]:
     """`COLUMNS`, plus `ENSEMBLE_COLUMNS` when any row has seed-ensemble scores."""
     return COLUMNS + (ENSEMBLE_COLUMNS if any(r.get("seed_ensemble") for r in _rows(results)) else ())
@@ -141,8 +148,7 @@ def table_rows(results: dict[str, Any] | Sequence[dict[str, Any]]) -> list[list[
         cells = [str(r["model"]), "+".join(r["modalities"]), _pm(r, "wa"), _pm(r, "ua"), _pm(r, "macro_f1"),
                  format_seconds(r.get("train_seconds"))]
         if with_ensemble:
-            ens = r.get("seed_ensemble")
-            cells += [f"{_pm(ens, k)} ({ens['members']} seeds)" if ens else "n/a" for k in ("wa", "ua", "macro_f1")]
+            cells += ensemble_cells(r)
         out.append(cells)
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +19,7 @@ from emofuse.metrics import aggregate, classification_metrics
 from emofuse.models.base import EmotionModel
 from emofuse.training.config import TrainConfig
 from emofuse.training.data import FeatureDataset
-from emofuse.training.fit import fit, predict_proba
+from emofuse.training.fit import FitResult, fit, predict_proba
 
 FeatureColumn = Sequence[np.ndarray | None] | Mapping[str, np.ndarray | None]
 
@@ -313,12 +314,10 @@ def run_kfold(
 
 
 def _refit(build_model: Callable[[], EmotionModel], idx: Sequence[int], source: FeatureDataset,
-           labels: Mapping[int, int], first: Any, cfg: TrainConfig, seed: int) -> Any:
+           labels: Mapping[int, int], first: FitResult, cfg: TrainConfig, seed: int) -> FitResult:
     """``cfg.refit``: a fresh model trained on ``idx`` (training + validation samples) for the
     epochs early stopping chose in ``first``; keeps its last weights. Returns a `FitResult` with
     the refitted model, ``first``'s best epoch and score, and both trainings' time."""
-    import dataclasses
-
     lightning.seed_everything(seed, workers=True, verbose=False)
     epochs = max(1, first.best_epoch + 1)
     refitted = fit(build_model(), _subset(source, idx, labels), None, cfg.replace(max_epochs=epochs, min_epochs=1))
