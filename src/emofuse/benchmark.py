@@ -125,23 +125,34 @@ def run_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore, fo
     """Logistic-regression baseline over the folds (C chosen on validation speakers)."""
     from emofuse.splits import partition
 
-    feats = store.for_recipe(recipe.features, pooled=True)
-    if recipe.data.get("speaker_norm"):
-        feats = speaker_normalize(feats, samples)
+    feats = recipe_features(recipe, store, pooled=True)
+    train_views, test_views = augmented_views(recipe, store, pooled=True)
     index = {lab: i for i, lab in enumerate(labels)}
-    keep = [i for i in range(len(samples)) if all(feats[m][i] is not None for m in feats)]
+    keep = [i for i in range(len(samples)) if all(v[m][i] is not None for v in (feats, *train_views.values(),
+                                                                                   *test_views.values()) for m in v)]
     if len(keep) < len(samples):
         log.warning("%s: %d of %d samples lack a modality and are left out of the classical baseline",
                     recipe.name, len(samples) - len(keep), len(samples))
     kept = [samples[i] for i in keep]
-    x = np.stack([np.concatenate([feats[m][i][0] for m in feats]) for i in keep])
+
+    def matrix(view: dict[str, list[np.ndarray | None]]) -> np.ndarray:
+        return np.stack([np.concatenate([view[m][i][0] for m in view]) for i in keep])
+
+    x = matrix(feats)
+    x_train_views = [matrix(v) for v in train_views.values()]
+    x_test_views = [matrix(v) for v in test_views.values()]
     y = np.array([index[s.label] for s in kept])
     runs, seconds = [], []
     for seed in seeds:
         for fold in folds:
             tr, va, te = partition(kept, fold)
             start = time.perf_counter()
-            res = fit_predict_logreg(x[tr], y[tr], x[va], y[va], x[te], len(labels), seed=seed)
+            x_tr = np.concatenate([x[tr], *(v[tr] for v in x_train_views)])
+            y_tr = np.concatenate([y[tr]] * (1 + len(x_train_views)))
+            x_va = np.concatenate([x[va], *(v[va] for v in x_train_views)])
+            y_va = np.concatenate([y[va]] * (1 + len(x_train_views)))
+            res = fit_predict_logreg(x_tr, y_tr, x[va], y[va], [x[te], *(v[te] for v in x_test_views)], len(labels),
+                                     seed=seed, x_refit=x_va, y_refit=y_va)
             seconds.append(time.perf_counter() - start)
             metrics = classification_metrics(y[te], res.probabilities.argmax(1), labels)
             runs.append(metrics)
@@ -154,9 +165,15 @@ def run_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore, fo
     return row
 
 
+def augmentation_fields(recipe: Recipe) -> dict[str, list[float]]:
+    """The recipe's speed-perturbation settings for a results row (empty lists: none)."""
+    return {"speed_perturb": list(recipe.train_speeds), "test_time_augment": list(recipe.test_speeds)}
+
+
 def _row(recipe: Recipe, agg: dict[str, Any], seconds: list[float], **extra: Any) -> dict[str, Any]:
     row: dict[str, Any] = {"model": recipe.name, "architecture": recipe.model, "modalities": recipe.modalities,
-                           "features": recipe.features, "speaker_norm": bool(recipe.data.get("speaker_norm"))}
+                           "features": recipe.features, "speaker_norm": bool(recipe.data.get("speaker_norm")),
+                           **augmentation_fields(recipe)}
     for key in ("wa", "ua", "macro_f1", "weighted_f1"):
         row[f"{key}_mean"] = agg[f"{key}_mean"]
         row[f"{key}_std"] = agg[f"{key}_std"]
@@ -166,18 +183,34 @@ def _row(recipe: Recipe, agg: dict[str, Any], seconds: list[float], **extra: Any
     return row
 
 
+def recipe_features(recipe: Recipe, store: FeatureStore, pooled: bool = False) -> dict[str, list[np.ndarray | None]]:
+    """A recipe's per-modality features from ``store`` (speaker-normalised and turned into dialogue
+    windows when the recipe says so)."""
+    feats = store.for_recipe(recipe.features, pooled=pooled)
+    if recipe.data.get("speaker_norm"):
+        feats = speaker_normalize(feats, store.samples)
+    context = list(recipe.model_kwargs.get("context_modalities") or [])
+    if context and not pooled:  # dialogue turn windows [<=L, D] for the modalities the model reads as turns
+        feats = apply_dialogue_context(feats, store.samples, context, recipe.data.get("max_dialogue_length"))
+    return feats
+
+
+def augmented_views(recipe: Recipe, store: FeatureStore, pooled: bool = False):
+    """``(train_views, test_views)``: view name (``speed0.9``) -> the recipe's features computed on
+    speed-perturbed audio, for ``data.speed_perturb`` and ``data.test_time_augment``; empty when
+    the recipe asks for neither (see `emofuse.training.kfold.run_kfold`)."""
+    views = {f: recipe_features(recipe, store.view(f), pooled) for f in {*recipe.train_speeds, *recipe.test_speeds}}
+    return ({f"speed{f:g}": views[f] for f in recipe.train_speeds},
+            {f"speed{f:g}": views[f] for f in recipe.test_speeds})
+
+
 def neural_setup(recipe: Recipe, store: FeatureStore):
     """Features, a model factory and the training config for a neural recipe."""
     from emofuse.models import create_model
     from emofuse.training.config import load_train_config
 
-    feats = store.for_recipe(recipe.features)
-    if recipe.data.get("speaker_norm"):
-        feats = speaker_normalize(feats, store.samples)
+    feats = recipe_features(recipe, store)
     kwargs = dict(recipe.model_kwargs)
-    context = list(kwargs.get("context_modalities") or [])
-    if context:  # dialogue turn windows [<=L, D] for the modalities the model reads as turns
-        feats = apply_dialogue_context(feats, store.samples, context, recipe.data.get("max_dialogue_length"))
     dims = input_dims(feats)
     if recipe.model == "attention_pooling":
         kwargs.setdefault("vector_modalities", vector_modalities(feats))
@@ -200,11 +233,12 @@ def run_neural(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds
     if max_epochs:
         cfg = cfg.replace(max_epochs=max_epochs)
     conditions = robustness_conditions(recipe.modalities) if robustness else {}
+    train_views, test_views = augmented_views(recipe, store)
     result = run_kfold(samples, feats, labels, folds, build, cfg, seeds=seeds, progress=progress, standardize=True,
-                       extra_tests=conditions,
+                       extra_tests=conditions, train_views=train_views, test_views=test_views,
                        out_dir=None if report_dir is None else report_dir / recipe.name)
     row = result.summary(recipe.name, recipe.modalities, architecture=recipe.model, features=recipe.features,
-                         speaker_norm=bool(recipe.data.get("speaker_norm")))
+                         speaker_norm=bool(recipe.data.get("speaker_norm")), **augmentation_fields(recipe))
     row["best_epochs"] = [r.best_epoch for r in result.runs]
     row["confusion"] = result.confusion().tolist()
     row["modality_dropout"] = float(cfg.modality_dropout)
@@ -299,6 +333,10 @@ def run_benchmark(dataset: str, data_root: str | Path, *, models: str = "default
     todo = [r for r in recipes if keys[r.name] not in finished]
     for name in sorted({f for r in todo for f in r.feature_names}):  # extract (cached) before timing
         store.get(name)
+    for speed in sorted({f for r in todo for f in (*r.train_speeds, *r.test_speeds)}):
+        view = store.view(speed)
+        for name in sorted({f for r in todo if speed in (*r.train_speeds, *r.test_speeds) for f in r.feature_names}):
+            view.get(name)
     rows: list[dict[str, Any]] = []
     report = Path(report_dir) if report_dir else None
     results = {
@@ -423,11 +461,13 @@ def train_recipe(recipe_name: str, dataset: str, data_root: str | Path, *, out_d
                         meta={"recipe": recipe.name, "dataset": dataset, "fold": fold_obj.name, "seed": seed,
                               "train_speakers": list(fold_obj.train), "val_speakers": list(fold_obj.val),
                               "test_speakers": test_note, "train_config": cfg.to_dict(),
+                              **augmentation_fields(recipe),
                               "test_metrics": {k: v for k, v in saved["metrics"].items() if k in ("wa", "ua", "macro_f1", "n")},
                               "description": description or f"{recipe.name} trained on {dataset} fold {fold_obj.name}"})
 
+    train_views, test_views = augmented_views(recipe, store)
     run_kfold(samples, feats, labels, [chosen], build, cfg, seeds=(seed,), progress=progress, standardize=True,
-              on_fold_end=save)
+              on_fold_end=save, train_views=train_views, test_views=test_views)
     if progress:
         m = saved["metrics"]
         if not m:
@@ -496,21 +536,33 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str, data_root: str | Path, *
     _, _, test_idx = partition(samples, chosen)
     test = [samples[i] for i in test_idx]
     store = FeatureStore(test, cache_dir)
-    raw = store.for_recipe({m: spec["names"] for m, spec in ckpt.features.items()})
-    for m, spec in ckpt.features.items():  # dialogue turn windows, within the test split only
-        if spec.get("dialogue_window"):
-            raw[m] = dialogue_windows(raw[m], test, int(spec["dialogue_window"]))
     index = {lab: i for i, lab in enumerate(ckpt.labels)}
     for s in test:
         if s.label not in index:
             raise DataError(s.id, f"label {s.label!r} is not in the checkpoint's label map {ckpt.labels}")
     y_true = [index[s.label] for s in test]
-    probs = np.mean([
-        predict_proba(member.model, FeatureDataset(apply_standardizer(raw, stats_from_tensors(member.extras)), y_true,
-                                                   [s.id for s in test], dims=member.model.input_dims))
-        for member in members], axis=0)
+    raw: dict[float, dict[str, list[np.ndarray | None]]] = {}
+
+    def features(speed: float) -> dict[str, list[np.ndarray | None]]:
+        """The checkpoint's raw test features on audio played ``speed`` times faster."""
+        if speed not in raw:
+            feats = store.view(speed).for_recipe({m: spec["names"] for m, spec in ckpt.features.items()})
+            for m, spec in ckpt.features.items():  # dialogue turn windows, within the test split only
+                if spec.get("dialogue_window"):
+                    feats[m] = dialogue_windows(feats[m], test, int(spec["dialogue_window"]))
+            raw[speed] = feats
+        return raw[speed]
+
+    def member_probs(member) -> np.ndarray:  # averaged over the original and its test-time views
+        stats = stats_from_tensors(member.extras)
+        return np.mean([predict_proba(member.model, FeatureDataset(apply_standardizer(features(f), stats), y_true,
+                                                                   [s.id for s in test], dims=member.model.input_dims))
+                        for f in (1.0, *member.test_time_speeds)], axis=0)
+
+    probs = np.mean([member_probs(member) for member in members], axis=0)
     metrics = classification_metrics(y_true, probs.argmax(1), ckpt.labels)
     metrics["ensemble_members"] = len(members)
+    metrics["test_time_augment"] = sorted({f for member in members for f in member.test_time_speeds})
     if report_dir:
         write_json_atomic(Path(report_dir) / "metrics.json", metrics)
         plot_confusion(np.asarray(metrics["confusion"]), ckpt.labels, Path(report_dir) / "confusion.png",

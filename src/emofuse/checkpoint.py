@@ -38,6 +38,17 @@ class LoadedCheckpoint:
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def test_time_speeds(self) -> tuple[float, ...]:
+        """Speed factors whose predictions are averaged with the original's (the recipe's
+        ``data.test_time_augment``, saved as ``meta.test_time_augment``); empty: none."""
+        from emofuse.features.augment import check_factors
+
+        try:
+            return check_factors(self.meta.get("test_time_augment") or [], "meta.test_time_augment")
+        except ConfigError as exc:
+            raise ConfigError(f"checkpoint {self.meta.get('recipe', '')}: {exc}") from None
+
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that shape a checkpoint's numbers."""

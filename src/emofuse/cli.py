@@ -45,6 +45,10 @@ def _print_predictions(preds, as_json: str | None) -> None:
             console.print(f"modalities used: {', '.join(p.modalities_used)}")
         if p.explanations.get("ensemble_members"):
             console.print(f"seed ensemble: probabilities averaged over {p.explanations['ensemble_members']} models")
+        if p.explanations.get("test_time_augment"):
+            speeds = ", ".join(f"{f:g}" for f in p.explanations["test_time_augment"])
+            console.print(f"test-time augmentation: probabilities averaged over the clip and its speed-perturbed "
+                          f"copies ({speeds})")
         if p.transcript is not None:
             source = "speech recognition" if p.transcript_source == "asr" else "given"
             console.print(f"transcript ({source}): {p.transcript!r}", markup=False)

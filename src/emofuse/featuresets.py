@@ -63,19 +63,48 @@ def pool_vector(array: np.ndarray) -> np.ndarray:
 
 
 class FeatureStore:
-    """Computes (or reads from cache) and keeps in memory each named feature for a list of samples."""
+    """Computes (or reads from cache) and keeps in memory each named feature for a list of samples.
 
-    def __init__(self, samples: list[Sample], cache_dir: str | Path | None = None, progress: bool = True) -> None:
+    ``speed`` != 1 makes a speed-perturbed view (`emofuse.features.augment`): audio extractors run
+    on every clip played that many times faster; every other feature (action units, text,
+    metadata) is the original one. Make views with `view`, which shares those.
+    """
+
+    def __init__(self, samples: list[Sample], cache_dir: str | Path | None = None, progress: bool = True,
+                 speed: float = 1.0) -> None:
+        from emofuse.features.augment import check_factor
+
         self.samples = samples
         self.cache_dir = cache_dir
         self.progress = progress
+        self.speed = check_factor(speed)
+        self._original: FeatureStore | None = None
         self._arrays: dict[str, list[np.ndarray | None]] = {}
+
+    def view(self, speed: float) -> "FeatureStore":
+        """The store of the same samples with audio played ``speed`` times faster (1.0: the original)."""
+        original = self._original or self
+        if float(speed) == 1.0:
+            return original
+        store = FeatureStore(self.samples, self.cache_dir, self.progress, speed=speed)
+        store._original = original
+        if hasattr(original, "labels"):
+            store.labels = original.labels
+        return store
 
     def get(self, name: str) -> list[np.ndarray | None]:
         """One array per sample (``[T, D]``), None where the sample lacks the source."""
+        if self._original is not None and not self._is_audio(name):
+            return self._original.get(name)
         if name not in self._arrays:
             self._arrays[name] = self._compute(name)
         return self._arrays[name]
+
+    @staticmethod
+    def _is_audio(name: str) -> bool:
+        from emofuse.features import list_extractors
+
+        return name in list_extractors("audio")
 
     def _compute(self, name: str) -> list[np.ndarray | None]:
         if name == "speaker_meta":
@@ -95,6 +124,10 @@ class FeatureStore:
             raise ConfigError(f"unknown feature {name!r}; available: "
                               f"{', '.join(sorted([*SOURCE_FEATURES, *list_extractors(None)]))}")
         extractor = get_extractor(name)
+        if self.speed != 1.0 and extractor.source == "audio":
+            from emofuse.features.augment import SpeedPerturbed
+
+            extractor = SpeedPerturbed(extractor, self.speed)
         if extractor.source == "text":
             # a sample without a transcript has the modality absent; an empty one is an error
             have = [i for i, s in enumerate(self.samples) if s.sources.get("text") is not None]

@@ -24,6 +24,7 @@ import torch
 
 from emofuse.checkpoint import LoadedCheckpoint, load_members
 from emofuse.errors import ConfigError, DataError
+from emofuse.features.augment import speed_perturb
 from emofuse.featuresets import pool_vector
 from emofuse.normalize import apply_standardizer, stats_from_tensors
 
@@ -236,15 +237,17 @@ class Predictor:
     def _prepare(self, path: Path | None, face: np.ndarray | None, text: str | None
                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str | None, str | None]:
         """`prepare_inputs` (for the first member) plus the transcript read and its source."""
-        feats, transcript, source = self._features(path, face, text)
+        feats, transcript, source, _ = self._features(path, face, text)
         inputs, masks = self._tensors(feats, self.stats, path)
         return inputs, masks, transcript, source
 
     def _features(self, path: Path | None, face: np.ndarray | None, text: str | None
-                  ) -> tuple[dict[str, list[np.ndarray | None]], str | None, str | None]:
-        """Raw (unstandardised) features per modality, the transcript the model read and its source
-        ("given"/"asr"). ``path=None`` is a text-only input: every modality but text (and a given
-        face) is absent."""
+                  ) -> tuple[dict[str, list[np.ndarray | None]], str | None, str | None, dict[float, np.ndarray]]:
+        """Raw (unstandardised) features per modality, the transcript the model read, its source
+        ("given"/"asr") and, for test-time augmentation (`LoadedCheckpoint.test_time_speeds`), the
+        audio features of each speed-perturbed copy by factor. ``path=None`` is a text-only input:
+        every modality but text (and a given face) is absent."""
+        views: dict[float, np.ndarray] = {}
         if path is not None and not path.exists():
             raise DataError(path, "file not found")
         if (text is not None or path is None) and (not isinstance(text, str) or not text.strip()):
@@ -268,6 +271,8 @@ class Predictor:
                 feats[modality] = [None]
             elif modality == "audio":
                 feats[modality] = [self._audio_features(waveform(), spec)]
+                for speed in sorted({f for member in self.members for f in member.test_time_speeds}):
+                    views[speed] = self._audio_features(speed_perturb(waveform(), speed, 16000), spec)
             elif modality == "text" and self.reads_text:
                 if text is not None:
                     transcript, source = text.strip(), "given"
@@ -288,7 +293,7 @@ class Predictor:
         if not any(feats[m][0] is not None for m in feats if m in model.input_dims):
             what = "this file" if path is not None else "a text alone"
             raise DataError(path, f"none of the model's modalities ({', '.join(model.input_dims)}) can be computed from {what}")
-        return feats, transcript, source
+        return feats, transcript, source, views
 
     def _tensors(self, feats: dict[str, list[np.ndarray | None]], stats, path: Path | None
                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -320,8 +325,8 @@ class Predictor:
             warnings.warn(f"{path}: the model reads no text ({', '.join(model.input_dims)}); the transcript is ignored",
                           UserWarning, stacklevel=2)
             text = None
-        feats, transcript, source = self._features(Path(path), face, text)
-        return self._predict(str(path), feats, transcript, source)
+        feats, transcript, source, views = self._features(Path(path), face, text)
+        return self._predict(str(path), feats, transcript, source, views)
 
     def predict_text(self, text: str) -> Prediction:
         """Predict from a transcript alone (no recording): every other modality is absent, so this
@@ -330,25 +335,35 @@ class Predictor:
         if not self.reads_text:
             raise ConfigError(f"the model reads no text ({', '.join(self.ckpt.model.input_dims)}): "
                               "predict_text needs a checkpoint with a text modality")
-        feats, transcript, source = self._features(None, None, text)
-        return self._predict(None, feats, transcript, source)
+        feats, transcript, source, views = self._features(None, None, text)
+        return self._predict(None, feats, transcript, source, views)
 
     def _predict(self, path: str | None, feats: dict[str, list[np.ndarray | None]], transcript: str | None,
-                 source: str | None) -> Prediction:
+                 source: str | None, views: dict[float, np.ndarray]) -> Prediction:
+        """Class probabilities averaged over members and, per member, over the original input and
+        its test-time speed-perturbed audio copies ``views``; modality weights likewise."""
         probs, weights = [], []
         for member, stats in zip(self.members, self._stats):
-            inputs, masks = self._tensors(feats, stats, None if path is None else Path(path))
-            with torch.no_grad():
-                out = member.model(inputs, masks)
-            probs.append(torch.softmax(out.logits.float(), dim=-1)[0].numpy())
-            if "modality_weights" in out.explanations:
-                weights.append(out.explanations["modality_weights"][0].float().numpy())
+            variants = [feats] + [{**feats, "audio": [views[f]]} for f in member.test_time_speeds if f in views]
+            member_probs, member_weights = [], []
+            for variant in variants:
+                inputs, masks = self._tensors(variant, stats, None if path is None else Path(path))
+                with torch.no_grad():
+                    out = member.model(inputs, masks)
+                member_probs.append(torch.softmax(out.logits.float(), dim=-1)[0].numpy())
+                if "modality_weights" in out.explanations:
+                    member_weights.append(out.explanations["modality_weights"][0].float().numpy())
+            probs.append(np.mean(member_probs, axis=0))
+            if len(member_weights) == len(variants):
+                weights.append(np.mean(member_weights, axis=0))
         mean = np.mean(probs, axis=0)
         explanations: dict[str, Any] = {}
         if weights and len(weights) == len(self.members):
             explanations["modality_weights"] = np.mean(weights, axis=0).tolist()
         if len(self.members) > 1:
             explanations["ensemble_members"] = len(self.members)
+        if views:
+            explanations["test_time_augment"] = sorted(views)
         return Prediction(path=path, label=self.labels[int(mean.argmax())],
                           probabilities={lab: float(p) for lab, p in zip(self.labels, mean)},
                           modalities_used=[m for m in self.ckpt.model.input_dims if feats.get(m, [None])[0] is not None],

@@ -8,6 +8,7 @@ Format::
     model_kwargs: {subnet_dims: 32}
     features: {audio: whisper, face: au}    # a list of names concatenates vector features
     train: {lr: 0.001, max_epochs: 60}      # TrainConfig keys
+    data: {speed_perturb: [0.9, 1.1], test_time_augment: true}   # see DATA_KEYS
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from emofuse.errors import ConfigError
 
 CLASSICAL_MODELS = ("logreg",)
 _KEYS = {"name", "model", "model_kwargs", "features", "train", "data", "description", "published"}
+#: Keys of a recipe's ``data`` section: transductive per-speaker z-scoring (bool), dialogue turn
+#: windows (int), speed-perturbed training copies (list of factors) and test-time augmentation
+#: (true: the speed_perturb factors; or its own list of factors).
+DATA_KEYS = {"speaker_norm", "max_dialogue_length", "speed_perturb", "test_time_augment"}
 
 
 @dataclass
@@ -44,6 +49,25 @@ class Recipe:
     @property
     def classical(self) -> bool:
         return self.model in CLASSICAL_MODELS
+
+    @property
+    def train_speeds(self) -> tuple[float, ...]:
+        """Speed factors of the augmented training copies (``data.speed_perturb``); empty: none."""
+        from emofuse.features.augment import check_factors
+
+        return check_factors(self.data.get("speed_perturb") or [], f"{self.name}: data.speed_perturb")
+
+    @property
+    def test_speeds(self) -> tuple[float, ...]:
+        """Speed factors averaged at test time besides the original (``data.test_time_augment``)."""
+        from emofuse.features.augment import check_factors
+
+        tta = self.data.get("test_time_augment") or False
+        if tta is True:
+            if not self.train_speeds:
+                raise ConfigError(f"{self.name}: data.test_time_augment: true needs data.speed_perturb factors")
+            return self.train_speeds
+        return check_factors(tta or [], f"{self.name}: data.test_time_augment")
 
     @property
     def feature_names(self) -> list[str]:
@@ -75,9 +99,18 @@ def recipe_from_dict(raw: dict[str, Any], default_name: str = "recipe", source: 
     if not isinstance(feats, dict) or not feats:
         raise ConfigError(f"{source}: 'features' must map modality -> feature name(s)")
     features = {m: [v] if isinstance(v, str) else list(v) for m, v in feats.items()}
-    return Recipe(name=str(raw.get("name", default_name)), model=str(raw["model"]), features=features,
-                  model_kwargs=dict(raw.get("model_kwargs") or {}), train=dict(raw.get("train") or {}),
-                  data=dict(raw.get("data") or {}), description=str(raw.get("description", "")))
+    data = raw.get("data") or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: 'data' must be a mapping")
+    check_keys(data, allowed=DATA_KEYS, required=(), source=source, kind="data")
+    recipe = Recipe(name=str(raw.get("name", default_name)), model=str(raw["model"]), features=features,
+                    model_kwargs=dict(raw.get("model_kwargs") or {}), train=dict(raw.get("train") or {}),
+                    data=dict(data), description=str(raw.get("description", "")))
+    try:
+        recipe.train_speeds, recipe.test_speeds  # validate the augmentation settings now
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return recipe
 
 
 def builtin_recipe_names() -> list[str]:

@@ -65,6 +65,8 @@ class KFoldResult:
     config: dict[str, Any]
     test_modalities: list[str] | None = None
     test_drop_rate: float = 0.0
+    train_views: list[str] = field(default_factory=list)
+    test_views: list[str] = field(default_factory=list)
 
     @property
     def fold_metrics(self) -> list[dict[str, Any]]:
@@ -125,6 +127,10 @@ class KFoldResult:
             row["test_modalities"] = list(self.test_modalities)
         if self.test_drop_rate:
             row["test_drop_rate"] = self.test_drop_rate
+        if self.train_views:
+            row["train_views"] = list(self.train_views)
+        if self.test_views:
+            row["test_views"] = list(self.test_views)
         row.update(extra)
         return row
 
@@ -135,6 +141,8 @@ class KFoldResult:
             "config": self.config,
             "test_modalities": self.test_modalities,
             "test_drop_rate": self.test_drop_rate,
+            "train_views": self.train_views,
+            "test_views": self.test_views,
             "runs": [r.to_dict(include_predictions) for r in self.runs],
         }
 
@@ -170,6 +178,34 @@ def _subset(full: FeatureDataset, idx: Sequence[int], labels: Mapping[int, int])
                           [labels[i] for i in idx], [full.ids[i] for i in idx], dims=full.dims)
 
 
+def _augmented(sources: Sequence[FeatureDataset], idx: Sequence[int], labels: Mapping[int, int]) -> FeatureDataset:
+    """The samples ``idx`` of every source (the original first, then each augmented view) as one dataset."""
+    parts = [_subset(source, idx, labels) for source in sources]
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    return FeatureDataset({m: [a for p in parts for a in p.features[m]] for m in first.modalities},
+                          [y for p in parts for y in p.labels or []], [i for p in parts for i in p.ids],
+                          dims=first.dims)
+
+
+def _view_source(columns: dict[str, list], name: str, stats: Any, full: FeatureDataset) -> FeatureDataset:
+    """A view's columns as a dataset over all samples (ids suffixed ``@name``), standardised with
+    the original training statistics when ``stats`` is given."""
+    if set(columns) != set(full.modalities):
+        raise ConfigError(f"view {name!r} has modalities {sorted(columns)}, expected {list(full.modalities)}")
+    if stats is not None:
+        from emofuse.normalize import apply_standardizer
+
+        columns = apply_standardizer(columns, stats)
+    return FeatureDataset(columns, None, [f"{i}@{name}" for i in full.ids], dims=full.dims)
+
+
+def _predict_views(model: EmotionModel, datasets: Sequence[FeatureDataset], batch_size: int) -> np.ndarray:
+    """Class probabilities averaged over ``datasets`` (the same samples, original and test-time views)."""
+    return np.mean([predict_proba(model, ds, batch_size=batch_size) for ds in datasets], axis=0)
+
+
 def run_kfold(
     samples: Sequence[Sample],
     features: Mapping[str, FeatureColumn],
@@ -187,6 +223,8 @@ def run_kfold(
     standardize: bool = False,
     extra_tests: Mapping[str, Mapping[str, Any]] | None = None,
     on_fold_end: Callable[[Any, EmotionModel, dict[str, Any]], None] | None = None,
+    train_views: Mapping[str, Mapping[str, FeatureColumn]] | None = None,
+    test_views: Mapping[str, Mapping[str, FeatureColumn]] | None = None,
 ) -> KFoldResult:
     """Cross-validate ``build_model()`` over ``folds`` (from `emofuse.splits`).
 
@@ -214,6 +252,13 @@ def run_kfold(
         on_fold_end: called as ``on_fold_end(fold, model, info)`` after each run, with ``info``
             holding ``seed``, ``metrics`` and ``stats`` (standardisation statistics or None),
             e.g. to save a checkpoint per fold.
+        train_views: augmented copies of the features, view name -> features like ``features``
+            (e.g. ``{"speed0.9": ..., "speed1.1": ...}`` from speed-perturbed audio,
+            `emofuse.features.augment`). Each training (and refit) sample is added once per view;
+            validation uses the original features only; standardisation statistics come from the
+            original training features.
+        test_views: test-time augmentation: test probabilities (and those of ``extra_tests``)
+            are averaged over the original features and these views.
     """
     from emofuse.splits import partition
 
@@ -229,6 +274,8 @@ def run_kfold(
         raise ConfigError(f"test_drop_rate must be in [0, 1), got {test_drop_rate}")
     columns = _feature_columns(samples, features)
     full = FeatureDataset(columns, None, [s.id for s in samples])
+    train_columns = {n: _feature_columns(samples, v) for n, v in (train_views or {}).items()}
+    test_columns = {n: _feature_columns(samples, v) for n, v in (test_views or {}).items()}
     if test_modalities is not None:
         unknown = sorted(set(test_modalities) - set(full.modalities))
         if unknown or not test_modalities:
@@ -255,33 +302,38 @@ def run_kfold(
 
                 stats = fit_standardizer(columns, train_idx)
                 source = FeatureDataset(apply_standardizer(columns, stats), None, full.ids, dims=full.dims)
-            train_ds = _subset(source, train_idx, labels)
+            train_sources = [source] + [_view_source(c, n, stats, full) for n, c in train_columns.items()]
+            test_sources = [source] + [_view_source(c, n, stats, full) for n, c in test_columns.items()]
+            train_ds = _augmented(train_sources, train_idx, labels)
             val_ds = _subset(source, val_idx, labels)
-            test_ds = _subset(source, test_idx, labels)
-            clean_test_ds = test_ds
+            clean_tests = [_subset(t, test_idx, labels) for t in test_sources]
+            test_sets = clean_tests
             if test_modalities is not None:
-                test_ds = test_ds.restrict(test_modalities)
+                test_sets = [t.restrict(test_modalities) for t in test_sets]
             if test_drop_rate > 0:
-                test_ds = test_ds.drop_modalities(test_drop_rate, seed=[int(seed), fold_index])
+                test_sets = [t.drop_modalities(test_drop_rate, seed=[int(seed), fold_index]) for t in test_sets]
+            test_ds = test_sets[0]
             lightning.seed_everything(int(seed), workers=True, verbose=False)
             model = build_model()
             if model.num_classes != len(label_names):
                 raise ConfigError(f"build_model() gave {model.num_classes} classes for {len(label_names)} labels")
             result = fit(model, train_ds, val_ds, run_cfg)
             if run_cfg.refit and len(val_ds):
-                result = _refit(build_model, train_idx + val_idx, source, labels, result, run_cfg, int(seed))
-            probs = predict_proba(result.model, test_ds, batch_size=max(64, cfg.batch_size))
+                result = _refit(build_model, train_idx + val_idx, train_sources, labels, result, run_cfg, int(seed))
+            batch = max(64, cfg.batch_size)
+            probs = _predict_views(result.model, test_sets, batch)
             y_true = [int(y) for y in test_ds.labels or []]
             y_pred = [int(p) for p in probs.argmax(axis=1)]
             metrics = classification_metrics(y_true, y_pred, label_names)
             extra = {}
             for name, cond in (extra_tests or {}).items():
-                cond_ds = clean_test_ds
+                cond_sets = clean_tests
                 if cond.get("modalities"):
-                    cond_ds = cond_ds.restrict(cond["modalities"])
+                    cond_sets = [t.restrict(cond["modalities"]) for t in cond_sets]
                 if cond.get("drop_rate"):
-                    cond_ds = cond_ds.drop_modalities(float(cond["drop_rate"]), seed=[int(seed), fold_index])
-                cond_pred = predict_proba(result.model, cond_ds, batch_size=max(64, cfg.batch_size)).argmax(axis=1)
+                    cond_sets = [t.drop_modalities(float(cond["drop_rate"]), seed=[int(seed), fold_index])
+                                 for t in cond_sets]
+                cond_pred = _predict_views(result.model, cond_sets, batch).argmax(axis=1)
                 extra[name] = classification_metrics(y_true, [int(p) for p in cond_pred], label_names)
             if on_fold_end is not None:
                 on_fold_end(fold, result.model, {"seed": int(seed), "metrics": metrics, "stats": stats})
@@ -298,7 +350,8 @@ def run_kfold(
     agg = aggregate([{**r.metrics, "train_seconds": r.train_seconds} for r in runs])
     out = KFoldResult(label_names=label_names, runs=runs, aggregate=agg, config=cfg.to_dict(),
                       test_modalities=None if test_modalities is None else list(test_modalities),
-                      test_drop_rate=float(test_drop_rate))
+                      test_drop_rate=float(test_drop_rate), train_views=list(train_columns),
+                      test_views=list(test_columns))
     if progress:
         print(f"all runs ({len(runs)}): WA {agg['wa_mean']:.3f} ± {agg['wa_std']:.3f}  "
               f"UA {agg['ua_mean']:.3f} ± {agg['ua_std']:.3f}  macro-F1 {agg['macro_f1_mean']:.3f}",
@@ -313,14 +366,15 @@ def run_kfold(
     return out
 
 
-def _refit(build_model: Callable[[], EmotionModel], idx: Sequence[int], source: FeatureDataset,
+def _refit(build_model: Callable[[], EmotionModel], idx: Sequence[int], sources: Sequence[FeatureDataset],
            labels: Mapping[int, int], first: FitResult, cfg: TrainConfig, seed: int) -> FitResult:
-    """``cfg.refit``: a fresh model trained on ``idx`` (training + validation samples) for the
-    epochs early stopping chose in ``first``; keeps its last weights. Returns a `FitResult` with
-    the refitted model, ``first``'s best epoch and score, and both trainings' time."""
+    """``cfg.refit``: a fresh model trained on ``idx`` (training + validation samples, in every
+    source: the original and the augmented views) for the epochs early stopping chose in
+    ``first``; keeps its last weights. Returns a `FitResult` with the refitted model, ``first``'s
+    best epoch and score, and both trainings' time."""
     lightning.seed_everything(seed, workers=True, verbose=False)
     epochs = max(1, first.best_epoch + 1)
-    refitted = fit(build_model(), _subset(source, idx, labels), None, cfg.replace(max_epochs=epochs, min_epochs=1))
+    refitted = fit(build_model(), _augmented(sources, idx, labels), None, cfg.replace(max_epochs=epochs, min_epochs=1))
     return dataclasses.replace(refitted, best_epoch=first.best_epoch, best_score=first.best_score,
                                stopped_epoch=first.stopped_epoch, history=first.history,
                                train_seconds=first.train_seconds + refitted.train_seconds)
