@@ -218,8 +218,30 @@ def test_benchmark_with_speed_perturbation_on_real_data(shared_data, tmp_path):
                       "data: {speed_perturb: [0.9], test_time_augment: true}\n")
     out = tmp_path / "b.json"
     results = run_benchmark("ravdess", shared_data, models=f"{recipe},logreg_au", out=str(out), folds="1",
-                            progress=False)
+                            seeds=(0, 1), progress=False)
     aug, plain = results["results"]
     assert aug["speed_perturb"] == [0.9] and aug["test_time_augment"] == [0.9] and plain["speed_perturb"] == []
-    assert 0.3 < aug["wa_mean"] <= 1.0 and aug["n_runs"] == 1
+    assert 0.3 < aug["wa_mean"] <= 1.0 and aug["n_runs"] == 1  # deterministic: once per fold, not per seed
     assert json.loads(out.read_text())["results"][0]["test_time_augment"] == [0.9]
+    # a checkpoint remembers its test-time augmentation: evaluate reproduces the training score
+    from emofuse.benchmark import evaluate_checkpoint, train_recipe
+
+    neural = tmp_path / "mlp_aug.yaml"
+    neural.write_text("model: early_concat\nmodel_kwargs: {hidden: 16}\nfeatures: {audio: mfcc, face: au}\n"
+                      "train: {max_epochs: 2, batch_size: 64}\ndata: {speed_perturb: [0.9], test_time_augment: true}\n")
+    trained = train_recipe(str(neural), "ravdess", shared_data, out_dir=tmp_path / "ckpt", fold=1, progress=False)
+    config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert config["meta"]["speed_perturb"] == [0.9] and config["meta"]["test_time_augment"] == [0.9]
+    evaluated = evaluate_checkpoint(tmp_path / "ckpt", "ravdess", shared_data, fold=1)
+    assert evaluated["test_time_augment"] == [0.9] and evaluated["n"] == 240
+    assert evaluated["wa"] == pytest.approx(trained["wa"])
+
+
+def test_augmented_views_skip_recipes_without_audio_features():
+    from emofuse.benchmark import augmented_views
+
+    recipe = recipe_from_dict({"model": "early_concat", "features": {"face": "au"},
+                               "data": {"speed_perturb": [0.9], "test_time_augment": True}})
+    store = FeatureStore([Sample(id="a", speaker="s", dataset="t", label="happy",
+                                 sources={"face": np.ones(3, dtype=np.float32)})], progress=False)
+    assert augmented_views(recipe, store) == ({}, {})

@@ -216,15 +216,16 @@ def _run_recipe(recipe: Recipe, samples: Sequence[Sample], store: FeatureStore, 
                 labels: list[str], *, label_column: str, seeds: Sequence[int], max_epochs: int | None,
                 progress: bool):
     """Train/test ``recipe`` over the folds on ``label_column`` (features standardised per fold)."""
-    from emofuse.benchmark import neural_setup
+    from emofuse.benchmark import augmented_views, neural_setup
     from emofuse.training.kfold import run_kfold
 
     store.labels = labels
     feats, build, cfg = neural_setup(recipe, store)
     if max_epochs:
         cfg = cfg.replace(max_epochs=int(max_epochs))
+    train_views, test_views = augmented_views(recipe, store)
     return run_kfold(list(samples), feats, labels, folds, build, cfg, label_column=label_column, seeds=seeds,
-                     progress=progress, standardize=True)
+                     progress=progress, standardize=True, train_views=train_views, test_views=test_views)
 
 
 # ---------------------------------------------------------------------------------------------
