@@ -274,8 +274,15 @@ def run_kfold(
         raise ConfigError(f"test_drop_rate must be in [0, 1), got {test_drop_rate}")
     columns = _feature_columns(samples, features)
     full = FeatureDataset(columns, None, [s.id for s in samples])
-    train_columns = {n: _feature_columns(samples, v) for n, v in (train_views or {}).items()}
-    test_columns = {n: _feature_columns(samples, v) for n, v in (test_views or {}).items()}
+    converted: dict[int, dict[str, list]] = {}  # by identity: a view given for training and testing
+
+    def view_columns(view: Mapping[str, FeatureColumn]) -> dict[str, list]:
+        if id(view) not in converted:
+            converted[id(view)] = _feature_columns(samples, view)
+        return converted[id(view)]
+
+    train_columns = {n: view_columns(v) for n, v in (train_views or {}).items()}
+    test_columns = {n: view_columns(v) for n, v in (test_views or {}).items()}
     if test_modalities is not None:
         unknown = sorted(set(test_modalities) - set(full.modalities))
         if unknown or not test_modalities:
@@ -302,8 +309,16 @@ def run_kfold(
 
                 stats = fit_standardizer(columns, train_idx)
                 source = FeatureDataset(apply_standardizer(columns, stats), None, full.ids, dims=full.dims)
-            train_sources = [source] + [_view_source(c, n, stats, full) for n, c in train_columns.items()]
-            test_sources = [source] + [_view_source(c, n, stats, full) for n, c in test_columns.items()]
+            built: dict[tuple[str, int], FeatureDataset] = {}  # a view used for training and testing: once
+
+            def view(name: str, cols: dict[str, list]) -> FeatureDataset:
+                key = (name, id(cols))
+                if key not in built:
+                    built[key] = _view_source(cols, name, stats, full)
+                return built[key]
+
+            train_sources = [source] + [view(n, c) for n, c in train_columns.items()]
+            test_sources = [source] + [view(n, c) for n, c in test_columns.items()]
             train_ds = _augmented(train_sources, train_idx, labels)
             val_ds = _subset(source, val_idx, labels)
             clean_tests = [_subset(t, test_idx, labels) for t in test_sources]
