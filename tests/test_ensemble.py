@@ -117,3 +117,18 @@ def test_printed_prediction_says_it_is_an_ensemble(tmp_path, clip, capsys):
     pred = Predictor([a, b]).predict_file(clip, face=np.zeros(4, dtype=np.float32))
     _print_predictions([pred], None)
     assert "seed ensemble: probabilities averaged over 2 models" in capsys.readouterr().out
+
+
+@pytest.mark.realdata
+def test_benchmark_with_seeds_reports_and_plots_the_seed_ensemble(shared_data, tmp_path):
+    from emofuse.benchmark import run_benchmark
+
+    recipe = tmp_path / "au_mlp.yaml"
+    recipe.write_text("model: early_concat\nmodel_kwargs: {hidden: 16}\nfeatures: {face: au}\n"
+                      "train: {max_epochs: 3, patience: 3, batch_size: 64}\n")
+    results = run_benchmark("ravdess", shared_data, models=str(recipe), folds="1", seeds=(0, 1), progress=False,
+                            report_dir=str(tmp_path / "report"))
+    (row,) = results["results"]
+    assert row["n_runs"] == 2 and row["seed_ensemble"]["members"] == 2
+    assert np.asarray(row["seed_ensemble"]["confusion"]).sum() == 240
+    assert (tmp_path / "report" / "confusion_au_mlp_ensemble.png").is_file()

@@ -22,7 +22,7 @@ from emofuse.errors import ConfigError, DataError
 from emofuse.featuresets import (FeatureStore, apply_dialogue_context, dialogue_windows, input_dims,
                                   speaker_normalize, vector_modalities)
 from emofuse.metrics import aggregate, classification_metrics
-from emofuse.recipes import Recipe, builtin_recipe_names, load_recipe, recipe_from_dict
+from emofuse.recipes import Recipe, builtin_recipe_names, load_recipe
 
 log = logging.getLogger("emofuse.benchmark")
 
@@ -377,6 +377,11 @@ def run_benchmark(dataset: str, data_root: str | Path, *, models: str = "default
         if report is not None:
             plot_confusion(np.asarray(row["confusion"]), labels, report / f"confusion_{recipe.name}.png",
                            title=f"{recipe.name} ({dataset}, {len(fold_list)} folds, summed)")
+            if row.get("seed_ensemble"):
+                ensemble = row["seed_ensemble"]
+                plot_confusion(np.asarray(ensemble["confusion"]), labels,
+                               report / f"confusion_{recipe.name}_ensemble.png",
+                               title=f"{recipe.name}, {ensemble['members']}-seed ensemble ({dataset}, summed over folds)")
     results["complete"] = True
     print(format_table(results, title=_table_title(dataset, fold_list)))
     robust = robustness_table(results)

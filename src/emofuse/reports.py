@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
