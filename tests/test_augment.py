@@ -245,3 +245,10 @@ def test_augmented_views_skip_recipes_without_audio_features():
     store = FeatureStore([Sample(id="a", speaker="s", dataset="t", label="happy",
                                  sources={"face": np.ones(3, dtype=np.float32)})], progress=False)
     assert augmented_views(recipe, store) == ({}, {})
+
+
+def test_extract_cli_checks_speed_factors(tmp_path, capsys):
+    from emofuse.cli import main
+
+    assert main(["extract", "ravdess", "--data", str(tmp_path), "--features", "mfcc", "--speeds", "0.9,7"]) == 2
+    assert "speed factor must be in [0.5, 2.0], got '7'" in capsys.readouterr().err

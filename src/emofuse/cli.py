@@ -143,12 +143,17 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from emofuse.benchmark import load_dataset
     from emofuse.featuresets import FeatureStore
 
+    from emofuse.features.augment import check_factor
+
+    speeds = [1.0] + [check_factor(f) for f in args.speeds.split(",") if f.strip()] if args.speeds else [1.0]
     samples = load_dataset(args.dataset, _data_dir(args))
     store = FeatureStore(samples, args.cache, progress=not args.quiet)
-    for name in args.features.split(","):
-        arrays = store.get(name.strip())
-        n = sum(a is not None for a in arrays)
-        print(f"{name}: {n}/{len(arrays)} clips cached")
+    for speed in dict.fromkeys(speeds):
+        view = store.view(speed)
+        for name in args.features.split(","):
+            arrays = view.get(name.strip())
+            n = sum(a is not None for a in arrays)
+            print(f"{name}{'' if speed == 1.0 else f' (speed {speed:g})'}: {n}/{len(arrays)} clips cached")
     return 0
 
 
@@ -238,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="extract and cache features (resumes after interruption)")
     p.add_argument("dataset", choices=["ravdess", "cremad", "iemocap", "meld"])
     p.add_argument("--features", default="whisper,egemaps", help="comma-separated extractor names")
+    p.add_argument("--speeds", default="", help="also cache the audio features of speed-perturbed copies at these "
+                   "comma-separated factors, e.g. 0.9,1.1 (what recipes with data.speed_perturb read)")
     data_opts(p)
     p.set_defaults(func=cmd_extract)
 
