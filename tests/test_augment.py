@@ -158,6 +158,19 @@ def test_run_kfold_adds_training_copies_and_averages_test_views(monkeypatch):
     assert not np.allclose(run.probs, probs(feats), atol=1e-4)
 
 
+def test_extra_tests_average_the_test_views_too():
+    samples, feats, _, names = _synthetic(90)
+    shifted = {"audio": [a + 0.5 for a in feats["audio"]], "face": feats["face"]}
+    extra = {"only_face": {"modalities": ["face"]}, "only_audio": {"modalities": ["audio"]}}
+    plain = run_kfold(samples, feats, names, FOLDS[:1], _builder({"audio": 8, "face": 5}), FAST, progress=False,
+                      extra_tests=extra)
+    tta = run_kfold(samples, feats, names, FOLDS[:1], _builder({"audio": 8, "face": 5}), FAST, progress=False,
+                    extra_tests=extra, test_views={"shift": shifted})
+    # face only: the view changes nothing the model sees; audio only: it does
+    assert tta.runs[0].extra["only_face"] == plain.runs[0].extra["only_face"]
+    assert set(tta.extra_aggregates()) == {"only_face", "only_audio"}
+
+
 def test_refit_uses_the_augmented_copies_too(monkeypatch):
     import emofuse.training.kfold as kfold_module
 
