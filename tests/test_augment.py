@@ -95,8 +95,9 @@ def test_feature_store_views_perturb_audio_only(tmp_path):
     assert view.get("au") is store.get("au")  # action units come from the video, not the audio
     a, b = store.get("mfcc")[0], view.get("mfcc")[0]
     assert b.shape[0] > a.shape[0]
-    with pytest.raises(ConfigError, match="speed factor"):
-        store.view(5.0)
+    for bad in (5.0, "fast"):
+        with pytest.raises(ConfigError, match="speed factor"):
+            store.view(bad)
 
 
 def test_recipe_augmentation_settings_are_validated():

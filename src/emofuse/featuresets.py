@@ -83,8 +83,10 @@ class FeatureStore:
 
     def view(self, speed: float) -> "FeatureStore":
         """The store of the same samples with audio played ``speed`` times faster (1.0: the original)."""
+        from emofuse.features.augment import check_factor
+
         original = self._original or self
-        if float(speed) == 1.0:
+        if check_factor(speed) == 1.0:
             return original
         store = FeatureStore(self.samples, self.cache_dir, self.progress, speed=speed)
         store._original = original
