@@ -92,6 +92,7 @@ def test_feature_store_views_perturb_audio_only(tmp_path):
     store.labels = ["happy"]
     view = store.view(0.9)
     assert store.view(1.0) is store and view.view(1.0) is store and view.labels == ["happy"]
+    assert store.view(0.9) is view and view.view(0.9) is view  # one view per factor, arrays kept
     assert view.get("au") is store.get("au")  # action units come from the video, not the audio
     a, b = store.get("mfcc")[0], view.get("mfcc")[0]
     assert b.shape[0] > a.shape[0]

@@ -79,17 +79,23 @@ class FeatureStore:
         self.progress = progress
         self.speed = check_factor(speed)
         self._original: FeatureStore | None = None
+        self._views: dict[float, FeatureStore] = {}
         self._arrays: dict[str, list[np.ndarray | None]] = {}
 
     def view(self, speed: float) -> "FeatureStore":
-        """The store of the same samples with audio played ``speed`` times faster (1.0: the original)."""
+        """The store of the same samples with audio played ``speed`` times faster (1.0: the original);
+        the same object for the same factor."""
         from emofuse.features.augment import check_factor
 
         original = self._original or self
-        if check_factor(speed) == 1.0:
+        speed = check_factor(speed)
+        if speed == 1.0:
             return original
-        store = FeatureStore(self.samples, self.cache_dir, self.progress, speed=speed)
-        store._original = original
+        if speed not in original._views:  # one view per factor, so its arrays stay in memory
+            store = FeatureStore(self.samples, self.cache_dir, self.progress, speed=speed)
+            store._original = original
+            original._views[speed] = store
+        store = original._views[speed]
         if hasattr(original, "labels"):
             store.labels = original.labels
         return store
