@@ -531,7 +531,7 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str, data_root: str | Path, *
     from emofuse.reports import plot_confusion, write_json_atomic
     from emofuse.splits import partition
     from emofuse.training.data import FeatureDataset
-    from emofuse.training.fit import predict_proba
+    from emofuse.training.fit import predict_proba_mean
 
     checkpoint = Path(checkpoint)
     members = load_members([checkpoint])
@@ -567,9 +567,9 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str, data_root: str | Path, *
 
     def member_probs(member) -> np.ndarray:  # averaged over the original and its test-time views
         stats = stats_from_tensors(member.extras)
-        return np.mean([predict_proba(member.model, FeatureDataset(apply_standardizer(features(f), stats), y_true,
-                                                                   [s.id for s in test], dims=member.model.input_dims))
-                        for f in (1.0, *member.test_time_speeds)], axis=0)
+        return predict_proba_mean(member.model, [
+            FeatureDataset(apply_standardizer(features(f), stats), y_true, [s.id for s in test],
+                           dims=member.model.input_dims) for f in (1.0, *member.test_time_speeds)])
 
     probs = np.mean([member_probs(member) for member in members], axis=0)
     metrics = classification_metrics(y_true, probs.argmax(1), ckpt.labels)

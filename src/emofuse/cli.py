@@ -141,11 +141,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     from emofuse.benchmark import load_dataset
+    from emofuse.features.augment import check_factor
     from emofuse.featuresets import FeatureStore
 
-    from emofuse.features.augment import check_factor
-
-    speeds = [1.0] + [check_factor(f) for f in args.speeds.split(",") if f.strip()] if args.speeds else [1.0]
+    speeds = [1.0, *(check_factor(f) for f in args.speeds.split(",") if f.strip())]
     samples = load_dataset(args.dataset, _data_dir(args))
     store = FeatureStore(samples, args.cache, progress=not args.quiet)
     for speed in dict.fromkeys(speeds):

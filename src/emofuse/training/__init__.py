@@ -2,7 +2,7 @@
 
 from emofuse.training.config import TrainConfig, load_train_config
 from emofuse.training.data import FeatureDataset, collate, modality_dropout
-from emofuse.training.fit import FitResult, Predictions, fit, predict_outputs, predict_proba
+from emofuse.training.fit import FitResult, Predictions, fit, predict_outputs, predict_proba, predict_proba_mean
 from emofuse.training.kfold import FoldRun, KFoldResult, run_kfold
 from emofuse.training.losses import FocalLoss, focal_loss, inverse_frequency_weights
 from emofuse.training.task import EmotionTask
@@ -24,5 +24,6 @@ __all__ = [
     "modality_dropout",
     "predict_outputs",
     "predict_proba",
+    "predict_proba_mean",
     "run_kfold",
 ]

@@ -9,7 +9,7 @@ import math
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -284,6 +284,12 @@ def predict_proba(model: EmotionModel, ds: FeatureDataset, batch_size: int = 64,
                   device: str | torch.device | None = None) -> np.ndarray:
     """Class probabilities ``[N, C]`` for every sample of ``ds`` (eval mode, no gradients)."""
     return predict_outputs(model, ds, batch_size, device).probs
+
+
+def predict_proba_mean(model: EmotionModel, datasets: Sequence[FeatureDataset], batch_size: int = 64) -> np.ndarray:
+    """Class probabilities averaged over ``datasets``: the same samples in the same order, e.g. the
+    original features and test-time augmented views of them."""
+    return np.mean([predict_proba(model, ds, batch_size=batch_size) for ds in datasets], axis=0)
 
 
 def describe(result: FitResult) -> dict[str, Any]:

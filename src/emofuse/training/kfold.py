@@ -19,7 +19,7 @@ from emofuse.metrics import aggregate, classification_metrics
 from emofuse.models.base import EmotionModel
 from emofuse.training.config import TrainConfig
 from emofuse.training.data import FeatureDataset
-from emofuse.training.fit import FitResult, fit, predict_proba
+from emofuse.training.fit import FitResult, fit, predict_proba_mean
 
 FeatureColumn = Sequence[np.ndarray | None] | Mapping[str, np.ndarray | None]
 
@@ -201,11 +201,6 @@ def _view_source(columns: dict[str, list], name: str, stats: Any, full: FeatureD
     return FeatureDataset(columns, None, [f"{i}@{name}" for i in full.ids], dims=full.dims)
 
 
-def _predict_views(model: EmotionModel, datasets: Sequence[FeatureDataset], batch_size: int) -> np.ndarray:
-    """Class probabilities averaged over ``datasets`` (the same samples, original and test-time views)."""
-    return np.mean([predict_proba(model, ds, batch_size=batch_size) for ds in datasets], axis=0)
-
-
 def run_kfold(
     samples: Sequence[Sample],
     features: Mapping[str, FeatureColumn],
@@ -336,7 +331,7 @@ def run_kfold(
             if run_cfg.refit and len(val_ds):
                 result = _refit(build_model, train_idx + val_idx, train_sources, labels, result, run_cfg, int(seed))
             batch = max(64, cfg.batch_size)
-            probs = _predict_views(result.model, test_sets, batch)
+            probs = predict_proba_mean(result.model, test_sets, batch)
             y_true = [int(y) for y in test_ds.labels or []]
             y_pred = [int(p) for p in probs.argmax(axis=1)]
             metrics = classification_metrics(y_true, y_pred, label_names)
@@ -348,7 +343,7 @@ def run_kfold(
                 if cond.get("drop_rate"):
                     cond_sets = [t.drop_modalities(float(cond["drop_rate"]), seed=[int(seed), fold_index])
                                  for t in cond_sets]
-                cond_pred = _predict_views(result.model, cond_sets, batch).argmax(axis=1)
+                cond_pred = predict_proba_mean(result.model, cond_sets, batch).argmax(axis=1)
                 extra[name] = classification_metrics(y_true, [int(p) for p in cond_pred], label_names)
             if on_fold_end is not None:
                 on_fold_end(fold, result.model, {"seed": int(seed), "metrics": metrics, "stats": stats})
