@@ -269,15 +269,11 @@ def run_kfold(
         raise ConfigError(f"test_drop_rate must be in [0, 1), got {test_drop_rate}")
     columns = _feature_columns(samples, features)
     full = FeatureDataset(columns, None, [s.id for s in samples])
-    converted: dict[int, dict[str, list]] = {}  # by identity: a view given for training and testing
-
-    def view_columns(view: Mapping[str, FeatureColumn]) -> dict[str, list]:
-        if id(view) not in converted:
-            converted[id(view)] = _feature_columns(samples, view)
-        return converted[id(view)]
-
-    train_columns = {n: view_columns(v) for n, v in (train_views or {}).items()}
-    test_columns = {n: view_columns(v) for n, v in (test_views or {}).items()}
+    # every distinct view once (one given for training and for testing is converted and standardised once)
+    train_keys = [(n, id(v)) for n, v in (train_views or {}).items()]
+    test_keys = [(n, id(v)) for n, v in (test_views or {}).items()]
+    view_columns = {(n, id(v)): _feature_columns(samples, v)
+                    for n, v in [*(train_views or {}).items(), *(test_views or {}).items()]}
     if test_modalities is not None:
         unknown = sorted(set(test_modalities) - set(full.modalities))
         if unknown or not test_modalities:
@@ -304,16 +300,9 @@ def run_kfold(
 
                 stats = fit_standardizer(columns, train_idx)
                 source = FeatureDataset(apply_standardizer(columns, stats), None, full.ids, dims=full.dims)
-            built: dict[tuple[str, int], FeatureDataset] = {}  # a view used for training and testing: once
-
-            def view(name: str, cols: dict[str, list]) -> FeatureDataset:
-                key = (name, id(cols))
-                if key not in built:
-                    built[key] = _view_source(cols, name, stats, full)
-                return built[key]
-
-            train_sources = [source] + [view(n, c) for n, c in train_columns.items()]
-            test_sources = [source] + [view(n, c) for n, c in test_columns.items()]
+            views = {key: _view_source(cols, key[0], stats, full) for key, cols in view_columns.items()}
+            train_sources = [source] + [views[k] for k in train_keys]
+            test_sources = [source] + [views[k] for k in test_keys]
             train_ds = _augmented(train_sources, train_idx, labels)
             val_ds = _subset(source, val_idx, labels)
             clean_tests = [_subset(t, test_idx, labels) for t in test_sources]
@@ -360,8 +349,8 @@ def run_kfold(
     agg = aggregate([{**r.metrics, "train_seconds": r.train_seconds} for r in runs])
     out = KFoldResult(label_names=label_names, runs=runs, aggregate=agg, config=cfg.to_dict(),
                       test_modalities=None if test_modalities is None else list(test_modalities),
-                      test_drop_rate=float(test_drop_rate), train_views=list(train_columns),
-                      test_views=list(test_columns))
+                      test_drop_rate=float(test_drop_rate), train_views=[n for n, _ in train_keys],
+                      test_views=[n for n, _ in test_keys])
     if progress:
         print(f"all runs ({len(runs)}): WA {agg['wa_mean']:.3f} ± {agg['wa_std']:.3f}  "
               f"UA {agg['ua_mean']:.3f} ± {agg['ua_std']:.3f}  macro-F1 {agg['macro_f1_mean']:.3f}",
