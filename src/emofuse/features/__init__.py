@@ -10,7 +10,6 @@ from emofuse.features.base import FeatureExtractor, get_extractor, list_extracto
 from emofuse.features import egemaps, logmel, mfcc, text, whisper  # noqa: F401  (register the extractors)
 from emofuse.features.cache import CacheWarning, FeatureCache, extract_features, load_feature_file
 from emofuse.features.text import extract_text_features
-from emofuse.features.speed import measure_rtf
 
 __all__ = [
     "CacheWarning",
@@ -24,3 +23,13 @@ __all__ = [
     "measure_rtf",
     "register",
 ]
+
+
+def __getattr__(name: str):
+    # imported lazily so that `python -m emofuse.features.speed` does not import its own module
+    # twice (runpy's RuntimeWarning)
+    if name == "measure_rtf":
+        from emofuse.features.speed import measure_rtf
+
+        return measure_rtf
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
