@@ -58,6 +58,7 @@ ALL_RECIPES = {
         "logreg_whisper_spkn", "logreg_whisper_egemaps_spkn", "logreg_au_spkn", "logreg_whisper_au_spkn",
         "logreg_whisper_egemaps_au_spkn", "tfn_whisper_au_spkn", "of_cmaer_cat_ravdess_spkn",
         "early_concat_whisper_au_spkn", "attention_pooling_whisper_au_spkn", "attention_pooling_audio_spkn",
+        "logreg_whisper_egemaps_au_sp", "of_cmaer_cat_cmaa_sp_refit_ravdess",
     ],
 }
 
