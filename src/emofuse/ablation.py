@@ -22,18 +22,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import date
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError
 from emofuse.featuresets import SOURCE_FEATURES, FeatureStore
 from emofuse.metrics import aggregate, classification_metrics
-from emofuse.recipes import Recipe, check_keys, load_recipe, recipe_from_dict
+from emofuse.recipes import Recipe, check_keys, load_recipe, read_config, recipe_from_dict
 
 log = logging.getLogger("emofuse.ablation")
 
@@ -320,19 +318,8 @@ def grid_table(results: dict[str, Any], markdown: bool = False, title: str | Non
 # OF-CMAER-CAT component ladder.
 
 def _read_config(name_or_path: str | Path) -> tuple[dict[str, Any], str, Path | None]:
-    """YAML mapping of a config file path or built-in config name; also its source and folder."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        text, source, folder = path.read_text(encoding="utf-8"), str(path), path.parent
-    else:
-        res = resources.files("emofuse") / "configs" / f"{name_or_path}.yaml"
-        if not res.is_file():
-            raise ConfigError(f"unknown ladder {str(name_or_path)!r}: not a YAML file nor a built-in config")
-        text, source, folder = res.read_text(encoding="utf-8"), f"emofuse/configs/{name_or_path}.yaml", None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    """YAML mapping of a ladder config path or built-in config name; also its source and folder."""
+    raw, _, source, folder = read_config(name_or_path, kind="ladder")
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a ladder must be a mapping")
     return raw, source, folder

@@ -9,6 +9,12 @@ Format::
     features: {audio: whisper, face: au}    # a list of names concatenates vector features
     train: {lr: 0.001, max_epochs: 60}      # TrainConfig keys
     data: {speed_perturb: [0.9, 1.1], test_time_augment: true}   # see DATA_KEYS
+
+A recipe may start from another one (a built-in name, or a YAML path relative to its own file)::
+
+    base: of_cmaer_cat_cmaa_ravdess   # everything of that recipe but its name and description;
+    train: {refit: true}              # model_kwargs / train / data entries override key by key,
+                                      # model and features replace the base's
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from emofuse.errors import ConfigError
 
 CLASSICAL_MODELS = ("logreg",)
 _KEYS = {"name", "model", "model_kwargs", "features", "train", "data", "description", "published"}
+#: Sections a recipe with ``base`` merges key by key into its base's (the others replace them).
+MERGED_SECTIONS = ("model_kwargs", "train", "data")
 #: Keys of a recipe's ``data`` section: transductive per-speaker z-scoring (bool), dialogue turn
 #: windows (int), speed-perturbed training copies (list of factors) and test-time augmentation
 #: (true: the speed_perturb factors; or its own list of factors).
@@ -90,8 +98,11 @@ def check_keys(raw: dict[str, Any], *, allowed: set[str], required: tuple[str, .
             raise ConfigError(f"{source}: missing required key {key!r}")
 
 
-def recipe_from_dict(raw: dict[str, Any], default_name: str = "recipe", source: str = "<dict>") -> Recipe:
-    """Validate a recipe mapping; unknown keys or missing fields raise `ConfigError` naming ``source``."""
+def recipe_from_dict(raw: dict[str, Any], default_name: str = "recipe", source: str = "<dict>",
+                     base_folder: Path | None = None) -> Recipe:
+    """Validate a recipe mapping (its ``base`` merged in; a relative base path is looked up in
+    ``base_folder``); unknown keys or missing fields raise `ConfigError` naming ``source``."""
+    raw = _resolve_base(raw, source, base_folder)
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a recipe must be a mapping")
     check_keys(raw, allowed=_KEYS, required=("model", "features"), source=source, kind="recipe")
@@ -119,19 +130,58 @@ def builtin_recipe_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_recipe(name_or_path: str | Path) -> Recipe:
-    """Load a recipe from a YAML path or by the name of a built-in recipe."""
+def read_config(name_or_path: str | Path, relative_to: Path | None = None,
+                kind: str = "recipe") -> tuple[Any, str, str, Path | None]:
+    """(parsed YAML, stem, source for messages, folder for relative paths inside it; None for a
+    built-in) of a config (a recipe, a ladder) given as a YAML path (relative to ``relative_to``
+    when given) or a built-in name; `ConfigError` naming it when it is neither, or bad YAML."""
     path = Path(name_or_path)
+    if relative_to is not None and not path.is_absolute():
+        path = relative_to / path
     if path.suffix in (".yaml", ".yml") and path.is_file():
-        text, stem, source = path.read_text(encoding="utf-8"), path.stem, str(path)
+        text, stem, source, folder = path.read_text(encoding="utf-8"), path.stem, str(path), path.parent
     else:
         res = resources.files("emofuse") / "configs" / f"{name_or_path}.yaml"
         if not res.is_file():
-            raise ConfigError(f"unknown recipe {str(name_or_path)!r}: not a YAML file and not one of "
+            raise ConfigError(f"unknown {kind} {str(name_or_path)!r}: not a YAML file and not one of "
                               f"{', '.join(builtin_recipe_names())}")
-        text, stem, source = res.read_text(encoding="utf-8"), str(name_or_path), f"emofuse/configs/{name_or_path}.yaml"
+        text, stem, source, folder = (res.read_text(encoding="utf-8"), str(name_or_path),
+                                      f"emofuse/configs/{name_or_path}.yaml", None)
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text), stem, source, folder
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from None
-    return recipe_from_dict(raw, default_name=stem, source=source)
+
+
+def _resolve_base(raw: Any, source: str, folder: Path | None, chain: tuple[str, ...] = ()) -> Any:
+    """``raw`` with its ``base`` recipe (recursively) merged in: `MERGED_SECTIONS` key by key,
+    every other key of ``raw`` replacing the base's; the base's name and description are not kept."""
+    if not isinstance(raw, dict) or "base" not in raw:
+        return raw
+    base_name = raw["base"]
+    if not isinstance(base_name, str) or not base_name:
+        raise ConfigError(f"{source}: 'base' must name a recipe")
+    try:
+        base_raw, _, base_source, base_folder = read_config(base_name, folder)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: base: {exc}") from None
+    if base_source in chain + (source,):
+        raise ConfigError(f"{source}: 'base' recipes form a cycle: {' -> '.join(chain + (source, base_source))}")
+    base = _resolve_base(base_raw, base_source, base_folder, chain + (source,))
+    if not isinstance(base, dict):
+        raise ConfigError(f"{base_source} (base of {source}): a recipe must be a mapping")
+    merged = {k: v for k, v in base.items() if k not in ("name", "description")}
+    for key, value in raw.items():
+        if key == "base":
+            continue
+        if key in MERGED_SECTIONS and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """Load a recipe from a YAML path or by the name of a built-in recipe (its ``base`` merged in)."""
+    raw, stem, source, folder = read_config(name_or_path)
+    return recipe_from_dict(raw, default_name=stem, source=source, base_folder=folder)
