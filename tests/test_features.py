@@ -301,7 +301,6 @@ def test_measure_rtf(clips) -> None:
         assert 0 < row["rtf"] < 5 and row["compute_s"] > 0
 
 
-
 def test_speed_module_runs_without_runpy_warning() -> None:
     """`python -m emofuse.features.speed` must not import its own module twice (RuntimeWarning)."""
     import subprocess
@@ -311,6 +310,7 @@ def test_speed_module_runs_without_runpy_warning() -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "usage" in done.stdout
+
 
 @pytest.mark.realdata
 def test_real_ravdess_clips(shared_data, tmp_path) -> None:
