@@ -12,10 +12,24 @@ class EmofuseError(Exception):
 class DataError(EmofuseError):
     """A file or record is missing, malformed or unusable. The message always names the file."""
 
+    #: the per-file status a batch prediction reports for this error (see `emofuse.predict.Prediction`)
+    status = "error"
+
     def __init__(self, path: str | Path | None, problem: str) -> None:
         self.path = None if path is None else Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}" if path is not None else problem)
+
+
+class NoSpeechError(DataError):
+    """A recording holds no speech (``status = "no_speech"``) or less than a model needs
+    (``status = "too_short"``): it gets a status, never an emotion label."""
+
+    def __init__(self, path: str | Path | None, problem: str, status: str = "no_speech") -> None:
+        if status not in ("no_speech", "too_short"):
+            raise ValueError(f"status must be 'no_speech' or 'too_short', got {status!r}")
+        self.status = status
+        super().__init__(path, problem)
 
 
 class SpeakerOverlapError(EmofuseError):

@@ -29,12 +29,17 @@ from emofuse.featuresets import pool_vector
 from emofuse.normalize import apply_standardizer, stats_from_tensors
 
 
+#: `Prediction.status` values: a label was given, or why not.
+STATUSES = ("ok", "no_speech", "too_short", "error")
+
+
 @dataclass
 class Prediction:
-    """The model's answer for one file."""
+    """The model's answer for one file: ``status == "ok"`` with a label and probabilities, or a
+    status saying why there is none ("no_speech", "too_short", "error") and a ``message``."""
 
     path: str | None  # None for `Predictor.predict_text`
-    label: str
+    label: str | None
     probabilities: dict[str, float]
     modalities_used: list[str]
     explanations: dict[str, Any] = field(default_factory=dict)
@@ -42,11 +47,29 @@ class Prediction:
     transcript: str | None = None
     #: where ``transcript`` came from: "given" (the caller) or "asr" (speech recognition); None without text
     transcript_source: str | None = None
+    status: str = "ok"
+    #: why there is no label (status != "ok"), naming the file; None for "ok"
+    message: str | None = None
+    #: non-fatal problems noticed in the input (clipping, truncation, the audio track used, ...)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def failed(cls, path: str | Path | None, error: Exception) -> "Prediction":
+        """The result for a file that got no label: its status comes from the error
+        (`emofuse.errors.NoSpeechError` gives "no_speech"/"too_short", other errors "error")."""
+        status = getattr(error, "status", "error")
+        return cls(path=None if path is None else str(path), label=None, probabilities={}, modalities_used=[],
+                   status=status if status in STATUSES else "error", message=str(error))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "label": self.label, "probabilities": self.probabilities,
-                "modalities_used": self.modalities_used, "transcript": self.transcript,
-                "transcript_source": self.transcript_source, "explanations": self.explanations}
+        return {"path": self.path, "status": self.status, "message": self.message, "label": self.label,
+                "probabilities": self.probabilities, "modalities_used": self.modalities_used,
+                "transcript": self.transcript, "transcript_source": self.transcript_source,
+                "warnings": self.warnings, "explanations": self.explanations}
 
 
 def demo_checkpoint_dir() -> Path:
