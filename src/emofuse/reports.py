@@ -49,10 +49,16 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def json_text(data: Any, indent: int | None = 2) -> str:
+    """``data`` as strict JSON text: every NaN/inf becomes ``null`` (`to_jsonable`) and
+    ``allow_nan=False`` guarantees no bare ``NaN``/``Infinity`` token is ever written."""
+    return json.dumps(to_jsonable(data), indent=indent, allow_nan=False)
+
+
 def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON to ``path`` atomically (temp file + os.replace)."""
+    """Write ``data`` as indented strict JSON (`json_text`) to ``path`` atomically (temp file + os.replace)."""
     path = Path(path)
-    text = json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n"
+    text = json_text(data) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))
     return path
 

@@ -4,7 +4,13 @@ Layout: ``<root>/<extractor name>-<hash of name+config>/<hash of clip>.npz``. A 
 SHA-256 of its bytes, so an edited file is recomputed while a copied, moved or re-mounted one (new
 path or mtime, same content) still hits the cache. Entries are written atomically
 (`emofuse.atomic`) and read with ``allow_pickle=False``; an unreadable entry is recomputed with a
-`CacheWarning`.
+`CacheWarning`. A write that fails (full disk, read-only cache, no permission) is a `DataError`
+naming the cache path.
+
+Concurrent runs on one cache share the work: a run claims each entry it computes with an exclusive
+lock on ``<entry>.lock`` (`EntryLock`, ``flock``); another run skips entries claimed elsewhere, and
+reads them once their lock is released (or computes them itself, if the holder failed). The kernel
+drops a lock when its holder dies, so a run killed with ``kill -9`` leaves no stale lock behind.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import hashlib
 import io
 import json
 import logging
+import os
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -20,7 +28,12 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from emofuse.atomic import atomic_write_bytes, atomic_write_text
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, concurrent runs may compute an entry twice
+    fcntl = None  # type: ignore[assignment]
+
+from emofuse.atomic import atomic_write_bytes, atomic_write_text, write_error
 from emofuse.audio import load_audio
 from emofuse.errors import ConfigError, DataError
 from emofuse.features.base import FeatureExtractor, get_extractor
@@ -64,6 +77,56 @@ def clip_key(path: str | Path) -> str:
     return _KEY_MEMO[memo]
 
 
+class EntryLock:
+    """An exclusive, non-blocking claim on one cache entry: an ``flock`` on ``<entry>.lock``.
+
+    `EntryLock.claim` returns None while another process (or thread) holds the entry. `release`
+    deletes the lock file while still holding the lock; a claimant that locked the old, deleted
+    file notices (its inode is no longer at the path) and tries again, so two runs never both hold
+    one entry. The kernel releases the lock of a killed process, so there are no stale locks."""
+
+    def __init__(self, path: Path, fd: int | None) -> None:
+        self.path = path
+        self._fd = fd
+
+    @classmethod
+    def claim(cls, path: Path) -> "EntryLock | None":
+        """The lock on ``path``, or None when another holder has it (DataError if it cannot be created)."""
+        if fcntl is None:
+            return cls(path, None)
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise write_error(path, exc, "cannot create the feature cache lock file") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except OSError as exc:
+                os.close(fd)
+                raise write_error(path, exc, "cannot lock the feature cache entry") from exc
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                return cls(path, fd)
+            os.close(fd)  # the previous holder deleted this file on release: lock the new one
+
+    def release(self) -> None:
+        """Delete the lock file and release the lock (idempotent)."""
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:  # e.g. a cache made read-only meanwhile: the lock still goes with the fd
+            pass
+        os.close(self._fd)
+        self._fd = None
+
+
 def _npz_bytes(**arrays: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -93,9 +156,31 @@ class FeatureCache:
                 raise ValueError(f"bad array of shape {features.shape}")
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             warnings.warn(f"{entry}: corrupt cache entry for {clip} ({exc}); recomputing", CacheWarning, stacklevel=2)
-            entry.unlink(missing_ok=True)
+            try:
+                entry.unlink(missing_ok=True)
+            except OSError:  # a read-only cache: the entry is recomputed (and rewritten, if possible)
+                pass
             return None
         return features
+
+    def claim(self, clip: str | Path) -> EntryLock | None:
+        """Claim the entry of ``clip`` for computing (`EntryLock`), or None when another run has it."""
+        entry = self.entry_path(clip)
+        self._make_folder()
+        return EntryLock.claim(entry.with_name(entry.name + ".lock"))
+
+    def _make_folder(self) -> None:
+        """Create the folder and its ``extractor.json`` (the configuration) on first use."""
+        if (self.folder / "extractor.json").is_file():
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(self.folder, exc, "cannot create the feature cache folder") from exc
+        info = {"name": self.extractor.name, "config": self.extractor.config(), "dim": self.extractor.dim}
+        if self.extractor.identity():
+            info["identity"] = self.extractor.identity()
+        atomic_write_text(self.folder / "extractor.json", json.dumps(info, indent=2, default=str))
 
     def describe(self, clip: str | Path) -> str:
         """What an entry was computed from, stored beside its features: the clip's resolved path."""
@@ -105,12 +190,7 @@ class FeatureCache:
         """Store ``features`` for ``clip`` atomically; returns the entry path. The folder's
         ``extractor.json`` (written with the first entry) records the configuration."""
         entry = self.entry_path(clip)
-        if not self.folder.is_dir():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            info = {"name": self.extractor.name, "config": self.extractor.config(), "dim": self.extractor.dim}
-            if self.extractor.identity():
-                info["identity"] = self.extractor.identity()
-            atomic_write_text(self.folder / "extractor.json", json.dumps(info, indent=2))
+        self._make_folder()
         atomic_write_bytes(entry, _npz_bytes(features=np.asarray(features, dtype=np.float32),
                                              source=np.str_(self.describe(clip))))
         return entry
@@ -178,33 +258,72 @@ def extract_features(
             results[i] = cached
 
     bar = _progress_bar(len(clips), len(clips) - len(todo), extractor.name, enabled=progress and bool(todo))
-    try:
-        for start in range(0, len(todo), batch_size):
-            indices, waves = [], []
-            for i in todo[start : start + batch_size]:
-                try:
-                    waves.append(load_audio(clips[i], extractor.sample_rate))
-                    indices.append(i)
-                except DataError as exc:
-                    fail(i, exc)
-                    bar.update(1)
-            if not waves:
-                continue
-            outputs = _run_batch(extractor, waves, [clips[i] for i in indices])
-            for i, features in zip(indices, outputs):
-                try:
-                    if isinstance(features, DataError):
-                        raise features
-                    features = _check_output(extractor, clips[i], features)
-                except DataError as exc:
-                    fail(i, exc)
-                else:
-                    cache.put(clips[i], features)
-                    results[i] = features
+    locks: dict[int, EntryLock] = {}
+
+    def compute(batch: list[int]) -> None:
+        """Compute and store the claimed clips ``batch``, releasing each claim when done."""
+        indices, waves = [], []
+        for i in batch:
+            try:
+                waves.append(load_audio(clips[i], extractor.sample_rate))
+                indices.append(i)
+            except DataError as exc:
+                locks.pop(i).release()
+                fail(i, exc)
                 bar.update(1)
+        outputs = _run_batch(extractor, waves, [clips[i] for i in indices]) if waves else []
+        for i, features in zip(indices, outputs):
+            try:
+                if isinstance(features, DataError):
+                    raise features
+                features = _check_output(extractor, clips[i], features)
+            except DataError as exc:
+                locks.pop(i).release()
+                fail(i, exc)
+            else:
+                cache.put(clips[i], features)
+                locks.pop(i).release()
+                results[i] = features
+            bar.update(1)
+
+    pending, waiting = todo, False
+    try:
+        while pending:
+            batch, busy, rest = [], [], []
+            for n, i in enumerate(pending):
+                if len(batch) == batch_size:
+                    rest = pending[n:]
+                    break
+                lock = cache.claim(clips[i])
+                if lock is None:  # another run is computing it: come back to it at the end
+                    busy.append(i)
+                    continue
+                cached = cache.get(clips[i])  # another run may have stored it since the first look
+                if cached is None:
+                    locks[i] = lock
+                    batch.append(i)
+                else:
+                    lock.release()
+                    results[i] = cached
+                    bar.update(1)
+            if batch:
+                compute(batch)
+            elif busy:
+                if not waiting:
+                    log.info("%s: waiting for another run computing %d clip(s) in %s", extractor.name, len(busy),
+                             cache.folder)
+                    waiting = True
+                time.sleep(_POLL_SECONDS)
+            pending = rest + busy
     finally:
+        for lock in locks.values():
+            lock.release()
         bar.close()
     return results
+
+
+#: how often a run re-checks entries that another run is computing
+_POLL_SECONDS = 0.2
 
 
 def _run_batch(extractor: FeatureExtractor, waves: list[np.ndarray], clips: list[Path]) -> list:
