@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -391,3 +391,26 @@ class Predictor:
                           probabilities={lab: float(p) for lab, p in zip(self.labels, mean)},
                           modalities_used=[m for m in self.ckpt.model.input_dims if feats.get(m, [None])[0] is not None],
                           explanations=explanations, transcript=transcript, transcript_source=source)
+
+    def predict_files(self, paths: Sequence[str | Path],
+                      texts: Mapping[str, str] | Sequence[str | None] | None = None) -> list[Prediction]:
+        """Predict each file of a batch on its own: one `Prediction` per path, in order. A file that
+        cannot be used (`DataError`: unreadable, no speech, too short, ...) gets a label-less result
+        (`Prediction.failed`, ``ok`` False, a ``status`` and a ``message`` naming it) and the others
+        still get theirs. ``texts``: transcripts keyed by the path as given, or one per path (None: none).
+        """
+        if texts is None:
+            given: list[str | None] = [None] * len(paths)
+        elif isinstance(texts, Mapping):
+            given = [texts.get(str(p)) for p in paths]
+        else:
+            given = list(texts)
+            if len(given) != len(paths):
+                raise ConfigError(f"predict_files got {len(paths)} files but {len(given)} transcripts")
+        results = []
+        for path, text in zip(paths, given):
+            try:
+                results.append(self.predict_file(path, text=text))
+            except DataError as exc:
+                results.append(Prediction.failed(path, exc))
+        return results
