@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from emofuse.atomic import atomic_write_text
-from emofuse.errors import ConfigError, DataError
+from emofuse.errors import ConfigError, DataError, EmofuseError
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -108,46 +108,229 @@ def save_checkpoint(
     return directory
 
 
-def read_config(directory: str | Path) -> dict[str, Any]:
-    """A checkpoint folder's ``config.json`` (model spec, labels, features, ``meta``), checked."""
-    config_path = Path(directory) / CONFIG
-    if not config_path.is_file():
-        raise DataError(config_path, "checkpoint config not found (is this a checkpoint folder?)")
+#: Largest ``config.json`` / ``ensemble.json`` read (a real one is a few KB).
+MAX_JSON_BYTES = 8 * 1024 * 1024
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A small JSON file, parsed; too large, undecodable, invalid or too deeply nested JSON raises
+    `DataError` naming the file."""
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise DataError(path, f"{what} is {size} bytes, more than the {MAX_JSON_BYTES} a checkpoint's can be")
+        text = path.read_bytes().decode("utf-8")
+        return json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(config_path, f"not valid JSON: {exc}") from None
-    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
-        raise DataError(config_path, f"unsupported checkpoint format "
-                                     f"{config.get('format_version') if isinstance(config, dict) else None!r}")
+        raise DataError(path, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DataError(path, "not valid JSON: nested too deeply") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read {what}: {exc.strerror or exc}") from None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _check_model(spec: Any, bad) -> None:
+    if not isinstance(spec, dict):
+        raise bad("model", f"must be an object, got {_type_name(spec)}")
+    if not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise bad("model.name", f"must be a model name, got {spec.get('name')!r}")
+    n = spec.get("num_classes")
+    if not _is_int(n) or n < 2:
+        raise bad("model.num_classes", f"must be an integer >= 2, got {n!r}")
+    dims = spec.get("input_dims")
+    if not isinstance(dims, dict) or not dims:
+        raise bad("model.input_dims", f"must map modality -> feature dimension, got {dims!r:.80}")
+    for m, d in dims.items():
+        if not m or not _is_int(d) or d < 1:
+            raise bad(f"model.input_dims.{m}", f"must be a positive integer, got {d!r}")
+    if not isinstance(spec.setdefault("kwargs", {}), dict):
+        raise bad("model.kwargs", f"must be an object of hyper-parameters, got {_type_name(spec['kwargs'])}")
+
+
+def _check_labels(labels: Any, num_classes: int, bad) -> None:
+    if not isinstance(labels, list):
+        raise bad("labels", f"must be a list of class names, got {_type_name(labels)}")
+    wrong = [x for x in labels if not isinstance(x, str) or not x.strip()]
+    if wrong:
+        raise bad("labels", f"class names must be non-empty strings, got {wrong[0]!r}")
+    if len(labels) != num_classes:
+        raise bad("labels", f"{len(labels)} class names for model.num_classes = {num_classes}")
+    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    if repeated:
+        raise bad("labels", f"repeats {', '.join(repeated)}")
+
+
+def _check_features(features: Any, bad) -> None:
+    if not isinstance(features, dict):
+        raise bad("features", f"must map modality -> feature spec, got {_type_name(features)}")
+    for m, spec in features.items():
+        where = f"features.{m}"
+        if not isinstance(spec, dict):
+            raise bad(where, f"must be an object (names, configs), got {_type_name(spec)}")
+        names = spec.get("names", ["-"])
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise bad(f"{where}.names", f"must be a non-empty list of feature names, got {names!r:.80}")
+        configs = spec.get("configs", {})
+        if not isinstance(configs, dict) or not all(isinstance(c, dict) for c in configs.values()):
+            raise bad(f"{where}.configs", "must map feature name -> extractor settings (an object each)")
+        if not isinstance(spec.get("pooled", False), bool):
+            raise bad(f"{where}.pooled", f"must be true or false, got {spec['pooled']!r}")
+        window = spec.get("dialogue_window", 1)
+        if not _is_int(window) or window < 1:
+            raise bad(f"{where}.dialogue_window", f"must be a positive integer, got {window!r}")
+
+
+def _check_meta(meta: Any, bad) -> None:
+    if not isinstance(meta, dict):
+        raise bad("meta", f"must be an object, got {_type_name(meta)}")
+    for key in ("train_speakers", "val_speakers"):
+        value = meta.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad(f"meta.{key}", f"must be a list of speaker names, got {value!r:.80}")
+
+
+def check_config(config: Any, path: Path) -> dict[str, Any]:
+    """``config`` (a parsed ``config.json``) with the type and value of every field the loader uses
+    checked; a problem raises `DataError` naming ``path`` and the field."""
+
+    def bad(name: str, problem: str) -> DataError:
+        return DataError(path, f"field {name}: {problem}")
+
+    if not isinstance(config, dict):
+        raise DataError(path, f"not a checkpoint config: a JSON object is needed, got {_type_name(config)}")
+    version = config.get("format_version")
+    if not _is_int(version) or version != FORMAT_VERSION:
+        raise bad("format_version", f"unsupported checkpoint format {version!r} (this emofuse reads {FORMAT_VERSION})")
+    _check_model(config.get("model"), bad)
+    _check_labels(config.get("labels"), config["model"]["num_classes"], bad)
+    _check_features(config.setdefault("features", {}), bad)
+    _check_meta(config.setdefault("meta", {}), bad)
+    if not isinstance(config.setdefault("versions", {}), dict):
+        raise bad("versions", f"must be an object, got {_type_name(config['versions'])}")
     return config
 
 
-def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> LoadedCheckpoint:
-    """Rebuild the model saved by :func:`save_checkpoint`. Errors name the file and the problem."""
-    from emofuse.models.registry import create_model
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """A checkpoint folder's ``config.json`` (model spec, labels, features, ``meta``), checked
+    (see `check_config`)."""
+    config_path = Path(directory) / CONFIG
+    if not config_path.is_file():
+        raise DataError(config_path, "checkpoint config not found (is this a checkpoint folder?)")
+    return check_config(read_json(config_path, "checkpoint config"), config_path)
 
+
+def _weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors header (no tensor is read)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise DataError(path, "weights file not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # noqa: BLE001  (safetensors raises its own error types for corrupt files)
+        raise DataError(path, f"cannot read weights (not a safetensors file?): {exc}") from None
+
+
+def _build_model(spec: dict[str, Any], config_path: Path, weights_path: Path) -> torch.nn.Module:
+    """The model ``spec`` describes, built on the meta device first (no memory) so that settings
+    that do not match the weights file are refused before anything is allocated."""
+    from emofuse.models.registry import create_model, list_models
+
+    if spec["name"] not in list_models():
+        raise DataError(config_path, f"field model.name: unknown model {spec['name']!r}; "
+                                     f"available: {', '.join(list_models())}")
+
+    def build() -> torch.nn.Module:
+        try:
+            return create_model(spec["name"], num_classes=spec["num_classes"], input_dims=spec["input_dims"],
+                                **spec["kwargs"])
+        except (TypeError, ValueError, RuntimeError, AssertionError, KeyError, EmofuseError) as exc:
+            raise DataError(config_path, f"field model.kwargs: {spec['name']} cannot be built with these "
+                                         f"settings ({exc})") from None
+
+    with torch.device("meta"):
+        probe = build()
+    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    found = _weight_shapes(weights_path)
+    if expected != found:
+        missing = sorted(set(expected) - set(found))
+        extra = sorted(set(found) - set(expected))
+        shape = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+        parts = [f"missing {', '.join(missing[:3])}" if missing else "",
+                 f"unexpected {', '.join(extra[:3])}" if extra else "",
+                 ", ".join(f"{k} has shape {list(found[k])}, the model's is {list(expected[k])}" for k in shape[:3])]
+        raise DataError(weights_path, "weights do not match the model in config.json: "
+                                      + "; ".join(p for p in parts if p))
+    return build()
+
+
+def _load_extras(path: Path, input_dims: dict[str, int], map_location: str) -> dict[str, torch.Tensor]:
+    """``extras.safetensors`` (absent: none), with the standardisation statistics checked:
+    ``norm/<modality>/mean`` and ``std`` in pairs, one finite value per input dimension, std > 0."""
+    if not path.exists():
+        return {}
+    try:
+        extras = load_file(str(path), device=map_location)
+    except Exception as exc:  # noqa: BLE001  (safetensors raises its own error types for corrupt files)
+        raise DataError(path, f"cannot read standardisation statistics (not a safetensors file?): {exc}") from None
+    for key, value in extras.items():
+        parts = key.split("/")
+        if parts[0] != "norm":
+            continue
+        if len(parts) != 3 or parts[2] not in ("mean", "std"):
+            raise DataError(path, f"field {key}: unknown entry (expected norm/<modality>/mean or .../std)")
+        m, what = parts[1], parts[2]
+        if m not in input_dims:
+            raise DataError(path, f"field {key}: {m!r} is not one of the model's inputs ({', '.join(input_dims)})")
+        partner = f"norm/{m}/{'std' if what == 'mean' else 'mean'}"
+        if partner not in extras:
+            raise DataError(path, f"field {partner}: missing (needed with {key})")
+        if not value.is_floating_point() or tuple(value.shape) != (input_dims[m],):
+            raise DataError(path, f"field {key}: a {value.dtype} tensor of shape {list(value.shape)}; the model's "
+                                  f"{m} input needs {input_dims[m]} float values")
+        if not torch.isfinite(value).all():
+            raise DataError(path, f"field {key}: NaN or infinite values")
+        if what == "std" and not (value > 0).all():
+            raise DataError(path, f"field {key}: standard deviations must be > 0 "
+                                  f"({int((value <= 0).sum())} are not)")
+    return extras
+
+
+def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> LoadedCheckpoint:
+    """Rebuild the model saved by :func:`save_checkpoint`. Every field is checked before use: a
+    problem raises `DataError` naming the file and the field (see `check_config`)."""
     directory = Path(directory)
     config = read_config(directory)
     spec = config["model"]
-    model = create_model(spec["name"], num_classes=spec["num_classes"], input_dims=spec["input_dims"], **spec.get("kwargs", {}))
     weights_path = directory / WEIGHTS
+    model = _build_model(spec, directory / CONFIG, weights_path)
     try:
         state = load_file(str(weights_path), device=map_location)
     except FileNotFoundError:
         raise DataError(weights_path, "weights file not found") from None
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
+    except Exception as exc:  # noqa: BLE001  (safetensors raises its own error types for corrupt files)
         raise DataError(weights_path, f"cannot read weights: {exc}") from None
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise DataError(weights_path, f"field {broken[0]}: NaN or infinite weights"
+                                      + (f" (and {len(broken) - 1} more tensors)" if len(broken) > 1 else ""))
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise DataError(weights_path, f"weights do not match the model config: {exc}") from None
-    extras: dict[str, torch.Tensor] = {}
-    if (directory / EXTRAS).is_file():
-        extras = load_file(str(directory / EXTRAS), device=map_location)
+    extras = _load_extras(directory / EXTRAS, model.input_dims, map_location)
     model.eval()
-    return LoadedCheckpoint(model=model, labels=list(config["labels"]), features=config.get("features", {}),
-                            extras=extras, meta={**config.get("meta", {}), "versions": config.get("versions", {}),
+    return LoadedCheckpoint(model=model, labels=list(config["labels"]), features=config["features"],
+                            extras=extras, meta={**config["meta"], "versions": config["versions"],
                                                  "created": config.get("created")})
 
 
@@ -173,10 +356,7 @@ def checkpoint_members(directory: str | Path) -> list[Path]:
     path = directory / ENSEMBLE
     if not path.is_file() or (directory / CONFIG).is_file():
         return [directory]
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"not valid JSON: {exc}") from None
+    data = read_json(path, "ensemble manifest")
     members = data.get("members") if isinstance(data, dict) else None
     if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
         raise DataError(path, "needs a non-empty 'members' list of checkpoint folder names")
