@@ -141,3 +141,147 @@ def test_seeds_option_is_checked():
     for bad in ("0,x", "1,1", ""):
         with pytest.raises(ConfigError, match="--seeds"):
             parse_seeds(bad)
+
+
+# ---------------------------------------------------------------- output paths (issue 10, item 3)
+
+
+def _refuse_model_loading(monkeypatch):
+    """Output checks come before any model is loaded: loading one fails the test."""
+    import emofuse.predict
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a model was loaded before the output path was checked")
+
+    monkeypatch.setattr(emofuse.predict.Predictor, "__init__", boom)
+
+
+@pytest.mark.parametrize("how", ["same", "hard_link", "symlink", "relative", "transcripts"])
+def test_json_output_that_is_an_input_is_refused(how, tmp_path, capsys, monkeypatch):
+    clip = tmp_path / "a.flac"
+    clip.write_bytes(sample_clips()[0].read_bytes())
+    original = clip.read_bytes()
+    extra: list[str] = []
+    out = clip
+    if how == "hard_link":
+        out = tmp_path / "hard.flac"
+        out.hardlink_to(clip)
+    elif how == "symlink":
+        out = tmp_path / "link.flac"
+        out.symlink_to(clip)
+    elif how == "relative":
+        monkeypatch.chdir(tmp_path)
+        out = tmp_path / "sub" / ".." / "a.flac"
+        (tmp_path / "sub").mkdir()
+    elif how == "transcripts":
+        out = tmp_path / "t.json"
+        out.write_text(json.dumps({"a.flac": "kids are talking by the door"}))
+        original = out.read_bytes()
+        extra = ["--transcripts", str(out)]
+    _refuse_model_loading(monkeypatch)
+    rc = main(["predict", str(clip), "--json", str(out), *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert str(out) in err and "input" in err
+    assert (clip if how != "transcripts" else out).read_bytes() == original
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "device"])
+def test_json_output_that_is_a_directory_or_special_file_is_refused(kind, tmp_path, capsys, monkeypatch):
+    import os
+
+    out = tmp_path / "out"
+    if kind == "directory":
+        out.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(out)
+    else:
+        out = tmp_path / "null"
+        out.symlink_to("/dev/null")
+    _refuse_model_loading(monkeypatch)
+    for command in (["predict", str(sample_clips()[0])], ["demo"]):
+        rc = main([*command, "--json", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and str(out) in err
+        assert {"directory": "a directory", "fifo": "a fifo", "device": "character device"}[kind] in err
+
+
+def test_json_output_on_a_full_disk_names_the_path(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    import emofuse.atomic
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(emofuse.atomic.tempfile, "mkstemp", full)
+    out = tmp_path / "pred.json"
+    assert main(["predict", str(sample_clips()[0]), "--json", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: cannot write: the disk is full" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------- batches (issue 10, item 10)
+
+
+def _bad_file(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("this is not audio\n" * 20)
+    return bad
+
+
+def test_one_bad_file_in_a_batch_reports_every_file(tmp_path, capsys):
+    good = sample_clips()[:2]
+    bad = _bad_file(tmp_path)
+    out = tmp_path / "pred.json"
+    rc = main(["predict", str(good[0]), str(bad), str(good[1]), "--json", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert good[0].name in captured.out and good[1].name in captured.out  # both tables printed
+    errors = [line for line in captured.err.splitlines() if line.startswith("emofuse: error:")]
+    assert len(errors) == 1 and str(bad) in errors[0]
+    assert "1 of 3 files" in captured.err
+    payload = json.loads(out.read_text())
+    assert (payload["ok"], payload["failed"]) == (2, 1)
+    statuses = [(p["path"], p["status"], p["label"] is None) for p in payload["predictions"]]
+    assert statuses == [(str(good[0]), "ok", False), (str(bad), "error", True), (str(good[1]), "ok", False)]
+    assert str(bad) in payload["predictions"][1]["message"]
+
+
+def test_predict_files_gives_one_result_per_file(predictor, tmp_path):
+    good, bad = sample_clips()[0], _bad_file(tmp_path)
+    missing = tmp_path / "missing.wav"
+    preds = predictor.predict_files([good, bad, missing])
+    assert [p.status for p in preds] == ["ok", "error", "error"]
+    assert preds[0].ok and preds[0].label is not None
+    assert not preds[1].ok and preds[1].label is None and str(bad) in preds[1].message
+    assert "not found" in preds[2].message
+
+
+def test_all_good_batch_exits_zero_with_counts(tmp_path, capsys):
+    rc = main(["predict", *map(str, sample_clips()[:2]), "--json", "-"])
+    payload = json.loads(capsys.readouterr().out)
+    assert rc == 0 and (payload["ok"], payload["failed"]) == (2, 0)
+
+
+# ---------------------------------------------------------------- JSON never holds NaN (issue 10, item 7)
+
+
+def test_prediction_json_never_holds_nan(tmp_path, capsys):
+    from emofuse.cli import _print_predictions
+    from emofuse.predict import Prediction
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"JSON holds {c}"))
+
+    pred = Prediction(path="x.wav", label="calm", probabilities={"calm": float("nan"), "sad": float("inf")},
+                      modalities_used=["audio"], explanations={"modality_weights": [np.float32("nan")]})
+    out = tmp_path / "pred.json"
+    _print_predictions([pred], str(out))
+    payload = strict(out.read_text())
+    assert payload["predictions"][0]["probabilities"] == {"calm": None, "sad": None}
+    assert payload["predictions"][0]["explanations"]["modality_weights"] == [None]
+    capsys.readouterr()
+    _print_predictions([pred], "-")
+    assert strict(capsys.readouterr().out)["predictions"][0]["probabilities"]["calm"] is None

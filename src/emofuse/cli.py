@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
+import itertools
 import logging
+import os
+import stat
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
-from emofuse.errors import EmofuseError
+from emofuse.errors import DataError, EmofuseError
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -28,13 +31,72 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return root
 
 
-def _print_predictions(preds, as_json: str | None) -> None:
+def check_output(out: str | None, inputs: Sequence[str | Path], option: str = "--json") -> Path | None:
+    """The file ``out`` an option will write (None for no file, or ``-``: standard output), checked
+    before any work: a `DataError` naming it when it is a directory, a special file (fifo, device,
+    socket) or the same file as one of ``inputs`` (also through a symlink or a hard link)."""
+    if out is None or out == "-":
+        return None
+    path = Path(out)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        st = None  # a new file (or a dangling symlink, which the write replaces)
+    except OSError as exc:  # a symlink loop, no permission, a name too long
+        raise DataError(path, f"cannot use it as the {option} output ({exc.strerror or exc})") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise DataError(path, f"the {option} output is a directory: give a file name")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise DataError(path, f"the {option} output is not a regular file ({_file_kind(st.st_mode)}): give a file "
+                              f"name, or '{option} -' for standard output")
+    target = os.path.realpath(path)
+    for item in inputs:
+        try:
+            same = st is not None and os.path.samefile(path, item)
+        except OSError:
+            same = False
+        if same or os.path.realpath(item) == target:
+            raise DataError(path, f"the {option} output is the input file {item}: writing it would destroy the "
+                                  "input; choose another name")
+    return path
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a fifo"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
+def _checkpoint_files(models: Sequence[str] | None) -> list[Path]:
+    """The files of the ``--model`` checkpoint folders (the shipped demo model when none is given)."""
+    from importlib import resources
+
+    folders = [Path(m) for m in models] if models else [Path(str(resources.files("emofuse") / "assets" / "demo_model"))]
+    files: list[Path] = []
+    for folder in folders:
+        if folder.is_dir():
+            files.extend(itertools.islice((f for f in folder.rglob("*") if f.is_file()), 1000))
+    return files
+
+
+def _print_predictions(preds, as_json: str | None) -> int:
+    """Print each file's table (its warnings and, when it got no label, an error line on stderr) and
+    write the JSON (``{"predictions": [...], "ok": n, "failed": n}``); returns the number of files
+    without a label."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(stderr=as_json == "-")  # with --json -, stdout carries only the JSON
     for p in preds:
         name = Path(p.path).name if p.path is not None else "text"
+        for warning in p.warnings:
+            shown = warning if p.path is None or str(p.path) in warning else f"{p.path}: {warning}"
+            print(f"emofuse: warning: {shown}", file=sys.stderr)
+        if not p.ok:
+            print(f"emofuse: error: {p.message}", file=sys.stderr)
+            continue
         table = Table(title=f"{name} → [bold]{p.label}[/bold]", show_header=True)
         table.add_column("emotion")
         table.add_column("probability", justify="right")
@@ -52,15 +114,22 @@ def _print_predictions(preds, as_json: str | None) -> None:
         if p.transcript is not None:
             source = "speech recognition" if p.transcript_source == "asr" else "given"
             console.print(f"transcript ({source}): {p.transcript!r}", markup=False)
+    failed = sum(not p.ok for p in preds)
     if as_json:
-        payload = json.dumps({"predictions": [p.to_dict() for p in preds]}, indent=2)
+        from emofuse.reports import json_text
+
+        payload = json_text({"predictions": [p.to_dict() for p in preds], "ok": len(preds) - failed,
+                             "failed": failed})
         if as_json == "-":
             print(payload)
         else:
             from emofuse.atomic import atomic_write_text
 
-            atomic_write_text(Path(as_json), payload)
+            atomic_write_text(Path(as_json), payload + "\n")
             console.print(f"wrote {as_json}")
+    if failed and len(preds) > 1:
+        print(f"emofuse: {failed} of {len(preds)} files got no prediction (see the errors above)", file=sys.stderr)
+    return failed
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -77,7 +146,12 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Exit 0 when every file got a label, 2 when some did not (each named on stderr and in the JSON)."""
     from emofuse.errors import ConfigError
+
+    inputs = [*args.files, *([args.transcripts] if args.transcripts else []), *_checkpoint_files(args.model)]
+    check_output(args.json, inputs)  # before any model is loaded
+
     from emofuse.predict import Predictor, load_transcripts, match_transcripts
 
     if not args.files:  # text alone
@@ -99,25 +173,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"emofuse: warning: the model reads no text ({', '.join(predictor.ckpt.model.input_dims)}); "
               "--text/--transcripts ignored", file=sys.stderr)
         transcripts = {}
-    preds = [predictor.predict_file(f, text=transcripts.get(str(f))) for f in args.files]
-    _print_predictions(preds, args.json)
-    return 0
+    preds = predictor.predict_files(args.files, transcripts)
+    return 2 if _print_predictions(preds, args.json) else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    check_output(args.json, _checkpoint_files(None))
     from emofuse.predict import Predictor, sample_clips
 
     predictor = Predictor()
     clips = sample_clips()
     print(f"emofuse demo: {predictor.ckpt.meta.get('description', 'demo model')}")
-    preds = [predictor.predict_file(c) for c in clips]
-    _print_predictions(preds, args.json)
+    preds = predictor.predict_files(clips)
+    failed = _print_predictions(preds, args.json)
     from emofuse.data.ravdess import parse_ravdess_name
 
     for clip, p in zip(clips, preds):
         truth = parse_ravdess_name(clip.name).meta()["emotion"]
-        print(f"{clip.name}: true emotion {truth}, predicted {p.label} ({p.probabilities[p.label]:.2f})")
-    return 0
+        guess = f"predicted {p.label} ({p.probabilities[p.label]:.2f})" if p.ok else f"no prediction ({p.status})"
+        print(f"{clip.name}: true emotion {truth}, {guess}")
+    return 2 if failed else 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -161,8 +236,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     if args.target == "features":
         rows = benchmark.feature_speed(_data_dir(args), args.features.split(","), n_clips=args.clips)
+        from emofuse.reports import json_text
+
         for r in rows:
-            print(json.dumps(r))
+            print(json_text(r, indent=None))
         return 0
     benchmark.run_benchmark(args.target, _data_dir(args), models=args.models, out=args.out, report_dir=args.report_dir,
                             cache_dir=args.cache, seeds=parse_seeds(args.seeds),
@@ -186,7 +263,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = benchmark.evaluate_checkpoint(Path(args.checkpoint), args.dataset, _data_dir(args), fold=args.fold,
                                             cache_dir=args.cache, report_dir=args.report_dir)
     shown = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list)) or k == "test_time_augment"}
-    print(json.dumps(shown, indent=2))
+    from emofuse.reports import json_text
+
+    print(json_text(shown))
     return 0
 
 
