@@ -139,6 +139,9 @@ def test_judge():
     assert bi.judge(silent, bi.Outcome(status="error", message="/c/x.wav: bad")) == "mismatch"
     assert bi.judge(silent, bi.Outcome(crash="ValueError: x")) == "crash"
     assert bi.judge(silent, bi.Outcome(hang=True)) == "hang"
+    instant = Case("x", "x.wav", ("error",), "", max_seconds=5, path=Path("/c/x.wav"))
+    assert bi.judge(instant, bi.Outcome(status="error", message="/c/x.wav: 1 Hz", predict_seconds=1)) == "correct"
+    assert bi.judge(instant, bi.Outcome(status="error", message="/c/x.wav: 1 Hz", predict_seconds=9)) == "hang"
     warned = _case(("ok",), warn="track")
     assert bi.judge(warned, bi.Outcome(status="ok", label="sad", warnings=["clipping"])) == "wrong_silent"
     assert bi.judge(warned, bi.Outcome(status="ok", label="sad", warnings=["used audio Track 2"])) == "correct"

@@ -15,7 +15,8 @@ Verdicts (`judge`) for one case:
 - ``unclear_error``: a label-less status whose message does not name the file, or does not say
   what the case asks (`Case.wording`, e.g. "not an audio file" for random bytes).
 - ``crash``: an exception that is not an `emofuse.errors.EmofuseError`, or a subprocess that died.
-- ``hang``: the time limit was hit. ``over_memory``: the memory cap was hit (killed, or MemoryError).
+- ``hang``: the time limit was hit, or a refusal that must be instant (`Case.max_seconds`, e.g. a
+  header declaring 1 Hz) took longer in ``predict_file``. ``over_memory``: the memory cap was hit (killed, or MemoryError).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def names_file(path: Path | None, message: str | None) -> bool:
 
 def judge(case: Case, outcome: Outcome) -> str:
     """The verdict (one of `VERDICTS`) for ``outcome`` on ``case``; see the module docstring."""
-    if outcome.hang:
+    if outcome.hang or (case.max_seconds is not None and (outcome.predict_seconds or 0.0) > case.max_seconds):
         return "hang"
     if outcome.over_memory:
         return "over_memory"

@@ -52,6 +52,8 @@ class Case:
     wording: str | None = None
     #: the sample clip an "ok" answer should agree with (its label is compared, not required)
     source: str | None = None
+    #: a refusal that must come at once: more than this many seconds in predict_file counts as a hang
+    max_seconds: float | None = None
     #: long to run (a long file); `generate(include_slow=False)` leaves it out
     slow: bool = False
     #: a path that is given, not generated (e.g. /proc/self/status)
@@ -249,7 +251,7 @@ def _cases() -> list[Case]:
         truncated(speech_wav(), keep=30))
     add("wav_declares_4gb", "declares_4gb.wav", ERROR, "WAV header declaring 4 GB of data, 2 KB present "
         "(must be refused at once, not read)", lambda p, m: write_riff(p, pcm16(m.speech()[:1000]), SR,
-                                                                        declared=0xFFFFFF00))
+                                                                        declared=0xFFFFFF00), max_seconds=5)
     add("flac_truncated", "truncated.flac", ERROR + OK, "FLAC cut to half (an error, or a result with a "
         "truncation warning)", truncated(speech_wav("PCM_16", fmt="FLAC")), warn="", source=s0)
     add("mp4_truncated_faststart", "truncated_faststart.mp4", ERROR + OK,
@@ -301,7 +303,8 @@ def _cases() -> list[Case]:
         add(f"rate_{rate}", f"rate_{rate}.wav", OK, f"speech resampled to {rate} Hz", speech_wav(rate=rate),
             source=s0)
     add("rate_1hz", "rate_1hz.wav", ERROR, "124 KB of 16 kHz speech under a header declaring 1 Hz (= 17 h "
-        "of audio): refused before decoding or resampling, at once", declared_rate(1, nbytes=124_000))
+        "of audio): refused before decoding or resampling, at once", declared_rate(1, nbytes=124_000),
+        max_seconds=5)
     add("rate_3khz", "rate_3khz.wav", ERROR, "speech at 3 kHz (below a plausible 4 kHz)", declared_rate(3000, 3.0))
     add("rate_500khz", "rate_500khz.wav", ERROR, "0.5 s of speech at 500 kHz (above a plausible 384 kHz)",
         declared_rate(500_000, 0.5))
@@ -369,7 +372,7 @@ def _cases() -> list[Case]:
 
     # special files and paths
     add("fifo", "fifo.wav", ERROR, "a named pipe (FIFO) nobody writes to: refused, never waited on",
-        lambda p, m: os.mkfifo(p))
+        lambda p, m: os.mkfifo(p), max_seconds=5)
     add("directory", "folder.wav", ERROR, "a directory named .wav", lambda p, m: p.mkdir())
     add("symlink_loop", "loop_a.wav", ERROR, "a symlink loop (loop_a.wav -> loop_b.wav -> loop_a.wav); says "
         "so, not 'file not found'", symlink_loop, wording=r"loop")
