@@ -82,7 +82,7 @@ def test_load_train_config_yaml(tmp_path):
     with pytest.raises(ConfigError, match=r"train\.yaml.*epochs"):
         load_train_config(path)
     assert load_train_config({"seed": 4}).seed == 4
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="file not found"):
         load_train_config(tmp_path / "missing.yaml")
 
 

@@ -1,7 +1,9 @@
 """The ``emofuse`` command line: prepare | extract | train | evaluate | predict | benchmark | demo |
 complexity | explain | ablation.
 
-Every failure exits non-zero with a one-line reason (``--debug`` shows the traceback).
+Every failure exits non-zero with a one-line reason (``--debug`` shows the traceback): 2 for bad
+input, configuration or a failed write (and `predict` batches where some file got no label), 1 for
+an unexpected error, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -232,6 +234,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
+    if args.target != "features" and args.models not in ("default", "all"):
+        from emofuse.recipes import load_recipe
+
+        for name in filter(None, map(str.strip, args.models.split(","))):
+            load_recipe(name)  # recipe errors first, before the data and the heavy imports
     from emofuse import benchmark
 
     if args.target == "features":
@@ -249,6 +256,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from emofuse.recipes import load_recipe
+
+    load_recipe(args.recipe)  # every recipe error first, before the data and the heavy imports
     from emofuse import benchmark
 
     benchmark.train_recipe(args.recipe, args.dataset, _data_dir(args), out_dir=Path(args.out), fold=args.fold,
@@ -295,12 +305,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write predictions as JSON to this file ('-' for stdout)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("predict", help="predict the emotion of audio (or video) files")
+    p = sub.add_parser("predict", help="predict the emotion of audio (or video) files",
+                       epilog="Each file is predicted on its own: a file that gets no label (unreadable, no speech, "
+                              "too short) prints an error line and the others still print. Exit status: 0 if every "
+                              "file got a label, 2 if some did not or on bad input, 1 on an unexpected error.")
     p.add_argument("files", nargs="*", help="wav/flac/mp3/mp4 files (none: predict --text alone, for text models)")
     p.add_argument("--model", action="append", metavar="CHECKPOINT",
                    help="checkpoint folder (default: the shipped demo model); repeat it for a seed ensemble "
                         "(e.g. 'emofuse train --seeds 0,1,2' output): their probabilities are averaged")
-    p.add_argument("--json", help="write predictions as JSON to this file ('-' for stdout)")
+    p.add_argument("--json", help="write predictions as JSON to this file ('-' for stdout): {\"predictions\": "
+                   "[...], \"ok\": N, \"failed\": N}; never one of the inputs, a directory or a special file")
     text = p.add_mutually_exclusive_group()
     text.add_argument("--text", help="transcript of FILE (one file only), for models that read text; without it "
                       "they transcribe the speech offline with Whisper tiny.en")
@@ -428,6 +442,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001  (one line, never a traceback, unless --debug)
         if args.debug:
             raise
+        if isinstance(exc, OSError) and exc.filename is not None:  # a disk or permission problem: name the file
+            from emofuse.atomic import write_error
+
+            print(f"emofuse: error: {write_error(exc.filename, exc, 'cannot read or write')}", file=sys.stderr)
+            return 2
         print(f"emofuse: error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
         return 1
 

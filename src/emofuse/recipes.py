@@ -19,6 +19,8 @@ A recipe may start from another one (a built-in name, or a YAML path relative to
 
 from __future__ import annotations
 
+import difflib
+import stat
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -32,10 +34,18 @@ CLASSICAL_MODELS = ("logreg",)
 _KEYS = {"name", "model", "model_kwargs", "features", "train", "data", "description", "published"}
 #: Sections a recipe with ``base`` merges key by key into its base's (the others replace them).
 MERGED_SECTIONS = ("model_kwargs", "train", "data")
-#: Keys of a recipe's ``data`` section: transductive per-speaker z-scoring (bool), dialogue turn
-#: windows (int), speed-perturbed training copies (list of factors) and test-time augmentation
-#: (true: the speed_perturb factors; or its own list of factors).
-DATA_KEYS = {"speaker_norm", "max_dialogue_length", "speed_perturb", "test_time_augment"}
+#: Keys of a recipe's ``data`` section and their types: transductive per-speaker z-scoring,
+#: dialogue turn windows, speed-perturbed training copies (factors) and test-time augmentation
+#: (true: the speed_perturb factors; or its own list of factors). null means the default.
+DATA_TYPES: dict[str, Any] = {"speaker_norm": bool, "max_dialogue_length": int, "speed_perturb": list[float],
+                              "test_time_augment": bool | list[float]}
+DATA_KEYS = set(DATA_TYPES)
+#: Config files (recipes, ladders) larger than this are refused before parsing.
+MAX_CONFIG_BYTES = 256 * 1024
+#: Most values a config may hold once its YAML aliases are expanded ("billion laughs" guard).
+MAX_YAML_VALUES = 100_000
+#: Deepest nesting of mappings and lists a config may have.
+MAX_YAML_DEPTH = 32
 
 
 @dataclass
@@ -92,7 +102,7 @@ def check_keys(raw: dict[str, Any], *, allowed: set[str], required: tuple[str, .
     """`ConfigError` naming ``source`` for keys of ``raw`` outside ``allowed`` or a missing ``required`` one."""
     unknown = set(raw) - allowed
     if unknown:
-        raise ConfigError(f"{source}: unknown {kind} keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+        raise ConfigError(f"{source}: unknown {kind} keys {sorted(unknown, key=str)}; allowed: {sorted(allowed)}")
     for key in required:
         if key not in raw:
             raise ConfigError(f"{source}: missing required key {key!r}")
@@ -100,28 +110,117 @@ def check_keys(raw: dict[str, Any], *, allowed: set[str], required: tuple[str, .
 
 def recipe_from_dict(raw: dict[str, Any], default_name: str = "recipe", source: str = "<dict>",
                      base_folder: Path | None = None) -> Recipe:
-    """Validate a recipe mapping (its ``base`` merged in; a relative base path is looked up in
-    ``base_folder``); unknown keys or missing fields raise `ConfigError` naming ``source``."""
+    """Validate a recipe mapping completely (its ``base`` merged in; a relative base path is looked
+    up in ``base_folder``): keys, value types, modalities, feature names, the train config, the
+    model and its kwargs. Any problem raises `ConfigError` naming ``source`` and the field."""
     raw = _resolve_base(raw, source, base_folder)
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a recipe must be a mapping")
     check_keys(raw, allowed=_KEYS, required=("model", "features"), source=source, kind="recipe")
-    feats = raw["features"]
-    if not isinstance(feats, dict) or not feats:
-        raise ConfigError(f"{source}: 'features' must map modality -> feature name(s)")
-    features = {m: [v] if isinstance(v, str) else list(v) for m, v in feats.items()}
-    data = raw.get("data") or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: 'data' must be a mapping")
-    check_keys(data, allowed=DATA_KEYS, required=(), source=source, kind="data")
-    recipe = Recipe(name=str(raw.get("name", default_name)), model=str(raw["model"]), features=features,
-                    model_kwargs=dict(raw.get("model_kwargs") or {}), train=dict(raw.get("train") or {}),
-                    data=dict(data), description=str(raw.get("description", "")))
+    sections = {}
+    for key in ("model_kwargs", "train", "data"):
+        section = raw.get(key) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"{source}: {key!r} must be a mapping, got {section!r}")
+        sections[key] = dict(section)
+    recipe = Recipe(name=_name(raw.get("name", default_name), source), model=_text(raw["model"], "model", source),
+                    features=_features(raw["features"], source), description=_text(raw.get("description", ""),
+                    "description", source, empty_ok=True), **sections)
+    validate_recipe(recipe, source)
+    return recipe
+
+
+def validate_recipe(recipe: Recipe, source: str) -> None:
+    """`ConfigError` naming ``source`` for anything in ``recipe`` that training would trip on later.
+    Cheap checks come first: PyTorch is imported only to check the model and its kwargs."""
+    from emofuse.data.record import MODALITIES
+
+    unknown = [m for m in recipe.features if m not in MODALITIES]
+    if unknown:
+        raise ConfigError(f"{source}: features: unknown modality {unknown[0]!r}; modalities: {', '.join(MODALITIES)}")
+    _check_train(recipe.train, source)
+    _check_data(recipe, source)
+    known = known_feature_names()
+    for modality, names in recipe.features.items():
+        for name in names:
+            if name not in known:
+                near = difflib.get_close_matches(name, known, n=1)
+                raise ConfigError(f"{source}: features.{modality}: unknown feature {name!r}"
+                                  + (f" (did you mean {near[0]!r}?)" if near else f"; features: {', '.join(sorted(known))}"))
+    bad_keys = [k for k in recipe.model_kwargs if not isinstance(k, str)]
+    if bad_keys:
+        raise ConfigError(f"{source}: model_kwargs: option names must be strings, got {bad_keys[0]!r}")
+    if recipe.classical:
+        if recipe.model_kwargs:
+            raise ConfigError(f"{source}: model_kwargs: {recipe.model} takes none, got {sorted(recipe.model_kwargs)}")
+        return
+    from emofuse.models.registry import check_model
+
     try:
-        recipe.train_speeds, recipe.test_speeds  # validate the augmentation settings now
+        check_model(recipe.model, recipe.model_kwargs, recipe.modalities)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
-    return recipe
+
+
+def known_feature_names() -> set[str]:
+    """Every feature name a recipe may use: what `emofuse.featuresets.FeatureStore` computes (the
+    registered audio and text extractors) or reads from the samples (``au``, speaker metadata)."""
+    from emofuse.features import list_extractors
+    from emofuse.featuresets import SOURCE_FEATURES
+
+    return {*list_extractors(None), *SOURCE_FEATURES}
+
+
+def _name(value: Any, source: str) -> str:
+    name = _text(value, "name", source)
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise ConfigError(f"{source}: 'name' must not be a path, got {name!r}")
+    return name
+
+
+def _text(value: Any, key: str, source: str, empty_ok: bool = False) -> str:
+    if not isinstance(value, str) or not (value or empty_ok):
+        raise ConfigError(f"{source}: {key!r} must be a{'' if empty_ok else ' non-empty'} string, got {value!r}")
+    return value
+
+
+def _features(value: Any, source: str) -> dict[str, list[str]]:
+    """``features`` as modality -> list of feature names (a single name may be given as a string)."""
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"{source}: 'features' must map modality -> feature name(s), got {value!r}")
+    features = {}
+    for modality, names in value.items():
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"{source}: features.{modality} must be a feature name or a non-empty list of them, "
+                              f"got {value[modality]!r}")
+        features[str(modality)] = list(names)
+    return features
+
+
+def _check_train(train: dict[str, Any], source: str) -> None:
+    from emofuse.training.config import TrainConfig
+
+    try:
+        TrainConfig.from_dict(train)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _check_data(recipe: Recipe, source: str) -> None:
+    from emofuse.typecheck import conforms, describe
+
+    check_keys(recipe.data, allowed=DATA_KEYS, required=(), source=source, kind="data")
+    for key, value in recipe.data.items():
+        if value is not None and not conforms(value, DATA_TYPES[key]):
+            raise ConfigError(f"{source}: data.{key}={value!r} must be {describe(DATA_TYPES[key])}")
+    length = recipe.data.get("max_dialogue_length")
+    if length is not None and length < 1:
+        raise ConfigError(f"{source}: data.max_dialogue_length={length!r} must be >= 1")
+    try:
+        recipe.train_speeds, recipe.test_speeds  # the augmentation factors
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def builtin_recipe_names() -> list[str]:
@@ -133,24 +232,106 @@ def builtin_recipe_names() -> list[str]:
 def read_config(name_or_path: str | Path, relative_to: Path | None = None,
                 kind: str = "recipe") -> tuple[Any, str, str, Path | None]:
     """(parsed YAML, stem, source for messages, folder for relative paths inside it; None for a
-    built-in) of a config (a recipe, a ladder) given as a YAML path (relative to ``relative_to``
-    when given) or a built-in name; `ConfigError` naming it when it is neither, or bad YAML."""
-    path = Path(name_or_path)
-    if relative_to is not None and not path.is_absolute():
-        path = relative_to / path
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        text, stem, source, folder = path.read_text(encoding="utf-8"), path.stem, str(path), path.parent
-    else:
-        res = resources.files("emofuse") / "configs" / f"{name_or_path}.yaml"
-        if not res.is_file():
-            raise ConfigError(f"unknown {kind} {str(name_or_path)!r}: not a YAML file and not one of "
-                              f"{', '.join(builtin_recipe_names())}")
-        text, stem, source, folder = (res.read_text(encoding="utf-8"), str(name_or_path),
-                                      f"emofuse/configs/{name_or_path}.yaml", None)
+    built-in) of a config (a recipe, a ladder) given as a ``.yaml``/``.yml`` path (relative to
+    ``relative_to`` when given) or a built-in name, which never contains a path separator.
+    `ConfigError` naming it when the file is missing, too large or not valid, bounded YAML."""
+    text = str(name_or_path)
+    if Path(text).suffix in (".yaml", ".yml"):
+        path = Path(name_or_path)
+        if relative_to is not None and not path.is_absolute():
+            path = relative_to / path
+        return parse_yaml(read_config_text(path), str(path)), path.stem, str(path), path.parent
+    if not text or "/" in text or "\\" in text:
+        raise ConfigError(f"{kind} {text!r}: built-in {kind} names contain no path separator; "
+                          "give a file path ending in .yaml")
+    resource = resources.files("emofuse") / "configs" / f"{text}.yaml"
+    if not resource.is_file():
+        near = difflib.get_close_matches(text, builtin_recipe_names(), n=3)
+        raise ConfigError(f"unknown {kind} {text!r}: not a built-in name"
+                          + (f" (did you mean {', '.join(near)}?)" if near else "")
+                          + "; give a .yaml file or a name from emofuse/configs")
+    source = f"emofuse/configs/{text}.yaml"
+    return parse_yaml(resource.read_text(encoding="utf-8"), source), text, source, None
+
+
+def read_config_text(path: Path) -> str:
+    """The UTF-8 text of a config file; `ConfigError` when it is missing, not a regular file or
+    over `MAX_CONFIG_BYTES` (checked before reading more than that)."""
+    too_big = ConfigError(f"{path}: over {MAX_CONFIG_BYTES // 1024} KB, too large for a config file")
     try:
-        return yaml.safe_load(text), stem, source, folder
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path}: not a regular file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise too_big
+        with path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        builtin = path.stem in builtin_recipe_names()
+        raise ConfigError(f"{path}: file not found" + (f" (the built-in recipe is named {path.stem!r}, without .yaml)"
+                                                       if builtin else "")) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise too_big
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Safe YAML with bounded aliases and nesting: `ConfigError` naming ``source`` for invalid YAML,
+    a document over `MAX_YAML_VALUES` values once its aliases are expanded (the "billion laughs"),
+    a recursive alias, or nesting deeper than `MAX_YAML_DEPTH`. Checked before anything is built."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        values, depth = _expanded_size(node, {}, set())
+        if values > MAX_YAML_VALUES:
+            raise ConfigError(f"{source}: over {MAX_YAML_VALUES} values once its YAML aliases are expanded "
+                              "(an alias bomb?); a config holds far fewer")
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{source}: nested too deeply (over {MAX_YAML_DEPTH} levels)")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply (over {MAX_YAML_DEPTH} levels)") from None
+    except _RecursiveAlias:
+        raise ConfigError(f"{source}: a YAML alias refers to a node that contains it") from None
+    finally:
+        loader.dispose()
+
+
+class _RecursiveAlias(Exception):
+    pass
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, tuple[int, int]], open_nodes: set[int]) -> tuple[int, int]:
+    """(values, depth) of ``node`` with every alias expanded, capped just above `MAX_YAML_VALUES`;
+    each distinct node is visited once (aliases share nodes), so a bomb costs what its text does."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in open_nodes:
+        raise _RecursiveAlias
+    open_nodes.add(key)
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = node.value
+    else:
+        children = []
+    values, depth = 1, 0
+    for child in children:
+        child_values, child_depth = _expanded_size(child, memo, open_nodes)
+        values, depth = min(values + child_values, MAX_YAML_VALUES + 1), max(depth, child_depth)
+    open_nodes.discard(key)
+    memo[key] = (values, depth + 1)
+    return memo[key]
 
 
 def _resolve_base(raw: Any, source: str, folder: Path | None, chain: tuple[str, ...] = ()) -> Any:

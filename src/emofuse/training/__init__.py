@@ -1,29 +1,42 @@
-"""Training: configuration, losses, datasets, the Lightning task, `fit` and the k-fold runner."""
+"""Training: configuration, losses, datasets, the Lightning task, `fit` and the k-fold runner.
 
-from emofuse.training.config import TrainConfig, load_train_config
-from emofuse.training.data import FeatureDataset, collate, modality_dropout
-from emofuse.training.fit import FitResult, Predictions, fit, predict_outputs, predict_proba, predict_proba_mean
-from emofuse.training.kfold import FoldRun, KFoldResult, run_kfold
-from emofuse.training.losses import FocalLoss, focal_loss, inverse_frequency_weights
-from emofuse.training.task import EmotionTask
+The names below are imported on first use, so that ``emofuse.training.config`` (recipe
+validation) does not import PyTorch Lightning.
+"""
 
-__all__ = [
-    "EmotionTask",
-    "FeatureDataset",
-    "FitResult",
-    "FocalLoss",
-    "FoldRun",
-    "KFoldResult",
-    "Predictions",
-    "TrainConfig",
-    "collate",
-    "fit",
-    "focal_loss",
-    "inverse_frequency_weights",
-    "load_train_config",
-    "modality_dropout",
-    "predict_outputs",
-    "predict_proba",
-    "predict_proba_mean",
-    "run_kfold",
-]
+import importlib
+import sys
+import types
+
+_SOURCES = {
+    "TrainConfig": "config", "load_train_config": "config",
+    "FeatureDataset": "data", "collate": "data", "modality_dropout": "data",
+    "FitResult": "fit", "Predictions": "fit", "fit": "fit", "predict_outputs": "fit", "predict_proba": "fit",
+    "predict_proba_mean": "fit",
+    "FoldRun": "kfold", "KFoldResult": "kfold", "run_kfold": "kfold",
+    "FocalLoss": "losses", "focal_loss": "losses", "inverse_frequency_weights": "losses",
+    "EmotionTask": "task",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str):
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_SOURCES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+class _Package(types.ModuleType):
+    """``emofuse.training.fit`` stays the function `fit` when its submodule is imported, as with
+    eager imports (the import system would otherwise set the package attribute to the module)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _SOURCES and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

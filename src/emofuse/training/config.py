@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from emofuse.errors import ConfigError
+from emofuse.typecheck import conforms, describe
 
 LOSSES = ("ce", "focal")
 MONITORS = {"val_ua": "max", "val_wa": "max", "val_loss": "min"}
@@ -73,16 +74,19 @@ class TrainConfig:
                 try:
                     setattr(self, name, float(value))
                 except ValueError:
-                    raise ConfigError(f"train config: {name}={value!r} is not a number") from None
+                    raise ConfigError(f"train.{name}={value!r} is not a number") from None
             elif isinstance(value, int) and not isinstance(value, bool):
                 setattr(self, name, float(value))
-        if isinstance(self.precision, int):
+        if isinstance(self.precision, int) and not isinstance(self.precision, bool):
             self.precision = str(self.precision)
+        for name, annotation in _field_types().items():
+            if not conforms(getattr(self, name), annotation):
+                raise ConfigError(f"train.{name}={getattr(self, name)!r} must be {describe(annotation)}")
         self._check()
 
     def _check(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
-            return ConfigError(f"train config: {name}={getattr(self, name)!r} {why}")
+            return ConfigError(f"train.{name}={getattr(self, name)!r} {why}")
 
         if not self.lr > 0:
             raise bad("lr", "must be > 0")
@@ -140,19 +144,22 @@ class TrainConfig:
         if not isinstance(values, dict):
             raise ConfigError(f"train config must be a mapping, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(map(str, set(values) - known))
         if unknown:
             raise ConfigError(
                 f"unknown train config key(s): {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}"
             )
-        try:
-            return cls(**values)
-        except TypeError as exc:  # pragma: no cover - defensive (wrong types in comparisons)
-            raise ConfigError(f"train config: {exc}") from exc
+        return cls(**values)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated)."""
         return self.from_dict({**self.to_dict(), **changes})
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """`TrainConfig` field name -> its type annotation, evaluated."""
+    return typing.get_type_hints(TrainConfig)
 
 
 def load_train_config(source: str | Path | dict[str, Any] | TrainConfig | None) -> TrainConfig:
@@ -166,15 +173,10 @@ def load_train_config(source: str | Path | dict[str, Any] | TrainConfig | None) 
         return source
     if isinstance(source, dict):
         return TrainConfig.from_dict(source)
+    from emofuse.recipes import parse_yaml, read_config_text
+
     path = Path(source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read train config ({exc.strerror or exc})") from exc
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+    values = parse_yaml(read_config_text(path), str(path))
     if values is None:
         return TrainConfig()
     if isinstance(values, dict) and set(values) == {"train"}:
