@@ -285,3 +285,18 @@ def test_prediction_json_never_holds_nan(tmp_path, capsys):
     capsys.readouterr()
     _print_predictions([pred], "-")
     assert strict(capsys.readouterr().out)["predictions"][0]["probabilities"]["calm"] is None
+
+
+def test_an_os_error_naming_a_file_is_a_one_line_exit_2(monkeypatch, capsys, tmp_path):
+    import errno
+    import os
+
+    import emofuse.benchmark
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/somewhere/cache/x.npz")
+
+    monkeypatch.setattr(emofuse.benchmark, "load_dataset", full)
+    assert main(["prepare", "ravdess", "--data", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == ("emofuse: error: /somewhere/cache/x.npz: cannot read or write: "
+                                               "the disk is full (No space left on device)")
