@@ -186,7 +186,7 @@ def channels(gains: list[float]) -> Callable[[Path, Material], None]:
     return lambda p, m: write_sf(p, np.stack([m.speech() * g for g in gains], axis=1), SR, "PCM_16")
 
 
-def signal(make: Callable[[Material], np.ndarray], subtype: str = "PCM_16") -> Callable[[Path, Material], None]:
+def samples(make: Callable[[Material], np.ndarray], subtype: str = "PCM_16") -> Callable[[Path, Material], None]:
     return lambda p, m: write_sf(p, make(m).astype(np.float32), SR, subtype, "WAV")
 
 
@@ -319,9 +319,9 @@ def _cases() -> list[Case]:
         add(f"flac_{subtype.lower()}", f"flac_{subtype.lower()}.flac", OK, f"FLAC, {subtype} samples",
             speech_wav(subtype, fmt="FLAC"), source=s0)
     add("wav_nan", "nan.wav", ERROR, "float WAV with NaN samples",
-        signal(lambda m: np.where(np.arange(m.speech().size) % 100 == 0, np.nan, m.speech()), "FLOAT"))
+        samples(lambda m: np.where(np.arange(m.speech().size) % 100 == 0, np.nan, m.speech()), "FLOAT"))
     add("wav_inf", "inf.wav", ERROR, "float WAV with an infinite sample",
-        signal(lambda m: np.concatenate([m.speech(), [np.inf]]), "FLOAT"))
+        samples(lambda m: np.concatenate([m.speech(), [np.inf]]), "FLOAT"))
 
     # channels
     add("stereo", "stereo.wav", OK, "stereo speech", channels([1.0, 0.8]), source=s0)
@@ -334,32 +334,32 @@ def _cases() -> list[Case]:
         "in a warning", channels([1.0, -1.0]), warn="")
 
     # non-speech
-    add("silence_3s", "silence_3s.wav", NO_SPEECH, "3 s of digital silence", signal(lambda m: np.zeros(3 * SR)))
+    add("silence_3s", "silence_3s.wav", NO_SPEECH, "3 s of digital silence", samples(lambda m: np.zeros(3 * SR)))
     add("silence_10min", "silence_10min.wav", NO_SPEECH + ERROR, "10 min of digital silence (no_speech; "
         "an error is also right when 10 min is over the configured maximum duration)",
-        signal(lambda m: np.zeros(600 * SR)), slow=True)
+        samples(lambda m: np.zeros(600 * SR)), slow=True)
     add("white_noise", "white_noise.wav", NO_SPEECH, "3 s of white noise (std 0.1)",
-        signal(lambda m: rng().normal(0, 0.1, 3 * SR).clip(-1, 1)))
+        samples(lambda m: rng().normal(0, 0.1, 3 * SR).clip(-1, 1)))
     add("sine_440", "sine_440.wav", NO_SPEECH, "3 s of a 440 Hz sine at 0.5",
-        signal(lambda m: 0.5 * np.sin(2 * np.pi * 440 * np.arange(3 * SR) / SR)))
+        samples(lambda m: 0.5 * np.sin(2 * np.pi * 440 * np.arange(3 * SR) / SR)))
     add("dc_offset", "dc_offset.wav", NO_SPEECH, "3 s of a constant 0.5 (DC offset)",
-        signal(lambda m: np.full(3 * SR, 0.5)))
-    add("one_sample", "one_sample.wav", NO_SPEECH, "a WAV holding one sample", signal(lambda m: np.array([0.1])))
+        samples(lambda m: np.full(3 * SR, 0.5)))
+    add("one_sample", "one_sample.wav", NO_SPEECH, "a WAV holding one sample", samples(lambda m: np.array([0.1])))
     add("speech_50ms", "speech_50ms.wav", NO_SPEECH, "0.05 s cut from the loudest speech",
-        signal(lambda m: m.loudest(0.05)))
+        samples(lambda m: m.loudest(0.05)))
     add("speech_100ms", "speech_100ms.wav", NO_SPEECH, "0.1 s cut from the loudest speech",
-        signal(lambda m: m.loudest(0.1)))
+        samples(lambda m: m.loudest(0.1)))
     add("speech_in_silence", "speech_in_silence.wav", OK, "speech in the middle of 20 s of silence",
-        signal(lambda m: np.concatenate([np.zeros(8 * SR), m.speech(), np.zeros(20 * SR - 8 * SR - m.speech().size)])),
+        samples(lambda m: np.concatenate([np.zeros(8 * SR), m.speech(), np.zeros(20 * SR - 8 * SR - m.speech().size)])),
         source=s0)
 
     # levels
     add("float_1e6", "float_1e6.wav", OK + ERROR, "float WAV of speech scaled by 1e6 (a result with an "
-        "out-of-range warning, or an error)", signal(lambda m: m.speech() * 1e6, "FLOAT"), warn="", source=s0)
+        "out-of-range warning, or an error)", samples(lambda m: m.speech() * 1e6, "FLOAT"), warn="", source=s0)
     add("float_over_1", "float_over_1.wav", OK, "float WAV of speech peaking at 1.5 (out of range: warning)",
-        signal(lambda m: m.speech() * 1.5 / np.abs(m.speech()).max(), "FLOAT"), warn="", source=s0)
+        samples(lambda m: m.speech() * 1.5 / np.abs(m.speech()).max(), "FLOAT"), warn="", source=s0)
     add("clipped", "clipped.wav", OK, "speech amplified 30x and clipped at full scale (warning)",
-        signal(lambda m: np.clip(m.speech() * 30, -1, 1)), warn="", source=s0)
+        samples(lambda m: np.clip(m.speech() * 30, -1, 1)), warn="", source=s0)
 
     # several audio tracks
     add("two_tracks_mp4", "two_tracks.mp4", OK, "MP4 with video, a silent first audio track and speech on "
