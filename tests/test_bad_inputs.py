@@ -64,7 +64,8 @@ def test_corpus_is_made_by_code_and_covers_the_issue(corpus):
     assert len(files) >= 60
     assert all(c.path.exists() or c.path.is_symlink() for c in files)
     names = {c.name for c in corpus}
-    for required in ("empty_wav", "wav_truncated", "flac_truncated", "mp4_truncated_faststart", "mp3_truncated",
+    for required in ("empty_wav", "wav_truncated", "flac_truncated", "mp4_truncated_faststart", "mp4_truncated_clean",
+                     "mp3_truncated",
                      "random_flac", "text_flac", "png_wav", "wav_named_mp3", "mp4_no_audio", "mp4_silent_audio",
                      "rate_8000", "rate_44100", "rate_96000", "rate_192000", "rate_1hz", "rate_3khz", "rate_500khz",
                      "wav_pcm_u8", "wav_pcm_24", "wav_pcm_32", "wav_float", "wav_double", "wav_alaw", "wav_ulaw",
@@ -84,8 +85,12 @@ def test_corpus_is_made_by_code_and_covers_the_issue(corpus):
     assert by_name["fifo"].path.is_fifo() and by_name["directory"].path.is_dir()
     with av.open(str(by_name["two_tracks_mp4"].path)) as container:
         assert len(container.streams.audio) == 2 and len(container.streams.video) == 1
-    with av.open(str(by_name["mp4_truncated_faststart"].path)) as container:  # index intact, half the data
-        assert container.streams.audio[0].duration * container.streams.audio[0].time_base > 3.0
+    for name in ("mp4_truncated_faststart", "mp4_truncated_clean"):  # the index declares 3.7 s, half is there
+        with av.open(str(by_name[name].path)) as container:
+            assert container.streams.audio[0].duration * container.streams.audio[0].time_base > 3.0
+    with av.open(str(by_name["mp4_truncated_clean"].path)) as container:
+        decoded = sum(frame.samples for frame in container.decode(audio=0)) / 16000
+    assert 1.0 < decoded < 2.5
     stereo, _ = sf.read(str(by_name["phase_cancelled"].path))
     assert np.abs(stereo).max() > 0.1 and np.abs(stereo.mean(axis=1)).max() < 1e-3
     assert set(by_name["silence_3s"].expected) == set(NO_SPEECH)

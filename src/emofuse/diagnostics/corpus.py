@@ -149,6 +149,17 @@ def cut(path: Path, fraction: float = 0.5, keep: int | None = None) -> None:
     path.write_bytes(data[: int(len(data) * fraction) if keep is None else keep])
 
 
+def cut_at_packet(path: Path, fraction: float = 0.5) -> None:
+    """Keep the container's packets that end in the first ``fraction`` of its bytes: a clean cut that
+    a decoder does not notice (the index still declares the full length)."""
+    import av
+
+    size = path.stat().st_size
+    with av.open(str(path)) as container:
+        ends = [p.pos + p.size for p in container.demux() if p.pos is not None and p.size]
+    cut(path, keep=max(e for e in ends if e <= size * fraction))
+
+
 def tiny_png() -> bytes:
     """An 8x8 grey PNG image."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -257,6 +268,10 @@ def _cases() -> list[Case]:
     add("mp4_truncated_faststart", "truncated_faststart.mp4", ERROR + OK,
         "~3.7 s MP4 (AAC + video, index at the front) cut to half: decodes ~1.5 s; an error or a result "
         "with a truncation warning", truncated(lambda p, m: speech_mp4(p, m, faststart=True)), warn="", source=s0)
+    add("mp4_truncated_clean", "truncated_clean.mp4", ERROR + OK,
+        "~3.7 s MP4 (index at the front) cut after the packet nearest half-way: decodes ~1.5 s without a "
+        "decoder error (the issue's case); an error or a result with a truncation warning",
+        lambda p, m: (speech_mp4(p, m, faststart=True), cut_at_packet(p)), warn="", source=s0)
     add("mp4_truncated", "truncated.mp4", ERROR + OK, "MP4 (index at the end) cut to half: the index is "
         "lost", truncated(speech_mp4), warn="", source=s0)
     add("mp3_truncated", "truncated.mp3", ERROR + OK, "MP3 cut to half (its Xing header declares the full "
