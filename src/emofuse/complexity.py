@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import statistics
 import time
 from pathlib import Path
@@ -292,7 +291,9 @@ def cmd_complexity(args: argparse.Namespace) -> int:
     table = format_complexity_table(rows)
     print(table, end="")
     if args.json:
-        atomic_write_text(Path(args.json), json.dumps(rows, indent=2))
+        from emofuse.reports import json_text
+
+        atomic_write_text(Path(args.json), json_text(rows))  # strict JSON: NaN/inf become null
     if args.markdown:
         atomic_write_text(Path(args.markdown), table)
     return 0

@@ -21,7 +21,6 @@ with matplotlib's Agg canvas (no pyplot state) and written atomically.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -289,7 +288,9 @@ def explain_file(checkpoint_dir: str | Path, path: str | Path, out_dir: str | Pa
                                    frame_rates=rates, waveform=waveform, sample_rate=SAMPLE_RATE)
     result.update(path=str(path), checkpoint=str(checkpoint_dir), modalities_used=[m for m in masks if bool(masks[m].any())])
     summary = Path(out_dir) / "explanation.json"
-    atomic_write_text(summary, json.dumps(result, indent=1))
+    from emofuse.reports import json_text
+
+    atomic_write_text(summary, json_text(result, indent=1))  # strict JSON: NaN/inf become null
     result["summary"] = str(summary)
     return result
 
