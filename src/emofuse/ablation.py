@@ -29,9 +29,9 @@ import numpy as np
 
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError
-from emofuse.featuresets import SOURCE_FEATURES, FeatureStore
+from emofuse.featuresets import FeatureStore
 from emofuse.metrics import aggregate, classification_metrics
-from emofuse.recipes import Recipe, check_keys, load_recipe, read_config, recipe_from_dict
+from emofuse.recipes import Recipe, check_keys, known_feature_names, load_recipe, read_config, recipe_from_dict
 
 log = logging.getLogger("emofuse.ablation")
 
@@ -156,13 +156,6 @@ def parse_features(spec: str | None) -> dict[str, list[str]] | None:
     if not out:
         raise ConfigError("--features is empty")
     return out
-
-
-def known_feature_names() -> set[str]:
-    """Every name `FeatureStore` can compute: the audio and text extractors plus per-sample sources (``au``)."""
-    from emofuse.features import list_extractors
-
-    return {*list_extractors(None), *SOURCE_FEATURES}
 
 
 # ---------------------------------------------------------------------------------------------

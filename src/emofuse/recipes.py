@@ -240,7 +240,7 @@ def read_config(name_or_path: str | Path, relative_to: Path | None = None,
         path = Path(name_or_path)
         if relative_to is not None and not path.is_absolute():
             path = relative_to / path
-        return parse_yaml(read_config_text(path), str(path)), path.stem, str(path), path.parent
+        return parse_yaml(read_config_text(path, kind), str(path)), path.stem, str(path), path.parent
     if not text or "/" in text or "\\" in text:
         raise ConfigError(f"{kind} {text!r}: built-in {kind} names contain no path separator; "
                           "give a file path ending in .yaml")
@@ -254,7 +254,7 @@ def read_config(name_or_path: str | Path, relative_to: Path | None = None,
     return parse_yaml(resource.read_text(encoding="utf-8"), source), text, source, None
 
 
-def read_config_text(path: Path) -> str:
+def read_config_text(path: Path, kind: str = "config") -> str:
     """The UTF-8 text of a config file; `ConfigError` when it is missing, not a regular file or
     over `MAX_CONFIG_BYTES` (checked before reading more than that)."""
     too_big = ConfigError(f"{path}: over {MAX_CONFIG_BYTES // 1024} KB, too large for a config file")
@@ -268,7 +268,7 @@ def read_config_text(path: Path) -> str:
             data = fh.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         builtin = path.stem in builtin_recipe_names()
-        raise ConfigError(f"{path}: file not found" + (f" (the built-in recipe is named {path.stem!r}, without .yaml)"
+        raise ConfigError(f"{path}: file not found" + (f" (the built-in {kind} is named {path.stem!r}, without .yaml)"
                                                        if builtin else "")) from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
