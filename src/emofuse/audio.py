@@ -1,123 +1,317 @@
 """Audio decoding: the one place where files become float32 mono waveforms at a target rate.
 
 `load_audio` reads with soundfile (wav, flac, ogg, ...) and falls back to PyAV for
-containers soundfile cannot open (mp4, flv, webm, m4a, ...), so the audio track of a
-video works too. Channels are averaged, the result is resampled with soxr. Every
-problem a user can cause (missing, empty, truncated or non-audio file, no audio
-track, NaN/inf samples) raises `DataError` naming the file.
+containers soundfile cannot open (mp4, flv, webm, m4a, mkv, ...), so the audio track of a
+video works too. Every problem a user can cause (missing, empty, special, truncated or
+non-audio file, no audio track, NaN/inf samples) raises `DataError` naming the file.
+
+Bounded work for any input:
+- the header is checked before anything is decoded: sample rates outside 4-384 kHz
+  (`MIN_SAMPLE_RATE`, `MAX_SAMPLE_RATE`) and declared durations over the maximum are refused;
+- the maximum duration per file is `DEFAULT_MAX_DURATION` seconds (20 min), or the
+  ``EMOFUSE_MAX_DURATION`` environment variable, or the ``max_duration`` argument; a file
+  longer than that is refused (``max_seconds`` reads only the start of it instead);
+- decoding, channel mixing and resampling (soxr, block by block) stream, so peak memory
+  stays near the size of the 16 kHz mono output.
+
+Non-fatal problems are `AudioWarning`s (``warnings.warn``): clipping, samples beyond full
+scale, channels that cancel out when mixed (the strongest channel is used instead), a
+container that decodes much shorter than it declares (truncated), and, for a file with
+several audio tracks, which track was used (the one with the most speech, see
+`emofuse.vad`, unless ``audio_track`` picks one).
 """
 
 from __future__ import annotations
 
+import errno
+import itertools
 import math
+import os
+import stat
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from emofuse.errors import DataError
+from emofuse.errors import ConfigError, DataError
 
-#: Frames per soundfile block when down-mixing; keeps peak memory near the mono size.
-_BLOCK_FRAMES = 1 << 20
+#: sample rates outside this range are refused as implausible before any decoding
+MIN_SAMPLE_RATE = 4_000
+MAX_SAMPLE_RATE = 384_000
+#: the longest file decoded whole, in seconds (override: EMOFUSE_MAX_DURATION, ``max_duration``)
+DEFAULT_MAX_DURATION = 1200.0
+MAX_DURATION_ENV = "EMOFUSE_MAX_DURATION"
+#: samples per block (all channels together) when streaming; keeps peak memory small
+_BLOCK_SAMPLES = 1 << 20
+#: a sample this close to full scale counts as clipped; warn when this share of samples is
+CLIP_LEVEL = 0.999
+CLIP_SHARE = 0.001
+#: the mono mix "cancels" when its energy is this far below the strongest channel's (-20 dB)
+CANCEL_RATIO = 0.01
+#: a container decoding this much shorter than it declares is reported as truncated
+TRUNCATION_SECONDS = 0.25
+TRUNCATION_SHARE = 0.05
+#: seconds of each audio track that speech detection hears when choosing among several
+TRACK_PROBE_SECONDS = 30.0
 
 
-def load_audio(path: str | Path, target_sr: int = 16000, *, max_seconds: float | None = None) -> np.ndarray:
+class AudioWarning(UserWarning):
+    """A file decoded, but with a problem worth knowing (clipping, truncation, the track used, ...)."""
+
+
+def max_duration_limit(max_duration: float | None = None) -> float:
+    """The maximum duration in seconds: ``max_duration``, else ``$EMOFUSE_MAX_DURATION``, else the default."""
+    if max_duration is None:
+        text = os.environ.get(MAX_DURATION_ENV, "").strip()
+        if not text:
+            return DEFAULT_MAX_DURATION
+        try:
+            max_duration = float(text)
+        except ValueError:
+            raise ConfigError(f"{MAX_DURATION_ENV} must be a number of seconds, got {text!r}") from None
+        source = MAX_DURATION_ENV
+    else:
+        source = "the maximum duration"
+    if not max_duration > 0:  # also refuses NaN
+        raise ConfigError(f"{source} must be a positive number of seconds, got {max_duration}")
+    return float(max_duration)
+
+
+def load_audio(path: str | Path, target_sr: int = 16000, *, max_seconds: float | None = None,
+               max_duration: float | None = None, audio_track: int | None = None) -> np.ndarray:
     """Decode ``path`` to a float32 mono waveform ``[N]`` at ``target_sr`` Hz.
 
     Args:
         path: audio file, or a video/container file with an audio track.
         target_sr: output sample rate.
         max_seconds: read at most this many seconds from the start (None: the whole file).
+        max_duration: refuse files longer than this many seconds (None: `max_duration_limit`);
+            not used when ``max_seconds`` bounds the read.
+        audio_track: which audio track to use, counting from 1 (None: the only one, or the one
+            with the most speech when there are several).
 
     Raises:
-        DataError: the file is missing, empty, truncated/corrupt, not audio, has no audio
-            track, decodes to zero samples, or contains NaN/inf samples.
+        DataError: the file is missing, empty, special, truncated/corrupt, not audio, has an
+            implausible sample rate or duration, has no (such) audio track, decodes to zero
+            samples, or contains NaN/inf samples.
+        ConfigError: ``max_duration``/``$EMOFUSE_MAX_DURATION`` is not a positive number.
     """
     path = Path(path)
-    _check_file(path)
+    check_file(path)
     if target_sr <= 0:
         raise DataError(path, f"target sample rate must be positive, got {target_sr}")
-    if max_seconds is not None and max_seconds <= 0:
+    if max_seconds is not None and not max_seconds > 0:
         raise DataError(path, f"max_seconds must be positive, got {max_seconds}")
+    if audio_track is not None and (isinstance(audio_track, bool) or int(audio_track) != audio_track
+                                    or audio_track < 1):
+        raise DataError(path, f"audio tracks are numbered from 1, got {audio_track!r}")
+    limit = None if max_seconds is not None else max_duration_limit(max_duration)
 
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError):
-        info = None  # not a format libsndfile knows: try the container decoder
+    info = _soundfile_info(path)
     if info is not None:
-        wave, sr = _read_soundfile(path, info, max_seconds)
+        if audio_track not in (None, 1):
+            raise DataError(path, f"the file has 1 audio track; audio track {audio_track} does not exist")
+        decode = _soundfile_decoder(path, info, target_sr, max_seconds, limit)
     else:
-        wave, sr = _read_pyav(path, max_seconds)
+        decode = _pyav_decoder(path, target_sr, max_seconds, limit, audio_track)
 
+    mono = decode(None)
+    channel = mono.cancelled_channel()
+    if channel is not None:
+        ratio = mono.mix_energy / float(mono.energy.max())
+        level = "silent" if ratio < 1e-10 else f"{-10 * math.log10(ratio):.0f} dB below the strongest channel"
+        del mono
+        mono = decode(channel)
+        _warn(path, f"the channels cancel out when mixed to mono (the mix is {level}; opposite phase?): "
+                    f"channel {channel + 1} alone is used")
+    wave = mono.finish()
     if wave.size == 0:
         raise DataError(path, "file contains no audio samples")
-    if not np.isfinite(wave).all():
-        raise DataError(path, "audio contains NaN or infinite samples")
-    if sr != target_sr:
-        wave = soxr.resample(wave, sr, target_sr, quality="HQ").astype(np.float32, copy=False)
-    return np.ascontiguousarray(wave, dtype=np.float32)
+    _warn_levels(path, mono)
+    return wave
 
 
 def audio_duration(path: str | Path) -> float:
     """Duration in seconds from the file header (no full decode where the format allows)."""
     path = Path(path)
-    _check_file(path)
-    try:
-        info = sf.info(str(path))
+    check_file(path)
+    info = _soundfile_info(path)
+    if info is not None:
+        _check_rate(path, int(info.samplerate))
         return float(info.frames) / float(info.samplerate)
-    except (sf.LibsndfileError, RuntimeError, TypeError):
-        pass
-    av = _import_av()
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.audio:
-                raise DataError(path, "no audio track in file")
-            stream = container.streams.audio[0]
-            if stream.duration is not None and stream.time_base is not None:
-                return float(stream.duration * stream.time_base)
-            if container.duration is not None:
-                return float(container.duration) / 1_000_000.0  # av.time_base is microseconds
-    except DataError:
-        raise
-    except Exception as exc:  # PyAV raises many error types (av.error.*)
-        raise DataError(path, f"cannot read audio: {exc}") from exc
+    with _open_container(path) as container:
+        if not container.streams.audio:
+            raise DataError(path, "no audio track in file")
+        declared = _declared_seconds(container, container.streams.audio[0])
+    if declared is not None:
+        return declared
     # Header carries no duration: decode to count samples.
     return load_audio(path, target_sr=16000).size / 16000.0
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise DataError(path, "file not found")
-    if not path.is_file():
-        raise DataError(path, "not a regular file")
-    if path.stat().st_size == 0:
+def check_file(path: str | Path) -> None:
+    """Raise `DataError` unless ``path`` is a readable, non-empty regular file; say what it is instead."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise DataError(path, f"broken symbolic link: its target {os.readlink(path)} does not exist") from None
+        raise DataError(path, "file not found") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(path, "symbolic link loop: the link leads back to itself, never to a file") from None
+        raise DataError(path, f"cannot access the file: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(path, f"not a regular file: it is a {_file_kind(st.st_mode)}")
+    if not os.access(path, os.R_OK):
+        raise DataError(path, "permission denied: the file is not readable")
+    if st.st_size == 0:
+        if _has_content(path):
+            raise DataError(path, "not a regular file on disk: it reports a size of 0 bytes yet has content "
+                                  "(a special file such as those under /proc or /sys)")
         raise DataError(path, "file is empty (0 bytes)")
 
 
-def _read_soundfile(path: Path, info: sf._SoundFileInfo, max_seconds: float | None) -> tuple[np.ndarray, int]:
-    """Read with libsndfile block by block, averaging channels as we go."""
+def _file_kind(mode: int) -> str:
+    kinds = [(stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")]
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _has_content(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return bool(handle.read(1))
+    except OSError:
+        return False
+
+
+def _check_rate(path: Path, sr: int) -> None:
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise DataError(path, f"implausible sample rate {sr} Hz in the header (accepted: "
+                              f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz); refused before decoding")
+
+
+def _check_declared(path: Path, seconds: float | None, limit: float | None) -> None:
+    """Refuse a file whose header declares more than ``limit`` seconds (before decoding it)."""
+    if limit is not None and seconds is not None and seconds > limit:
+        raise DataError(path, f"the header declares {seconds:.1f} s of audio, more than the maximum of "
+                              f"{_limit_text(limit)}; refused before decoding")
+
+
+def _limit_text(limit: float) -> str:
+    return (f"{limit:g} s per file (raise it with --max-duration, ${MAX_DURATION_ENV} or the "
+            "max_duration argument)")
+
+
+def _warn(path: Path, message: str) -> None:
+    warnings.warn(f"{path}: {message}", AudioWarning, stacklevel=3)
+
+
+class _Mono:
+    """Mixes blocks ``[frames, channels]`` to mono (or takes one ``channel``) and resamples them
+    block by block, noting the peak level, clipped samples and per-channel energies."""
+
+    def __init__(self, path: Path, sr: int, target_sr: int, channel: int | None) -> None:
+        self.path, self.sr, self.channel = path, sr, channel
+        self._stream = None if sr == target_sr else soxr.ResampleStream(sr, target_sr, 1, dtype="float32",
+                                                                       quality="HQ")
+        self._out: list[np.ndarray] = []
+        self.frames = 0  # input frames taken, at ``sr``
+        self.samples = 0  # input samples, all channels
+        self.peak = 0.0
+        self.clipped = 0
+        self.energy: np.ndarray | None = None  # per channel, sum of squares
+        self.mix_energy = 0.0
+
+    def add(self, block: np.ndarray) -> None:
+        if block.shape[0] == 0:
+            return
+        if not np.isfinite(block).all():
+            raise DataError(self.path, "audio contains NaN or infinite samples")
+        magnitude = np.abs(block)
+        self.peak = max(self.peak, float(magnitude.max()))
+        self.clipped += int(np.count_nonzero((magnitude >= CLIP_LEVEL) & (magnitude <= 1.0)))
+        self.samples += block.size
+        del magnitude
+        if self.channel is None:
+            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            if block.shape[1] > 1:
+                energy = np.einsum("ij,ij->j", block, block, dtype=np.float64)
+                self.energy = energy if self.energy is None or self.energy.shape != energy.shape else self.energy + energy
+                self.mix_energy += float(np.dot(mono, mono))
+        else:
+            mono = block[:, self.channel]
+        mono = np.ascontiguousarray(mono, dtype=np.float32)
+        self.frames += mono.size
+        self._out.append(mono if self._stream is None else self._stream.resample_chunk(mono))
+
+    def cancelled_channel(self) -> int | None:
+        """The strongest channel when the channels cancel out in the mono mix (else None)."""
+        if self.channel is not None or self.energy is None or self.frames == 0:
+            return None
+        strongest = int(self.energy.argmax())
+        if self.energy[strongest] / self.frames < 1e-8:  # all channels near silent (< -80 dBFS)
+            return None
+        return strongest if self.mix_energy < CANCEL_RATIO * self.energy[strongest] else None
+
+    def finish(self) -> np.ndarray:
+        if self._stream is not None:
+            self._out.append(self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+            self._stream = None
+        wave = np.concatenate(self._out) if self._out else np.zeros(0, dtype=np.float32)
+        self._out = []
+        return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def _warn_levels(path: Path, mono: _Mono) -> None:
+    if mono.peak > 1.0 + 1e-6:
+        _warn(path, f"samples beyond full scale: peak {mono.peak:.3g} where full scale is 1.0 (float samples "
+                    "out of range)")
+    if mono.samples and mono.clipped / mono.samples >= CLIP_SHARE:
+        _warn(path, f"clipping: {100 * mono.clipped / mono.samples:.2g}% of the samples are at full scale")
+
+
+# --- soundfile (wav, flac, ogg, aiff, ...) ---------------------------------------------------
+
+def _soundfile_info(path: Path):
+    try:
+        return sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        return None  # not a format libsndfile knows: try the container decoder
+
+
+def _soundfile_decoder(path: Path, info, target_sr: int, max_seconds: float | None, limit: float | None):
+    """Check the header, then return ``decode(channel) -> _Mono`` reading the file block by block."""
     sr = int(info.samplerate)
+    _check_rate(path, sr)
     missing = _wav_missing_bytes(path)
     if missing:
         raise DataError(path, f"truncated WAV file: header declares {missing} more data bytes than present")
+    _check_declared(path, info.frames / sr, limit)
     wanted = info.frames if max_seconds is None else min(info.frames, int(math.ceil(max_seconds * sr)))
-    out = np.empty(max(wanted, 0), dtype=np.float32)
-    filled = 0
-    try:
-        with sf.SoundFile(str(path)) as handle:
-            while filled < wanted:
-                block = handle.read(min(_BLOCK_FRAMES, wanted - filled), dtype="float32", always_2d=True)
-                if block.shape[0] == 0:
-                    break
-                out[filled : filled + block.shape[0]] = block.mean(axis=1)
-                filled += block.shape[0]
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise DataError(path, f"corrupt or truncated audio: {exc}") from exc
-    if filled < wanted:
-        raise DataError(path, f"truncated audio: header declares {wanted} frames, only {filled} decoded")
-    return out, sr
+    block_frames = max(1, _BLOCK_SAMPLES // max(1, int(info.channels)))
+
+    def decode(channel: int | None) -> _Mono:
+        mono = _Mono(path, sr, target_sr, channel)
+        try:
+            with sf.SoundFile(str(path)) as handle:
+                while mono.frames < wanted:
+                    block = handle.read(min(block_frames, wanted - mono.frames), dtype="float32", always_2d=True)
+                    if block.shape[0] == 0:
+                        break
+                    mono.add(block)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise DataError(path, f"corrupt or truncated audio: {exc}") from exc
+        if mono.frames < wanted:
+            raise DataError(path, f"truncated audio: header declares {wanted} frames, only {mono.frames} decoded")
+        return mono
+
+    return decode
 
 
 def _wav_missing_bytes(path: Path) -> int:
@@ -143,41 +337,130 @@ def _wav_missing_bytes(path: Path) -> int:
     return 0
 
 
+# --- PyAV (mp4, mkv, webm, mp3, m4a, ...) ----------------------------------------------------
+
 def _import_av():
     import av  # imported lazily: PyAV loads FFmpeg, which is slow and rarely needed
 
     return av
 
 
-def _read_pyav(path: Path, max_seconds: float | None) -> tuple[np.ndarray, int]:
-    """Decode the first audio stream of any FFmpeg-readable container, averaging channels."""
+def _open_container(path: Path):
     av = _import_av()
-    chunks: list[np.ndarray] = []
     try:
-        container = av.open(str(path))
+        return av.open(str(path))
     except Exception as exc:  # av.error.InvalidDataError and friends
-        raise DataError(path, f"not a readable audio or video file ({exc})") from exc
-    with container:
-        if not container.streams.audio:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise DataError(path, f"not an audio file (not a readable audio or video format: {reason})") from exc
+
+
+def _stream_rate(stream) -> int:
+    return int(stream.rate or stream.codec_context.sample_rate or 0)
+
+
+def _declared_seconds(container, stream) -> float | None:
+    """The audio stream's duration from the header (the container's when the stream has none)."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return float(container.duration) / 1_000_000.0  # av.time_base is microseconds
+    return None
+
+
+def _pyav_decoder(path: Path, target_sr: int, max_seconds: float | None, limit: float | None,
+                  audio_track: int | None):
+    """Check the header (tracks, rate, duration), pick the track, and return ``decode(channel)``."""
+    with _open_container(path) as container:
+        streams = list(container.streams.audio)
+        if not streams:
             raise DataError(path, "no audio track in file")
-        stream = container.streams.audio[0]
-        sr = int(stream.rate or stream.codec_context.sample_rate or 0)
-        if sr <= 0:
-            raise DataError(path, "audio track has no sample rate")
-        limit = None if max_seconds is None else int(math.ceil(max_seconds * sr))
-        resampler = av.AudioResampler(format="fltp")  # planar float32, keeps layout and rate
-        total = 0
+        if audio_track is not None and audio_track > len(streams):
+            raise DataError(path, f"the file has {len(streams)} audio track(s); audio track {audio_track} "
+                                  "does not exist")
+        if all(_stream_rate(s) == 0 and not s.codec_context.channels for s in streams):
+            raise DataError(path, f"not an audio file: no valid audio stream header found (the content does not "
+                                  f"look like {container.format.name} or any other audio format)")
+        for stream in streams:
+            _check_rate(path, _stream_rate(stream))
+            _check_declared(path, _declared_seconds(container, stream), limit)
+    if audio_track is not None:
+        index = audio_track - 1
+        if len(streams) > 1:
+            _warn(path, f"audio track {audio_track} of {len(streams)} used (as asked)")
+    elif len(streams) > 1:
+        index = _choose_track(path, len(streams))
+    else:
+        index = 0
+
+    def decode(channel: int | None) -> _Mono:
+        return _decode_track(path, index, target_sr, max_seconds, limit, channel)
+
+    return decode
+
+
+def _choose_track(path: Path, n_tracks: int) -> int:
+    """The track (0-based) with the most speech in its first `TRACK_PROBE_SECONDS`; named in a warning."""
+    from emofuse.vad import speech_segments
+
+    speech: list[float | None] = []
+    for index in range(n_tracks):
         try:
-            for frame in container.decode(stream):
+            wave = _decode_track(path, index, 16000, TRACK_PROBE_SECONDS, None, None, probe=True).finish()
+            speech.append(speech_segments(wave, 16000).speech_seconds)
+        except DataError:
+            speech.append(None)  # undecodable track
+    usable = [i for i, s in enumerate(speech) if s is not None]
+    if not usable:
+        raise DataError(path, f"none of the {n_tracks} audio tracks can be decoded")
+    best = max(usable, key=lambda i: (speech[i], -i))  # most speech, first on ties
+    if not speech[best]:
+        reason = "no track holds speech"
+    else:
+        others = [f"track {i + 1} " + ("cannot be decoded" if s is None else "holds no speech" if not s
+                                       else f"holds {s:.1f} s of speech against {speech[best]:.1f} s")
+                  for i, s in enumerate(speech) if i != best]
+        reason = "; ".join(others)
+    _warn(path, f"audio track {best + 1} of {n_tracks} used ({reason}; choose one with --audio-track)")
+    return best
+
+
+def _decode_track(path: Path, index: int, target_sr: int, max_seconds: float | None, limit: float | None,
+                  channel: int | None, *, probe: bool = False) -> _Mono:
+    """Decode audio track ``index`` (0-based) frame by frame into a `_Mono`: at most ``max_seconds``;
+    refused past ``limit`` seconds; a warning when it ends well before its declared duration."""
+    av = _import_av()
+    with _open_container(path) as container:
+        stream = container.streams.audio[index]
+        sr = _stream_rate(stream)
+        _check_rate(path, sr)
+        declared = _declared_seconds(container, stream)
+        layout = stream.layout.name if stream.codec_context.channels else None
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=sr)  # planar float32 at one rate
+        stop = None if max_seconds is None else int(math.ceil(max_seconds * sr))
+        refuse = None if limit is None else int(math.floor(limit * sr))
+        mono = _Mono(path, sr, target_sr, channel)
+        try:
+            for frame in itertools.chain(container.decode(stream), [None]):  # None flushes the resampler
                 for converted in resampler.resample(frame):
-                    planes = converted.to_ndarray()  # [channels, n]
-                    chunks.append(planes.mean(axis=0).astype(np.float32, copy=False))
-                    total += planes.shape[1]
-                if limit is not None and total >= limit:
+                    block = converted.to_ndarray().T  # [n, channels]
+                    if stop is not None:
+                        block = block[: stop - mono.frames]
+                    mono.add(block)
+                    if refuse is not None and mono.frames > refuse:
+                        raise DataError(path, f"the audio lasts more than the maximum of {_limit_text(limit)}")
+                if stop is not None and mono.frames >= stop:
                     break
-        except Exception as exc:
-            raise DataError(path, f"corrupt audio stream: {exc}") from exc
-    wave = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-    if limit is not None:
-        wave = wave[:limit]
-    return wave, sr
+        except DataError:
+            raise
+        except Exception as exc:  # av.error.* raised mid-stream
+            of = "" if declared is None else f" of the {declared:.2f} s declared"
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise DataError(path, f"corrupt or truncated audio stream: decoding failed after {mono.frames / sr:.2f} s"
+                                  f"{of} ({reason})") from exc
+    decoded = mono.frames / sr
+    complete = stop is None or mono.frames < stop
+    if not probe and complete and declared is not None and declared - decoded > max(
+            TRUNCATION_SECONDS, TRUNCATION_SHARE * declared):
+        _warn(path, f"truncated or damaged: only {decoded:.2f} s of audio decoded, the header declares "
+                    f"{declared:.2f} s")
+    return mono
