@@ -152,11 +152,18 @@ def test_bad_recipe_exits_2_naming_file_and_field(text, field, tmp_path, capsys)
     assert err.startswith(f"emofuse: error: {recipe}") and field in err and len(err.splitlines()) == 1
 
 
+def test_long_values_are_shortened_in_messages(tmp_path):
+    recipe = _write(tmp_path, "long.yaml", GOOD + f"train: {{lr: {'x' * 100_000}}}\n")
+    with pytest.raises(ConfigError, match=r"long\.yaml: train\.lr") as exc:
+        load_recipe(recipe)
+    assert len(str(exc.value)) < 300
+
+
 def test_recipe_errors_come_before_data_and_without_torch(tmp_path):
     """`emofuse train bad.yaml` reports a type error without importing PyTorch (well under 1 s of work)."""
     bad = _write(tmp_path, "bad.yaml", "model: tfn\nfeatures: {smell: whisper}\n")
     code = ("import sys; from emofuse.cli import main; "
-            f"rc = main(['train', {str(bad)!r}, '--out', {str(tmp_path / 'o')!r}, '--data', {str(tmp_path / 'no')!r}]); "
+            f"rc = main(['train', {str(bad)!r}, '--out', {str(tmp_path / 'o')!r}, '--data', {str(tmp_path)!r}]); "
             "print(rc, sorted(m for m in ('torch', 'lightning', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "2 []", out.stderr

@@ -19,6 +19,7 @@ A recipe may start from another one (a built-in name, or a YAML path relative to
 
 from __future__ import annotations
 
+import reprlib
 import difflib
 import stat
 from dataclasses import dataclass, field
@@ -121,7 +122,7 @@ def recipe_from_dict(raw: dict[str, Any], default_name: str = "recipe", source: 
     for key in ("model_kwargs", "train", "data"):
         section = raw.get(key) or {}
         if not isinstance(section, dict):
-            raise ConfigError(f"{source}: {key!r} must be a mapping, got {section!r}")
+            raise ConfigError(f"{source}: {key!r} must be a mapping, got {reprlib.repr(section)}")
         sections[key] = dict(section)
     recipe = Recipe(name=_name(raw.get("name", default_name), source), model=_text(raw["model"], "model", source),
                     features=_features(raw["features"], source), description=_text(raw.get("description", ""),
@@ -137,7 +138,8 @@ def validate_recipe(recipe: Recipe, source: str) -> None:
 
     unknown = [m for m in recipe.features if m not in MODALITIES]
     if unknown:
-        raise ConfigError(f"{source}: features: unknown modality {unknown[0]!r}; modalities: {', '.join(MODALITIES)}")
+        raise ConfigError(f"{source}: features: unknown modality {reprlib.repr(unknown[0])}; "
+                          f"modalities: {', '.join(MODALITIES)}")
     _check_train(recipe.train, source)
     _check_data(recipe, source)
     known = known_feature_names()
@@ -145,11 +147,11 @@ def validate_recipe(recipe: Recipe, source: str) -> None:
         for name in names:
             if name not in known:
                 near = difflib.get_close_matches(name, known, n=1)
-                raise ConfigError(f"{source}: features.{modality}: unknown feature {name!r}"
-                                  + (f" (did you mean {near[0]!r}?)" if near else f"; features: {', '.join(sorted(known))}"))
+                hint = f" (did you mean {near[0]!r}?)" if near else f"; features: {', '.join(sorted(known))}"
+                raise ConfigError(f"{source}: features.{modality}: unknown feature {reprlib.repr(name)}{hint}")
     bad_keys = [k for k in recipe.model_kwargs if not isinstance(k, str)]
     if bad_keys:
-        raise ConfigError(f"{source}: model_kwargs: option names must be strings, got {bad_keys[0]!r}")
+        raise ConfigError(f"{source}: model_kwargs: option names must be strings, got {reprlib.repr(bad_keys[0])}")
     if recipe.classical:
         if recipe.model_kwargs:
             raise ConfigError(f"{source}: model_kwargs: {recipe.model} takes none, got {sorted(recipe.model_kwargs)}")
@@ -174,26 +176,27 @@ def known_feature_names() -> set[str]:
 def _name(value: Any, source: str) -> str:
     name = _text(value, "name", source)
     if "/" in name or "\\" in name or name in (".", ".."):
-        raise ConfigError(f"{source}: 'name' must not be a path, got {name!r}")
+        raise ConfigError(f"{source}: 'name' must not be a path, got {reprlib.repr(name)}")
     return name
 
 
 def _text(value: Any, key: str, source: str, empty_ok: bool = False) -> str:
     if not isinstance(value, str) or not (value or empty_ok):
-        raise ConfigError(f"{source}: {key!r} must be a{'' if empty_ok else ' non-empty'} string, got {value!r}")
+        raise ConfigError(f"{source}: {key!r} must be a{'' if empty_ok else ' non-empty'} string, "
+                          f"got {reprlib.repr(value)}")
     return value
 
 
 def _features(value: Any, source: str) -> dict[str, list[str]]:
     """``features`` as modality -> list of feature names (a single name may be given as a string)."""
     if not isinstance(value, dict) or not value:
-        raise ConfigError(f"{source}: 'features' must map modality -> feature name(s), got {value!r}")
+        raise ConfigError(f"{source}: 'features' must map modality -> feature name(s), got {reprlib.repr(value)}")
     features = {}
     for modality, names in value.items():
         names = [names] if isinstance(names, str) else names
         if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
             raise ConfigError(f"{source}: features.{modality} must be a feature name or a non-empty list of them, "
-                              f"got {value[modality]!r}")
+                              f"got {reprlib.repr(value[modality])}")
         features[str(modality)] = list(names)
     return features
 
@@ -213,10 +216,10 @@ def _check_data(recipe: Recipe, source: str) -> None:
     check_keys(recipe.data, allowed=DATA_KEYS, required=(), source=source, kind="data")
     for key, value in recipe.data.items():
         if value is not None and not conforms(value, DATA_TYPES[key]):
-            raise ConfigError(f"{source}: data.{key}={value!r} must be {describe(DATA_TYPES[key])}")
+            raise ConfigError(f"{source}: data.{key}={reprlib.repr(value)} must be {describe(DATA_TYPES[key])}")
     length = recipe.data.get("max_dialogue_length")
     if length is not None and length < 1:
-        raise ConfigError(f"{source}: data.max_dialogue_length={length!r} must be >= 1")
+        raise ConfigError(f"{source}: data.max_dialogue_length={reprlib.repr(length)} must be >= 1")
     try:
         recipe.train_speeds, recipe.test_speeds  # the augmentation factors
     except ConfigError as exc:

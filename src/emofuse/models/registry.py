@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 import fnmatch
 import inspect
 import typing
@@ -73,7 +74,7 @@ def check_model_kwargs(name: str, kwargs: dict[str, Any]) -> None:
     for key, value in kwargs.items():
         hint = options.get(key, inspect.Parameter.empty)
         if hint is not inspect.Parameter.empty and not conforms(value, hint):
-            raise ConfigError(f"model_kwargs.{key}={value!r} must be {describe(hint)}")
+            raise ConfigError(f"model_kwargs.{key}={reprlib.repr(value)} must be {describe(hint)}")
 
 
 def check_model(name: str, kwargs: dict[str, Any], modalities: list[str]) -> None:

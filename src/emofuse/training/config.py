@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 import dataclasses
 import functools
 import typing
@@ -74,19 +75,19 @@ class TrainConfig:
                 try:
                     setattr(self, name, float(value))
                 except ValueError:
-                    raise ConfigError(f"train.{name}={value!r} is not a number") from None
+                    raise ConfigError(f"train.{name}={reprlib.repr(value)} is not a number") from None
             elif isinstance(value, int) and not isinstance(value, bool):
                 setattr(self, name, float(value))
         if isinstance(self.precision, int) and not isinstance(self.precision, bool):
             self.precision = str(self.precision)
         for name, annotation in _field_types().items():
             if not conforms(getattr(self, name), annotation):
-                raise ConfigError(f"train.{name}={getattr(self, name)!r} must be {describe(annotation)}")
+                raise ConfigError(f"train.{name}={reprlib.repr(getattr(self, name))} must be {describe(annotation)}")
         self._check()
 
     def _check(self) -> None:
         def bad(name: str, why: str) -> ConfigError:
-            return ConfigError(f"train.{name}={getattr(self, name)!r} {why}")
+            return ConfigError(f"train.{name}={reprlib.repr(getattr(self, name))} {why}")
 
         if not self.lr > 0:
             raise bad("lr", "must be > 0")
