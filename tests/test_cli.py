@@ -120,6 +120,20 @@ def test_parser_does_not_import_torch():
     assert out.strip() == "[]"
 
 
+def test_predict_path_imports_no_scipy_sklearn_matplotlib_or_lightning(tmp_path):
+    """Cold `emofuse predict` start-up: the predict code path (Predictor + demo model + a prediction)
+    leaves the heavy libraries it does not need unimported (scipy.fft alone costs ~0.4 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from emofuse.cli import main; "
+            f"assert main(['predict', {str(sample_clips()[0])!r}, '--json', {str(tmp_path / 'p.json')!r}]) == 0; "
+            "print(sorted(m for m in ('scipy', 'sklearn', 'matplotlib', 'lightning', 'pandas', 'cv2') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_global_threads_option_sets_torch_threads(monkeypatch):
     import torch
 
