@@ -182,3 +182,10 @@ def test_every_builtin_config_validates():
         else:
             recipe = load_recipe(name)
             assert recipe.name == name and recipe.features
+
+
+def test_ablation_ladder_errors_come_before_the_data(tmp_path, capsys):
+    ladder = _write(tmp_path, "ladder.yaml", "base: ../../escape\nrungs: [{name: a}]\n")
+    rc = main(["ablation", "ladder", "ravdess", "--ladder", str(ladder), "--data", str(tmp_path / "no_data")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "path separator" in err and "ladder.yaml" in err

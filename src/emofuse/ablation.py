@@ -328,10 +328,13 @@ def load_ladder(name_or_path: str | Path = "of_cmaer_cat_ladder") -> tuple[Recip
     raw, source, folder = _read_config(name_or_path)
     check_keys(raw, allowed=_LADDER_KEYS, required=("base", "rungs"), source=source, kind="ladder")
     base_ref = str(raw["base"])
-    if folder is not None and (folder / base_ref).is_file():
-        base = load_recipe(folder / base_ref)
-    else:
-        base = load_recipe(Path(base_ref).stem if base_ref.endswith((".yaml", ".yml")) else base_ref)
+    try:
+        if folder is not None and (folder / base_ref).is_file():
+            base = load_recipe(folder / base_ref)
+        else:
+            base = load_recipe(Path(base_ref).stem if base_ref.endswith((".yaml", ".yml")) else base_ref)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: base: {exc}") from None
     if raw.get("model") not in (None, base.model):
         raise ConfigError(f"{source}: ladder model {raw['model']!r} differs from its base's {base.model!r}")
     rungs_raw = raw["rungs"]
@@ -508,6 +511,9 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     """Entry point of ``emofuse ablation``."""
     from emofuse.paths import data_root
 
+    features = parse_features(args.features)
+    if args.target == "ladder":
+        load_ladder(args.ladder)  # config errors first, before the data is read
     root = data_root(args.data)
     samples, labels, folds, name = load_ablation_data(args.dataset, root, labels=args.labels,
                                                       num_folds=args.num_folds, folds=args.folds)
@@ -516,7 +522,6 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     from emofuse.cli import parse_seeds
 
     seeds = parse_seeds(args.seeds)
-    features = parse_features(args.features)
     title = f"{name}: {len(folds)} speaker-disjoint fold(s)"
     if args.target == "tfn-subsets":
         sources = [s.strip() for s in args.label_sources.split(",")] if args.label_sources else None
