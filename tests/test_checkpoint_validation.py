@@ -10,7 +10,6 @@ from typing import Callable
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -19,6 +18,7 @@ from emofuse.cli import main
 from emofuse.features import get_extractor
 from emofuse.models import create_model
 from emofuse.normalize import stats_to_tensors
+from emofuse.predict import sample_clips
 
 LABELS = ["neutral", "happy", "sad"]
 DIM = get_extractor("mfcc").dim
@@ -26,7 +26,7 @@ DIM = get_extractor("mfcc").dim
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory) -> tuple[Path, Path]:
-    """A small real checkpoint (early fusion on MFCC) and a clip it predicts."""
+    """A small real checkpoint (early fusion on MFCC) and a speech clip it predicts."""
     root = tmp_path_factory.mktemp("ckpt_validation")
     extractor = get_extractor("mfcc")
     torch.manual_seed(0)
@@ -35,9 +35,7 @@ def good(tmp_path_factory) -> tuple[Path, Path]:
     save_checkpoint(root / "good", model, labels=LABELS, extras=stats_to_tensors(stats),
                     features={"audio": {"names": ["mfcc"], "configs": {"mfcc": extractor.config()}}},
                     meta={"train_speakers": ["01"], "val_speakers": ["02"]})
-    t = np.arange(8000) / 16000
-    sf.write(root / "clip.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
-    return root / "good", root / "clip.wav"
+    return root / "good", sample_clips()[0]
 
 
 def _config(change: Callable[[dict], None]) -> Callable[[Path], None]:

@@ -10,6 +10,7 @@ import logging
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -127,38 +128,14 @@ def run_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore, fo
 
     The lbfgs solver is deterministic, so the baseline runs once per fold whatever ``seeds`` says
     (repeating it per seed would only repeat the numbers and shrink the standard deviation)."""
-    from emofuse.splits import partition
-
-    feats = recipe_features(recipe, store, pooled=True)
-    train_views, test_views = augmented_views(recipe, store, pooled=True)
-    index = {lab: i for i, lab in enumerate(labels)}
-    keep = [i for i in range(len(samples)) if all(v[m][i] is not None for v in (feats, *train_views.values(),
-                                                                                   *test_views.values()) for m in v)]
-    if len(keep) < len(samples):
-        log.warning("%s: %d of %d samples lack a modality and are left out of the classical baseline",
-                    recipe.name, len(samples) - len(keep), len(samples))
-    kept = [samples[i] for i in keep]
-
-    def matrix(view: dict[str, list[np.ndarray | None]]) -> np.ndarray:
-        return np.stack([np.concatenate([view[m][i][0] for m in view]) for i in keep])
-
-    x = matrix(feats)
-    x_train_views = [matrix(v) for v in train_views.values()]
-    x_test_views = [matrix(v) for v in test_views.values()]
-    y = np.array([index[s.label] for s in kept])
+    data = classical_data(recipe, samples, store, labels)
     runs, seconds = [], []
     for seed in list(seeds)[:1]:
         for fold in folds:
-            tr, va, te = partition(kept, fold)
             start = time.perf_counter()
-            x_tr = np.concatenate([x[tr], *(v[tr] for v in x_train_views)])
-            y_tr = np.concatenate([y[tr]] * (1 + len(x_train_views)))
-            x_va = np.concatenate([x[va], *(v[va] for v in x_train_views)])
-            y_va = np.concatenate([y[va]] * (1 + len(x_train_views)))
-            res = fit_predict_logreg(x_tr, y_tr, x[va], y[va], [x[te], *(v[te] for v in x_test_views)], len(labels),
-                                     seed=seed, x_refit=x_va, y_refit=y_va)
+            res, te = fit_classical_fold(data, fold, len(labels), seed)
             seconds.append(time.perf_counter() - start)
-            metrics = classification_metrics(y[te], res.probabilities.argmax(1), labels)
+            metrics = classification_metrics(data.y[te], res.probabilities.argmax(1), labels)
             runs.append(metrics)
             if progress:
                 print(f"{recipe.name} fold {fold.name}: WA {metrics['wa']:.3f} UA {metrics['ua']:.3f} (C={res.chosen_c})",
@@ -167,6 +144,65 @@ def run_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore, fo
     row = _row(recipe, agg, seconds, n_runs=len(runs))
     row["confusion"] = np.sum([r["confusion"] for r in runs], axis=0).tolist()
     return row
+
+
+@dataclass
+class ClassicalData:
+    """A classical recipe's per-clip matrices over the samples that have every modality."""
+
+    samples: list[Sample]
+    x: np.ndarray
+    y: np.ndarray
+    #: modality -> width of its block of columns in ``x`` (in column order)
+    dims: dict[str, int]
+    train_views: list[np.ndarray]
+    test_views: list[np.ndarray]
+
+
+def classical_data(recipe: Recipe, samples: list[Sample], store: FeatureStore, labels: list[str]) -> ClassicalData:
+    """Pooled features of every modality concatenated per clip (and of each speed-perturbed view);
+    samples lacking a modality are left out (with a warning)."""
+    feats = recipe_features(recipe, store, pooled=True)
+    train_views, test_views = augmented_views(recipe, store, pooled=True)
+    index = {lab: i for i, lab in enumerate(labels)}
+    keep = [i for i in range(len(samples)) if all(v[m][i] is not None for v in (feats, *train_views.values(),
+                                                                                   *test_views.values()) for m in v)]
+    if len(keep) < len(samples):
+        log.warning("%s: %d of %d samples lack a modality and are left out of the classical baseline",
+                    recipe.name, len(samples) - len(keep), len(samples))
+    if not keep:
+        raise DataError(None, f"{recipe.name}: no sample has every modality of {list(feats)}")
+
+    def matrix(view: dict[str, list[np.ndarray | None]]) -> np.ndarray:
+        return np.stack([np.concatenate([view[m][i][0] for m in view]) for i in keep])
+
+    kept = [samples[i] for i in keep]
+    return ClassicalData(kept, matrix(feats), np.array([index[s.label] for s in kept]),
+                         {m: int(feats[m][keep[0]].shape[-1]) for m in feats},
+                         [matrix(v) for v in train_views.values()], [matrix(v) for v in test_views.values()])
+
+
+def fit_classical_fold(data: ClassicalData, fold, num_classes: int, seed: int = 0):
+    """``(result, test indices)``: the logistic regression with C chosen on the fold's validation
+    samples, refitted on training + validation (each with its speed-perturbed copies), and its
+    probabilities for the test samples averaged over the test-time views. A fold without test
+    groups (``emofuse train --fold 0``) is scored on its validation samples (not held out)."""
+    from emofuse.splits import partition
+
+    tr, va, te = partition(data.samples, fold)
+    if not fold.test:
+        te = va
+    for part, idx in (("train", tr), ("validation", va), ("test", te)):
+        if not idx:
+            raise ConfigError(f"fold {fold.name}: the {part} partition has no samples")
+    x, y, views = data.x, data.y, data.train_views
+    x_tr = np.concatenate([x[tr], *(v[tr] for v in views)])
+    y_tr = np.concatenate([y[tr]] * (1 + len(views)))
+    x_va = np.concatenate([x[va], *(v[va] for v in views)])
+    y_va = np.concatenate([y[va]] * (1 + len(views)))
+    res = fit_predict_logreg(x_tr, y_tr, x[va], y[va], [x[te], *(v[te] for v in data.test_views)], num_classes,
+                             seed=seed, x_refit=x_va, y_refit=y_va)
+    return res, te
 
 
 def augmentation_fields(recipe: Recipe) -> dict[str, list[float]]:
@@ -403,7 +439,8 @@ def feature_speed(data_root: str | Path, names: list[str], n_clips: int = 40) ->
 
 
 def _feature_specs(recipe: Recipe) -> dict[str, dict[str, Any]]:
-    """Checkpoint record of how each modality's features are computed (extractor configs)."""
+    """Checkpoint record of how each modality's features are computed (extractor configs); a
+    classical recipe's are marked ``pooled`` (per-clip vectors, as it was trained on)."""
     from emofuse.features import get_extractor, list_extractors
     from emofuse.predict import feature_spec
 
@@ -412,103 +449,207 @@ def _feature_specs(recipe: Recipe) -> dict[str, dict[str, Any]]:
     for modality, names in recipe.features.items():
         configs = {n: get_extractor(n).config() for n in names if n in list_extractors(None)}
         specs[modality] = feature_spec(names, configs)
+        if recipe.classical:
+            specs[modality]["pooled"] = True
         if modality in context:  # evaluate_checkpoint rebuilds the same turn windows
             specs[modality]["dialogue_window"] = int(recipe.data.get("max_dialogue_length") or 1)
     return specs
 
 
-def train_recipe(recipe_name: str, dataset: str, data_root: str | Path, *, out_dir: Path, fold: int = 1,
+def training_setup(recipe: Recipe, dataset: str, fold: int, seed: int, max_epochs: int | None) -> dict[str, Any]:
+    """Everything that shapes a trained checkpoint's weights: the recipe's content, the effective
+    training configuration (``--max-epochs`` and the seed applied), dataset, fold, seed and feature
+    extractor settings. Saved in each checkpoint's ``meta.setup`` (with `setup_fingerprint`); a seed
+    ensemble keeps a member only when it matches (see `_train_ensemble`)."""
+    from emofuse.baselines import DEFAULT_C_GRID
+    from emofuse.training.config import load_train_config
+
+    if recipe.classical:
+        train: dict[str, Any] = {"c_grid": list(DEFAULT_C_GRID), "seed": seed}
+    else:
+        cfg = load_train_config(recipe.train).replace(seed=seed)
+        train = (cfg.replace(max_epochs=max_epochs) if max_epochs else cfg).to_dict()
+    return {"recipe": {"name": recipe.name, "model": recipe.model, "features": recipe.features,
+                       "model_kwargs": recipe.model_kwargs, "train": recipe.train, "data": recipe.data},
+            "train": train, "dataset": dataset, "fold": fold, "seed": seed, "features": _feature_specs(recipe)}
+
+
+def setup_fingerprint(setup: dict[str, Any]) -> str:
+    """A short hash of a `training_setup` (its canonical JSON)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(setup, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _setup_changes(old: Any, new: dict[str, Any]) -> str:
+    """What differs between a saved `training_setup` and the wanted one, in words."""
+    if not isinstance(old, dict):
+        return "it records no training setup (trained by an older emofuse)"
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += [f"{key}.{k} {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        else:
+            changes.append(f"{key} {a!r} -> {b!r}")
+    return "its training setup differs: " + "; ".join(changes)
+
+
+def _train_fold(dataset: str, fold: int, samples: list[Sample]):
+    """The fold ``emofuse train --fold`` means: fold N of the dataset, or for 0 a training-only
+    fold over every speaker, fold 1's validation speakers kept for early stopping / choosing C."""
+    from emofuse.splits import Fold, load_folds
+
+    if fold != 0:
+        return _folds(dataset, str(fold))[0]
+    first = load_folds(dataset)[0]
+    everyone = sorted({s.speaker for s in samples} - set(first.val))
+    return Fold("all", train=tuple(everyone), val=first.val, test=(), group_by=first.group_by)
+
+
+def _checkpoint_meta(recipe: Recipe, dataset: str, chosen, *, refit: bool, setup: dict[str, Any],
+                     metrics: dict[str, Any], description: str | None) -> dict[str, Any]:
+    """A trained checkpoint's ``meta``: which speakers trained the weights (``train_speakers``,
+    validation speakers included after a refit), which chose the epoch or C (``val_speakers``),
+    which are held out (``test_speakers``, empty for fold 0) and the held-out scores."""
+    scores = {k: v for k, v in metrics.items() if k in ("wa", "ua", "macro_f1", "n")}
+    held_out = bool(chosen.test)
+    return {"recipe": recipe.name, "dataset": dataset, "fold": chosen.name, "seed": setup["seed"],
+            "train_speakers": sorted({*chosen.train, *(chosen.val if refit else ())}),
+            "val_speakers": list(chosen.val), "test_speakers": list(chosen.test), "refit": refit,
+            "train_config": setup["train"], **augmentation_fields(recipe),
+            "test_metrics": scores if held_out else {},
+            **({} if held_out or refit else {"val_metrics": scores}),
+            "setup": setup, "setup_fingerprint": setup_fingerprint(setup),
+            "description": description or f"{recipe.name} trained on {dataset} "
+                                          + (f"fold {chosen.name}" if held_out else "every speaker (fold 0)")}
+
+
+def train_recipe(recipe_name: str | Recipe, dataset: str, data_root: str | Path, *, out_dir: Path, fold: int = 1,
                  cache_dir: str | None = None, max_epochs: int | None = None, progress: bool = True,
                  description: str | None = None, seeds: tuple[int, ...] = (0,)) -> dict[str, Any]:
-    """Train a neural recipe on one fold (early stopping on its validation speakers), evaluate it
-    on the fold's test speakers and save a checkpoint. ``fold=0`` trains on every speaker except
-    fold 1's validation speakers (no test set).
+    """Train a recipe on one fold (a neural one with early stopping on its validation speakers, a
+    classical one with C chosen on them and refitted on training + validation), evaluate it on the
+    fold's test speakers and save a checkpoint. ``fold=0`` trains on every speaker: fold 1's
+    validation speakers only validate (and train too after a refit); there is no test set.
 
     With several ``seeds`` the result is a seed ensemble: one checkpoint per seed in
     ``out_dir/seed_<s>/`` plus ``out_dir/ensemble.json`` naming them (load ``out_dir`` with
-    `emofuse.predict.Predictor` or ``emofuse evaluate``). A member already saved there for the same
-    recipe, dataset, fold and seed is kept, so an interrupted run resumes. The returned metrics are
-    the ensemble's (probabilities averaged over members)."""
+    `emofuse.predict.Predictor` or ``emofuse evaluate``). A member already saved there is kept
+    only when its whole `training_setup` matches (so an interrupted run resumes); otherwise it is
+    retrained, saying why. The returned metrics are the ensemble's (probabilities averaged over
+    members); empty without a held-out test set."""
     seeds = tuple(int(s) for s in seeds)
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ConfigError(f"seeds must be distinct and at least one, got {list(seeds)}")
-    if len(seeds) > 1:
-        return _train_ensemble(recipe_name, dataset, data_root, out_dir=Path(out_dir), fold=fold, cache_dir=cache_dir,
-                               max_epochs=max_epochs, progress=progress, description=description, seeds=seeds)
-    seed = seeds[0]
-    from emofuse.checkpoint import save_checkpoint
-    from emofuse.data import default_labels
-    from emofuse.normalize import stats_to_tensors
-    from emofuse.splits import Fold, load_folds
-    from emofuse.training.kfold import run_kfold
-
-    recipe = load_recipe(recipe_name)
-    if recipe.classical:
-        raise ConfigError(f"{recipe.name}: classical baselines are evaluated by 'emofuse benchmark', not saved")
+    recipe = recipe_name if isinstance(recipe_name, Recipe) else load_recipe(recipe_name)
     if recipe.data.get("speaker_norm"):
         raise ConfigError(f"{recipe.name}: speaker-normalised recipes need each test speaker's other clips and are "
                           "benchmark-only; train the recipe without speaker_norm for a deployable checkpoint")
+    if fold < 0:
+        raise ConfigError(f"--fold must be 0 (every speaker) or a fold number, got {fold}")
+    if recipe.classical and len(seeds) > 1:
+        raise ConfigError(f"{recipe.name}: a logistic regression is deterministic, so several seeds would give "
+                          "identical members; train it with one seed")
+    if len(seeds) > 1:
+        return _train_ensemble(recipe, dataset, data_root, out_dir=Path(out_dir), fold=fold, cache_dir=cache_dir,
+                               max_epochs=max_epochs, progress=progress, description=description, seeds=seeds)
+    from emofuse.data import default_labels
+
     samples = load_dataset(dataset, data_root)
     labels = default_labels(dataset)
-    folds = load_folds(dataset)
-    if fold == 0:
-        val = folds[0].val
-        everyone = sorted({s.speaker for s in samples} - set(val))
-        chosen = Fold("all", train=tuple(everyone), val=val, test=tuple(val), group_by=folds[0].group_by)
-    else:
-        chosen = _folds(dataset, str(fold))[0]
+    chosen = _train_fold(dataset, fold, samples)
+    setup = training_setup(recipe, dataset, fold, seeds[0], max_epochs)
     store = FeatureStore(samples, cache_dir, progress=progress)
     store.labels = labels
-    feats, build, cfg = neural_setup(recipe, store)
-    if max_epochs:
-        cfg = cfg.replace(max_epochs=max_epochs)
+    train = _train_classical if recipe.classical else _train_neural
+    metrics = train(recipe, samples, store, labels, chosen, setup, Path(out_dir), description, progress)
+    if progress:
+        if not chosen.test:
+            print(f"saved {out_dir}; trained on every speaker, so there is no held-out score"
+                  + (f" (validation speakers {', '.join(chosen.val)}: WA {metrics['wa']:.3f}, used for early "
+                     "stopping)" if metrics else ""))
+        else:
+            print(f"saved {out_dir}; test WA {metrics['wa']:.3f} UA {metrics['ua']:.3f}")
+    return metrics if chosen.test else {}
+
+
+def _train_neural(recipe: Recipe, samples: list[Sample], store: FeatureStore, labels: list[str], chosen,
+                  setup: dict[str, Any], out_dir: Path, description: str | None, progress: bool) -> dict[str, Any]:
+    """`train_recipe` for a registered model: `run_kfold` on one fold, the checkpoint saved when it ends.
+    Returns the scores (test speakers; for a training-only fold without refit, validation speakers)."""
+    from emofuse.checkpoint import save_checkpoint
+    from emofuse.normalize import stats_to_tensors
+    from emofuse.training.config import TrainConfig
+    from emofuse.training.kfold import run_kfold
+
+    feats, build, _ = neural_setup(recipe, store)
+    cfg = TrainConfig.from_dict(setup["train"])
     saved: dict[str, Any] = {}
 
-    held_out = not (fold == 0 and cfg.refit)  # fold 0 "tests" on its validation speakers
-
     def save(fold_obj, model, info):
-        saved["metrics"] = info["metrics"] if held_out else {}
-        test_note = "none (trained on every speaker)" if fold == 0 else ",".join(fold_obj.test)
+        saved["metrics"] = {} if cfg.refit and not fold_obj.test else info["metrics"]
         save_checkpoint(out_dir, model, labels=labels, features=_feature_specs(recipe),
                         extras=stats_to_tensors(info["stats"] or {}),
-                        meta={"recipe": recipe.name, "dataset": dataset, "fold": fold_obj.name, "seed": seed,
-                              "train_speakers": list(fold_obj.train), "val_speakers": list(fold_obj.val),
-                              "test_speakers": test_note, "train_config": cfg.to_dict(),
-                              **augmentation_fields(recipe),
-                              "test_metrics": {k: v for k, v in saved["metrics"].items() if k in ("wa", "ua", "macro_f1", "n")},
-                              "description": description or f"{recipe.name} trained on {dataset} fold {fold_obj.name}"})
+                        meta=_checkpoint_meta(recipe, setup["dataset"], fold_obj, refit=cfg.refit, setup=setup,
+                                              metrics=saved["metrics"], description=description))
 
     train_views, test_views = augmented_views(recipe, store)
-    run_kfold(samples, feats, labels, [chosen], build, cfg, seeds=(seed,), progress=progress, standardize=True,
+    run_kfold(samples, feats, labels, [chosen], build, cfg, seeds=(cfg.seed,), progress=progress, standardize=True,
               on_fold_end=save, train_views=train_views, test_views=test_views)
-    if progress:
-        m = saved["metrics"]
-        if not m:
-            print(f"saved {out_dir}; no held-out score (refit trained on the validation speakers too)")
-        else:
-            print(f"saved {out_dir}; test WA {m['wa']:.3f} UA {m['ua']:.3f}" + (" (validation speakers)" if fold == 0 else ""))
     return saved["metrics"]
 
 
-def _train_ensemble(recipe_name: str, dataset: str, data_root: str | Path, *, out_dir: Path, fold: int,
+def _train_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore, labels: list[str], chosen,
+                     setup: dict[str, Any], out_dir: Path, description: str | None, progress: bool) -> dict[str, Any]:
+    """`train_recipe` for ``model: logreg``: C chosen on the validation speakers, refitted on
+    training + validation, saved as a ``logistic_regression`` checkpoint (`export_logreg`)."""
+    from emofuse.baselines import export_logreg
+    from emofuse.checkpoint import save_checkpoint
+    from emofuse.normalize import stats_to_tensors
+
+    data = classical_data(recipe, samples, store, labels)
+    res, te = fit_classical_fold(data, chosen, len(labels), setup["seed"])
+    metrics = classification_metrics(data.y[te], res.probabilities.argmax(1), labels) if chosen.test else {}
+    model, stats = export_logreg(res.model, len(labels), data.dims)
+    meta = _checkpoint_meta(recipe, setup["dataset"], chosen, refit=True, setup=setup, metrics=metrics,
+                            description=description)
+    save_checkpoint(out_dir, model, labels=labels, features=_feature_specs(recipe), extras=stats_to_tensors(stats),
+                    meta={**meta, "chosen_c": res.chosen_c})
+    return metrics
+
+
+def _train_ensemble(recipe: Recipe, dataset: str, data_root: str | Path, *, out_dir: Path, fold: int,
                     cache_dir: str | None, max_epochs: int | None, progress: bool, description: str | None,
                     seeds: tuple[int, ...]) -> dict[str, Any]:
-    """`train_recipe` for several seeds: one member per seed, then ``ensemble.json`` (see there)."""
+    """`train_recipe` for several seeds: one member per seed, then ``ensemble.json`` (see there).
+    A member already in ``out_dir`` is kept only when its saved `training_setup` is the one wanted;
+    otherwise (another max_epochs, recipe content, fold, features, ...) it is retrained, with a
+    warning saying what changed."""
     from emofuse.checkpoint import CONFIG, read_config, save_ensemble
 
-    recipe = load_recipe(recipe_name)
-    fold_name = "all" if fold == 0 else _folds(dataset, str(fold))[0].name
     members = []
     for seed in seeds:
         member = out_dir / f"seed_{seed}"
         members.append(member.name)
         if (member / CONFIG).is_file():
-            meta = read_config(member).get("meta", {})
-            if [meta.get(k) for k in ("recipe", "dataset", "fold", "seed")] == [recipe.name, dataset, fold_name, seed]:
+            setup = training_setup(recipe, dataset, fold, seed, max_epochs)
+            try:
+                meta = read_config(member)["meta"]
+                stale = None if meta.get("setup_fingerprint") == setup_fingerprint(setup) \
+                    else _setup_changes(meta.get("setup"), setup)
+            except DataError as exc:
+                stale = f"it cannot be read ({exc})"
+            if stale is None:
                 if progress:
-                    print(f"keeping {member} (already trained: {recipe.name}, {dataset} fold {fold}, seed {seed})")
+                    print(f"keeping {member} (already trained: {recipe.name}, {dataset} fold {fold}, seed {seed}, "
+                          "same training setup)")
                 continue
-        train_recipe(recipe_name, dataset, data_root, out_dir=member, fold=fold, cache_dir=cache_dir,
+            log.warning("retraining %s: %s", member, stale)
+        train_recipe(recipe, dataset, data_root, out_dir=member, fold=fold, cache_dir=cache_dir,
                      max_epochs=max_epochs, progress=progress, description=description, seeds=(seed,))
     save_ensemble(out_dir, members, {"recipe": recipe.name, "dataset": dataset, "fold": fold, "seeds": list(seeds),
                                      "description": description or f"{recipe.name} seed ensemble ({len(seeds)} seeds)"})
@@ -559,7 +700,9 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str, data_root: str | Path, *
     def features(speed: float) -> dict[str, list[np.ndarray | None]]:
         """The checkpoint's raw test features on audio played ``speed`` times faster."""
         if speed not in raw:
-            feats = store.view(speed).for_recipe({m: spec["names"] for m, spec in ckpt.features.items()})
+            view = store.view(speed)
+            feats = {m: view.modality(spec["names"], pooled=bool(spec.get("pooled")))
+                     for m, spec in ckpt.features.items()}
             for m, spec in ckpt.features.items():  # dialogue turn windows, within the test split only
                 if spec.get("dialogue_window"):
                     feats[m] = dialogue_windows(feats[m], test, int(spec["dialogue_window"]))

@@ -11,6 +11,7 @@ _MODULES = (
     "emofuse.models.text_audio_attention",
     "emofuse.models.gated_fusion",
     "emofuse.models.of_cmaer_cat",
+    "emofuse.models.linear",
 )
 
 for _name in _MODULES:

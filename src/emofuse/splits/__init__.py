@@ -110,7 +110,8 @@ def check_disjoint(samples: Sequence[Sample], train_idx: Sequence[int], val_idx:
 
 def partition(samples: Sequence[Sample], fold: Fold) -> tuple[list[int], list[int], list[int]]:
     """Indices of ``samples`` in the fold's (train, val, test); samples of unlisted groups are
-    dropped (count logged). The result is checked with `check_disjoint`."""
+    dropped (count logged). The result is checked with `check_disjoint`. A fold may list no test
+    groups (a training-only fold, such as ``emofuse train --fold 0``): its test indices are empty."""
     check_folds_file([fold], require_cover=False)
     lookup = {g: p for p in _PARTS for g in getattr(fold, p)}
     out: dict[str, list[int]] = {p: [] for p in _PARTS}
@@ -125,7 +126,7 @@ def partition(samples: Sequence[Sample], fold: Fold) -> tuple[list[int], list[in
         log.warning("fold %s: %d sample(s) of %d %s value(s) in no partition were dropped: %s", fold.name,
                     sum(dropped.values()), len(dropped), fold.group_by, ", ".join(sorted(dropped)[:10]))
     for p in _PARTS:
-        if not out[p]:
+        if not out[p] and getattr(fold, p):
             log.warning("fold %s: the %s partition is empty", fold.name, p)
     check_disjoint(samples, out["train"], out["val"], out["test"], fold.group_by)
     return out["train"], out["val"], out["test"]
@@ -133,7 +134,9 @@ def partition(samples: Sequence[Sample], fold: Fold) -> tuple[list[int], list[in
 
 def check_folds_file(folds: Sequence[Fold], require_cover: bool = True) -> None:
     """Check fold definitions: no group twice in one fold (SpeakerOverlapError); every test group
-    in exactly one fold's test set, all folds over the same groups and one group_by (ConfigError)."""
+    in exactly one fold's test set, no empty test set, all folds over the same groups and one
+    group_by (ConfigError). ``require_cover=False`` checks single ad-hoc folds, which may have no
+    test groups."""
     if not folds:
         raise ConfigError("no folds")
     names = [f.name for f in folds]
@@ -148,7 +151,7 @@ def check_folds_file(folds: Sequence[Fold], require_cover: bool = True) -> None:
             shared = set(getattr(f, a)) & set(getattr(f, b))
             if shared:
                 raise SpeakerOverlapError(f"fold {f.name}: {a}/{b} share {f.group_by} {', '.join(sorted(shared))}")
-        if not f.test:
+        if not f.test and require_cover:  # a single ad-hoc fold may train only (emofuse train --fold 0)
             raise ConfigError(f"fold {f.name}: empty test partition")
     if not require_cover:
         return

@@ -225,7 +225,9 @@ def run_kfold(
 
     For every fold, `emofuse.splits.partition` splits the samples (raising
     `SpeakerOverlapError` when partitions share a speaker); the model trains on ``train`` with
-    early stopping on ``val`` and is scored on ``test``. All folds are partitioned and their labels
+    early stopping on ``val`` and is scored on ``test``. A fold that lists no test groups
+    (``emofuse train --fold 0``) is scored on its validation samples instead: not held out from
+    early stopping, and trained on with ``refit``. All folds are partitioned and their labels
     checked before any training starts.
 
     Args:
@@ -283,6 +285,8 @@ def run_kfold(
     plans = []
     for fold in folds:
         train_idx, val_idx, test_idx = partition(list(samples), fold)
+        if not fold.test:  # a training-only fold (emofuse train --fold 0) is scored on its validation samples
+            test_idx = val_idx
         for part, idx in (("train", train_idx), ("validation", val_idx), ("test", test_idx)):
             if not idx:
                 raise ConfigError(f"fold {fold.name}: the {part} partition has no samples")
