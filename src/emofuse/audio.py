@@ -355,7 +355,13 @@ def _open_container(path: Path):
 
 
 def _stream_rate(stream) -> int:
-    return int(stream.rate or stream.codec_context.sample_rate or 0)
+    """The stream's sample rate from the header (0 when unknown, e.g. an unknown codec)."""
+    codec = getattr(stream, "codec_context", None)
+    return int(getattr(stream, "rate", 0) or getattr(codec, "sample_rate", 0) or 0)
+
+
+def _stream_channels(stream) -> int:
+    return int(getattr(getattr(stream, "codec_context", None), "channels", 0) or 0)
 
 
 def _declared_seconds(container, stream) -> float | None:
@@ -377,7 +383,10 @@ def _pyav_decoder(path: Path, target_sr: int, max_seconds: float | None, limit: 
         if audio_track is not None and audio_track > len(streams):
             raise DataError(path, f"the file has {len(streams)} audio track(s); audio track {audio_track} "
                                   "does not exist")
-        if all(_stream_rate(s) == 0 and not s.codec_context.channels for s in streams):
+        if all(getattr(s, "codec_context", None) is None for s in streams):
+            raise DataError(path, f"unsupported audio codec: the {container.format.name} container holds audio in a "
+                                  "codec no decoder here can read")
+        if all(_stream_rate(s) == 0 and not _stream_channels(s) for s in streams):
             raise DataError(path, f"not an audio file: no valid audio stream header found (the content does not "
                                   f"look like {container.format.name} or any other audio format)")
         for stream in streams:
@@ -434,7 +443,7 @@ def _decode_track(path: Path, index: int, target_sr: int, max_seconds: float | N
         sr = _stream_rate(stream)
         _check_rate(path, sr)
         declared = _declared_seconds(container, stream)
-        layout = stream.layout.name if stream.codec_context.channels else None
+        layout = stream.layout.name if _stream_channels(stream) else None
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=sr)  # planar float32 at one rate
         stop = None if max_seconds is None else int(math.ceil(max_seconds * sr))
         refuse = None if limit is None else int(math.floor(limit * sr))

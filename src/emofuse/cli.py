@@ -170,7 +170,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         transcripts = match_transcripts(load_transcripts(args.transcripts), args.files, args.transcripts)
     elif args.text is not None:
         transcripts = {str(args.files[0]): args.text}
-    predictor = Predictor(args.model, asr=not args.no_asr)
+    predictor = Predictor(args.model, asr=not args.no_asr, max_duration=args.max_duration, audio_track=args.audio_track)
     if (args.text is not None or args.transcripts) and not predictor.reads_text:
         print(f"emofuse: warning: the model reads no text ({', '.join(predictor.ckpt.model.input_dims)}); "
               "--text/--transcripts ignored", file=sys.stderr)
@@ -323,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
                       "path, or the file name); files it does not name are transcribed")
     p.add_argument("--no-asr", action="store_true", help="never transcribe: a text model's file without a transcript "
                    "is an error")
+    p.add_argument("--max-duration", type=float, metavar="SECONDS", help="refuse files longer than this (default: "
+                   "$EMOFUSE_MAX_DURATION, else 1200 s)")
+    p.add_argument("--audio-track", type=int, metavar="N", help="in files with several audio tracks, use track N "
+                   "(from 1; default: the track with the most speech, named in a warning)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("prepare", help="load a dataset, check every file and summarise it")

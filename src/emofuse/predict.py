@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from emofuse.checkpoint import LoadedCheckpoint, load_members
-from emofuse.errors import ConfigError, DataError
+from emofuse.errors import ConfigError, DataError, NoSpeechError
 from emofuse.features.augment import speed_perturb
 from emofuse.featuresets import pool_vector
 from emofuse.normalize import apply_standardizer, stats_from_tensors
@@ -180,10 +180,26 @@ class Predictor:
         asr: transcribe files with Whisper tiny.en when a model that reads text gets no transcript
             (False: such files are an error).
         cache_dir: feature cache root for text features (None: `emofuse.paths.cache_root()`).
+        max_duration: refuse files longer than this many seconds (None: ``$EMOFUSE_MAX_DURATION``,
+            else `emofuse.audio.DEFAULT_MAX_DURATION`).
+        audio_track: the audio track to use in files with several, from 1 (None: the one with the
+            most speech; the track used is named in `Prediction.warnings`).
+        min_speech: seconds of detected speech a file needs for a label (None:
+            `emofuse.vad.MIN_SPEECH_SECONDS`; 0 turns the speech check off).
     """
 
     def __init__(self, checkpoint: str | Path | LoadedCheckpoint | Sequence[str | Path | LoadedCheckpoint] | None = None,
-                 *, asr: bool = True, cache_dir: str | Path | None = None) -> None:
+                 *, asr: bool = True, cache_dir: str | Path | None = None, max_duration: float | None = None,
+                 audio_track: int | None = None, min_speech: float | None = None) -> None:
+        from emofuse.audio import max_duration_limit
+        from emofuse.vad import MIN_SPEECH_SECONDS
+
+        if audio_track is not None and (isinstance(audio_track, bool) or not isinstance(audio_track, int)
+                                        or audio_track < 1):
+            raise ConfigError(f"the audio track is a number from 1, got {audio_track!r}")
+        self.max_duration = max_duration_limit(max_duration)
+        self.audio_track = audio_track
+        self.min_speech = MIN_SPEECH_SECONDS if min_speech is None else float(min_speech)
         sources = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
         self.members = load_members([demo_checkpoint_dir() if c is None else c for c in sources])
         self.ckpt = self.members[0]
@@ -264,15 +280,18 @@ class Predictor:
         inputs, masks = self._tensors(feats, self.stats, path)
         return inputs, masks, transcript, source
 
-    def _features(self, path: Path | None, face: np.ndarray | None, text: str | None
+    def _features(self, path: Path | None, face: np.ndarray | None, text: str | None, audio_track: int | None = None
                   ) -> tuple[dict[str, list[np.ndarray | None]], str | None, str | None, dict[float, np.ndarray]]:
         """Raw (unstandardised) features per modality, the transcript the model read, its source
         ("given"/"asr") and, for test-time augmentation (`LoadedCheckpoint.test_time_speeds`), the
         audio features of each speed-perturbed copy by factor. ``path=None`` is a text-only input:
-        every modality but text (and a given face) is absent."""
+        every modality but text (and a given face) is absent. The file's audio, when read, must hold
+        ``min_speech`` seconds of speech (`emofuse.vad.check_speech`), else `NoSpeechError`."""
+        from emofuse.audio import check_file
+
         views: dict[float, np.ndarray] = {}
-        if path is not None and not path.exists():
-            raise DataError(path, "file not found")
+        if path is not None:
+            check_file(path)
         if (text is not None or path is None) and (not isinstance(text, str) or not text.strip()):
             raise DataError(path, "the given transcript is empty")
         model = self.ckpt.model
@@ -282,8 +301,12 @@ class Predictor:
             nonlocal wave
             if wave is None:
                 from emofuse.audio import load_audio
+                from emofuse.vad import check_speech
 
-                wave = load_audio(path)
+                wave = load_audio(path, max_duration=self.max_duration,
+                                  audio_track=self.audio_track if audio_track is None else audio_track)
+                if self.min_speech > 0:
+                    check_speech(wave, 16000, path, self.min_speech)
             return wave
 
         transcript: str | None = None
@@ -336,20 +359,43 @@ class Predictor:
                 masks[modality] = torch.ones(1, arr.shape[0], dtype=torch.bool)
         return inputs, masks
 
-    def predict_file(self, path: str | Path, face: np.ndarray | None = None, text: str | None = None) -> Prediction:
+    def predict_file(self, path: str | Path, face: np.ndarray | None = None, text: str | None = None, *,
+                     audio_track: int | None = None) -> Prediction:
         """Predict one file (see `prepare_inputs` for modalities the file cannot provide).
 
         ``text`` is the file's transcript for a model that reads text; without it such a model
         transcribes the file (Whisper tiny.en). A model without text input ignores ``text`` with a
-        `UserWarning`.
+        `UserWarning`. ``audio_track`` (from 1) overrides the Predictor's for this file.
+
+        A file with too little speech gets a label-less result, not an exception: ``status``
+        "no_speech" or "too_short" and a ``message`` (see `emofuse.vad.check_speech`). Problems
+        noticed while decoding (`emofuse.audio.AudioWarning`: clipping, out-of-range samples,
+        truncation, the audio track used, ...) are listed in ``warnings``.
+
+        Raises:
+            DataError: naming the file, when it cannot be used at all (missing, not audio, ...).
         """
+        from emofuse.audio import AudioWarning
+
         model = self.ckpt.model
         if text is not None and not self.reads_text:
             warnings.warn(f"{path}: the model reads no text ({', '.join(model.input_dims)}); the transcript is ignored",
                           UserWarning, stacklevel=2)
             text = None
-        feats, transcript, source, views = self._features(Path(path), face, text)
-        return self._predict(str(path), feats, transcript, source, views)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AudioWarning)
+            try:
+                feats, transcript, source, views = self._features(Path(path), face, text, audio_track)
+            except NoSpeechError as exc:
+                result = Prediction.failed(path, exc)
+            else:
+                result = self._predict(str(path), feats, transcript, source, views)
+        for w in caught:  # audio problems go into the result; any other warning is passed on
+            if issubclass(w.category, AudioWarning):
+                result.warnings.append(str(w.message))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        return result
 
     def predict_text(self, text: str) -> Prediction:
         """Predict from a transcript alone (no recording): every other modality is absent, so this

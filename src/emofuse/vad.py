@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emofuse.errors import NoSpeechError
+from emofuse.errors import DataError, NoSpeechError
 
 #: the rate silero runs at; other rates are resampled first
 SAMPLE_RATE = 16000
@@ -141,17 +141,19 @@ def check_speech(wave: np.ndarray, sr: int = SAMPLE_RATE, path: str | Path | Non
     """The speech in ``wave``, or `NoSpeechError` naming ``path`` when there is less than ``min_speech`` s.
 
     Status "too_short" when the whole recording is shorter than ``min_speech`` or holds some speech
-    but not enough; "no_speech" when no speech (or only wildly out-of-range samples) is found.
+    but not enough; "no_speech" when no speech is found. Samples beyond `MAX_PEAK` (float data
+    written without scaling) are a `DataError`: such a file is not a recording to judge.
     """
     wave = np.asarray(wave, dtype=np.float32).reshape(-1)
     duration = wave.size / float(sr)
     if duration < min_speech:
-        raise NoSpeechError(path, f"too short: the recording lasts {duration:.3g} s, a prediction needs at least "
+        length = f"{duration:.2g} s" if duration >= 0.01 else f"{wave.size} sample(s)"
+        raise NoSpeechError(path, f"too short: the recording lasts {length}, a prediction needs at least "
                                   f"{min_speech:g} s of speech", status="too_short")
     peak = float(np.abs(wave).max())
     if peak > MAX_PEAK:
-        raise NoSpeechError(path, f"no speech found: samples reach {peak:.3g}, far beyond full scale (1.0); "
-                                  "not a valid recording (float samples written without scaling?)")
+        raise DataError(path, f"samples reach {peak:.3g}, far beyond full scale (1.0): not a valid recording "
+                              "(float samples written without scaling?)")
     report = speech_segments(wave, sr)
     found = report.speech_seconds
     if found == 0.0:
