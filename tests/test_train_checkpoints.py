@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from emofuse.baselines import export_logreg, fit_predict_logreg
+from emofuse.baselines import fit_predict_logreg
 from emofuse.benchmark import train_recipe
 from emofuse.cli import main
 from emofuse.normalize import apply_standardizer
@@ -129,6 +129,8 @@ def _proba(model: torch.nn.Module, stats, columns: dict[str, np.ndarray]) -> np.
 
 @pytest.mark.parametrize("classes", [[0, 1, 2, 3], [1, 3], [0, 2, 3]], ids=["multinomial", "binary", "one_absent"])
 def test_exported_logreg_gives_sklearns_probabilities(classes):
+    from emofuse.baselines import export_logreg
+
     rng = np.random.default_rng(0)
     y = np.array(classes * (120 // len(classes)))
     x = rng.normal(size=(len(y), 9)) + np.eye(4)[y] @ rng.normal(size=(4, 9)) * 2
