@@ -176,3 +176,14 @@ def test_the_intact_checkpoint_still_predicts(good, capsys):
     assert main(["predict", str(clip), "--model", str(checkpoint)]) == 0
     loaded = load_checkpoint(checkpoint)
     assert loaded.labels == LABELS and set(loaded.extras) == {"norm/audio/mean", "norm/audio/std"}
+
+
+@pytest.mark.parametrize("text, problem", [("[" * 200_000 + "]" * 200_000, "nested too deeply"),
+                                           ('{"members": "seed_0"}', "members")])
+def test_malformed_ensemble_manifest_exits_2_naming_it(good, tmp_path, capsys, text, problem):
+    checkpoint, clip = good
+    shutil.copytree(checkpoint, tmp_path / "ens" / "seed_0")
+    (tmp_path / "ens" / "ensemble.json").write_text(text)
+    assert main(["predict", str(clip), "--model", str(tmp_path / "ens")]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "ens" / "ensemble.json") in err and problem in err
