@@ -314,3 +314,13 @@ def test_an_os_error_naming_a_file_is_a_one_line_exit_2(monkeypatch, capsys, tmp
     assert main(["prepare", "ravdess", "--data", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == ("emofuse: error: /somewhere/cache/x.npz: cannot read or write: "
                                                "the disk is full (No space left on device)")
+
+
+def test_demo_json_output_that_is_a_shipped_file_is_refused(capsys, monkeypatch):
+    from emofuse.predict import demo_checkpoint_dir
+
+    _refuse_model_loading(monkeypatch)
+    for shipped in (sample_clips()[0], demo_checkpoint_dir() / "config.json"):
+        before = shipped.read_bytes()
+        assert main(["demo", "--json", str(shipped)]) == 2
+        assert str(shipped) in capsys.readouterr().err and shipped.read_bytes() == before

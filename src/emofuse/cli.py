@@ -180,7 +180,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    check_output(args.json, _checkpoint_files(None))
+    from importlib import resources
+
+    samples = Path(str(resources.files("emofuse") / "assets" / "samples"))
+    check_output(args.json, [*_checkpoint_files(None), *samples.iterdir()])  # the shipped model and clips
     from emofuse.predict import Predictor, sample_clips
 
     predictor = Predictor()
