@@ -119,14 +119,14 @@ def recipe_from_dict(raw: dict[str, Any], default_name: str = "recipe", source: 
         raise ConfigError(f"{source}: a recipe must be a mapping")
     check_keys(raw, allowed=_KEYS, required=("model", "features"), source=source, kind="recipe")
     sections = {}
-    for key in ("model_kwargs", "train", "data"):
-        section = raw.get(key) or {}
+    for key in MERGED_SECTIONS:  # model_kwargs, train, data: mappings (null: empty)
+        section = {} if raw.get(key) is None else raw[key]
         if not isinstance(section, dict):
             raise ConfigError(f"{source}: {key!r} must be a mapping, got {reprlib.repr(section)}")
         sections[key] = dict(section)
     recipe = Recipe(name=_name(raw.get("name", default_name), source), model=_text(raw["model"], "model", source),
-                    features=_features(raw["features"], source), description=_text(raw.get("description", ""),
-                    "description", source, empty_ok=True), **sections)
+                    features=_features(raw["features"], source),
+                    description=_text(raw.get("description", ""), "description", source, empty_ok=True), **sections)
     validate_recipe(recipe, source)
     return recipe
 
@@ -214,16 +214,16 @@ def _check_data(recipe: Recipe, source: str) -> None:
     from emofuse.typecheck import conforms, describe
 
     check_keys(recipe.data, allowed=DATA_KEYS, required=(), source=source, kind="data")
+    try:
+        recipe.train_speeds, recipe.test_speeds  # the augmentation factors, with their own messages
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     for key, value in recipe.data.items():
         if value is not None and not conforms(value, DATA_TYPES[key]):
             raise ConfigError(f"{source}: data.{key}={reprlib.repr(value)} must be {describe(DATA_TYPES[key])}")
     length = recipe.data.get("max_dialogue_length")
     if length is not None and length < 1:
         raise ConfigError(f"{source}: data.max_dialogue_length={reprlib.repr(length)} must be >= 1")
-    try:
-        recipe.train_speeds, recipe.test_speeds  # the augmentation factors
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
 
 
 def builtin_recipe_names() -> list[str]:
