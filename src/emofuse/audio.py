@@ -8,7 +8,7 @@ non-audio file, no audio track, NaN/inf samples) raises `DataError` naming the f
 Bounded work for any input:
 - the header is checked before anything is decoded: sample rates outside 4-384 kHz
   (`MIN_SAMPLE_RATE`, `MAX_SAMPLE_RATE`) and declared durations over the maximum are refused;
-- the maximum duration per file is `DEFAULT_MAX_DURATION` seconds (20 min), or the
+- the maximum duration per file is `DEFAULT_MAX_DURATION` seconds (10 min), or the
   ``EMOFUSE_MAX_DURATION`` environment variable, or the ``max_duration`` argument; a file
   longer than that is refused (``max_seconds`` reads only the start of it instead);
 - decoding, channel mixing and resampling (soxr, block by block) stream, so peak memory
@@ -41,8 +41,9 @@ from emofuse.errors import ConfigError, DataError
 #: sample rates outside this range are refused as implausible before any decoding
 MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 384_000
-#: the longest file decoded whole, in seconds (override: EMOFUSE_MAX_DURATION, ``max_duration``)
-DEFAULT_MAX_DURATION = 1200.0
+#: the longest file decoded whole, in seconds (override: EMOFUSE_MAX_DURATION, ``max_duration``).
+#: 10 minutes keep `emofuse predict` with the demo model under 1 GB (Whisper features grow with length).
+DEFAULT_MAX_DURATION = 600.0
 MAX_DURATION_ENV = "EMOFUSE_MAX_DURATION"
 #: samples per block (all channels together) when streaming; keeps peak memory small
 _BLOCK_SAMPLES = 1 << 20
@@ -216,11 +217,16 @@ class _Mono:
     """Mixes blocks ``[frames, channels]`` to mono (or takes one ``channel``) and resamples them
     block by block, noting the peak level, clipped samples and per-channel energies."""
 
-    def __init__(self, path: Path, sr: int, target_sr: int, channel: int | None) -> None:
+    def __init__(self, path: Path, sr: int, target_sr: int, channel: int | None,
+                 expected_frames: int | None = None) -> None:
         self.path, self.sr, self.channel = path, sr, channel
         self._stream = None if sr == target_sr else soxr.ResampleStream(sr, target_sr, 1, dtype="float32",
                                                                        quality="HQ")
-        self._out: list[np.ndarray] = []
+        # the output is written into one buffer sized from the header, so it is never held twice
+        size = 0 if not expected_frames else int(math.ceil(expected_frames * target_sr / sr)) + 64
+        self._buffer = np.empty(size, dtype=np.float32)
+        self._filled = 0
+        self._out: list[np.ndarray] = []  # output beyond the buffer (a header that understated the length)
         self.frames = 0  # input frames taken, at ``sr``
         self.samples = 0  # input samples, all channels
         self.peak = 0.0
@@ -248,7 +254,14 @@ class _Mono:
             mono = block[:, self.channel]
         mono = np.ascontiguousarray(mono, dtype=np.float32)
         self.frames += mono.size
-        self._out.append(mono if self._stream is None else self._stream.resample_chunk(mono))
+        self._emit(mono if self._stream is None else self._stream.resample_chunk(mono))
+
+    def _emit(self, out: np.ndarray) -> None:
+        if not self._out and self._filled + out.size <= self._buffer.size:
+            self._buffer[self._filled : self._filled + out.size] = out
+            self._filled += out.size
+        else:
+            self._out.append(out)
 
     def cancelled_channel(self) -> int | None:
         """The strongest channel when the channels cancel out in the mono mix (else None)."""
@@ -261,11 +274,14 @@ class _Mono:
 
     def finish(self) -> np.ndarray:
         if self._stream is not None:
-            self._out.append(self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+            self._emit(self._stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
             self._stream = None
-        wave = np.concatenate(self._out) if self._out else np.zeros(0, dtype=np.float32)
-        self._out = []
-        return np.ascontiguousarray(wave, dtype=np.float32)
+        head = self._buffer[: self._filled]
+        if self._filled < self._buffer.size // 2:  # the header overstated the length: do not keep the slack
+            head = head.copy()
+        wave = np.concatenate([head, *self._out]) if self._out else head
+        self._buffer, self._out = np.zeros(0, dtype=np.float32), []
+        return wave
 
 
 def _warn_levels(path: Path, mono: _Mono) -> None:
@@ -297,7 +313,7 @@ def _soundfile_decoder(path: Path, info, target_sr: int, max_seconds: float | No
     block_frames = max(1, _BLOCK_SAMPLES // max(1, int(info.channels)))
 
     def decode(channel: int | None) -> _Mono:
-        mono = _Mono(path, sr, target_sr, channel)
+        mono = _Mono(path, sr, target_sr, channel, wanted)
         try:
             with sf.SoundFile(str(path)) as handle:
                 while mono.frames < wanted:
@@ -447,7 +463,10 @@ def _decode_track(path: Path, index: int, target_sr: int, max_seconds: float | N
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=sr)  # planar float32 at one rate
         stop = None if max_seconds is None else int(math.ceil(max_seconds * sr))
         refuse = None if limit is None else int(math.floor(limit * sr))
-        mono = _Mono(path, sr, target_sr, channel)
+        expected = None if declared is None else int(math.ceil(declared * sr))
+        if stop is not None:
+            expected = stop if expected is None else min(expected, stop)
+        mono = _Mono(path, sr, target_sr, channel, expected)
         try:
             for frame in itertools.chain(container.decode(stream), [None]):  # None flushes the resampler
                 for converted in resampler.resample(frame):

@@ -327,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-asr", action="store_true", help="never transcribe: a text model's file without a transcript "
                    "is an error")
     p.add_argument("--max-duration", type=float, metavar="SECONDS", help="refuse files longer than this (default: "
-                   "$EMOFUSE_MAX_DURATION, else 1200 s)")
+                   "$EMOFUSE_MAX_DURATION, else 600 s)")
     p.add_argument("--audio-track", type=int, metavar="N", help="in files with several audio tracks, use track N "
                    "(from 1; default: the track with the most speech, named in a warning)")
     p.set_defaults(func=cmd_predict)

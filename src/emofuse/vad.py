@@ -75,7 +75,8 @@ def _load_model():
 
 
 def speech_probabilities(wave: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Silero's speech probability for each 32 ms frame of a mono waveform (resampled to 16 kHz)."""
+    """Silero's speech probability for each 32 ms frame of a mono waveform (resampled to 16 kHz,
+    its DC offset removed)."""
     wave = np.asarray(wave, dtype=np.float32).reshape(-1)
     if sr != SAMPLE_RATE:
         import soxr
@@ -86,8 +87,9 @@ def speech_probabilities(wave: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
         return np.zeros(0, dtype=np.float32)
     steps = min(int(ROW_SECONDS * SAMPLE_RATE) // FRAME, n_frames)  # frames per row
     n_rows = -(-n_frames // steps)
-    padded = np.zeros(n_rows * steps * FRAME, dtype=np.float32)
+    padded = np.zeros(n_rows * steps * FRAME, dtype=np.float32)  # the one copy made of a long input
     padded[: wave.size] = wave
+    padded[: wave.size] -= np.float32(wave.mean(dtype=np.float64))
     rows = padded.reshape(n_rows, steps * FRAME)
     probs = np.empty((n_rows, steps), dtype=np.float32)
     state = np.zeros((2, n_rows, 128), dtype=np.float32)
@@ -132,8 +134,7 @@ def speech_segments(wave: np.ndarray, sr: int = SAMPLE_RATE) -> SpeechReport:
     duration = wave.size / float(sr)
     if wave.size == 0:
         return SpeechReport([], 0.0)
-    centred = wave - np.float32(wave.mean(dtype=np.float64))
-    return SpeechReport(segments_from_probabilities(speech_probabilities(centred, sr), duration), duration)
+    return SpeechReport(segments_from_probabilities(speech_probabilities(wave, sr), duration), duration)
 
 
 def check_speech(wave: np.ndarray, sr: int = SAMPLE_RATE, path: str | Path | None = None,
@@ -150,7 +151,7 @@ def check_speech(wave: np.ndarray, sr: int = SAMPLE_RATE, path: str | Path | Non
         length = f"{duration:.2g} s" if duration >= 0.01 else f"{wave.size} sample(s)"
         raise NoSpeechError(path, f"too short: the recording lasts {length}, a prediction needs at least "
                                   f"{min_speech:g} s of speech", status="too_short")
-    peak = float(np.abs(wave).max())
+    peak = max(float(wave.max()), -float(wave.min()))  # no |wave| copy of a long input
     if peak > MAX_PEAK:
         raise DataError(path, f"samples reach {peak:.3g}, far beyond full scale (1.0): not a valid recording "
                               "(float samples written without scaling?)")
