@@ -114,8 +114,9 @@ class _WhisperBase(FeatureExtractor):
         by_length: dict[int, list[tuple[int, int, np.ndarray, int]]] = {}
         for piece in pieces:
             by_length.setdefault(piece[2].shape[1], []).append(piece)
-        max_batch = 8 if self.mode == "fit" else 1  # 30 s windows gain nothing from batching on CPU
-        for group in by_length.values():
+        for length, group in by_length.items():
+            # 30 s windows gain nothing from batching on CPU, and 8 of them need ~0.7 GB of attention
+            max_batch = 8 if self.mode == "fit" and length < full // _MEL_HOP else 1
             for i in range(0, len(group), max_batch):
                 chunk_group = group[i : i + max_batch]
                 mels = np.ascontiguousarray(np.stack([p[2] for p in chunk_group]))
