@@ -150,9 +150,9 @@ def test_judge():
     warned = _case(("ok",), warn="track")
     assert bi.judge(warned, bi.Outcome(status="ok", label="sad", warnings=["clipping"])) == "wrong_silent"
     assert bi.judge(warned, bi.Outcome(status="ok", label="sad", warnings=["used audio Track 2"])) == "correct"
-    worded = _case(("error",), wording="loop")
-    assert bi.judge(worded, bi.Outcome(status="error", message="/c/x.wav: file not found")) == "unclear_error"
-    assert bi.judge(worded, bi.Outcome(status="error", message="/c/x.wav: symlink loop")) == "correct"
+    worded = Case("x", "loop.wav", ("error",), "", wording="loop", path=Path("/c/loop.wav"))
+    assert bi.judge(worded, bi.Outcome(status="error", message="/c/loop.wav: file not found")) == "unclear_error"
+    assert bi.judge(worded, bi.Outcome(status="error", message="/c/loop.wav: symlink loop")) == "correct"
 
 
 class _Fake:

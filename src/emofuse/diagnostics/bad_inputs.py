@@ -122,7 +122,8 @@ def judge(case: Case, outcome: Outcome) -> str:
         return "mismatch"
     if not names_file(case.path, outcome.message):
         return "unclear_error"
-    if case.wording is not None and not re.search(case.wording, outcome.message or "", re.IGNORECASE):
+    problem = (outcome.message or "").replace(str(case.path), "")  # the words, not the path (loop_a.wav)
+    if case.wording is not None and not re.search(case.wording, problem, re.IGNORECASE):
         return "unclear_error"
     return "correct"
 
@@ -278,7 +279,7 @@ def format_counts(counts: dict[str, Any]) -> str:
         ("  - a clear error naming the file, as expected", counts["correct_error"]),
         ("clear errors (status error, file named; all inputs)", counts["clear_errors"]),
         ("other clear refusals (another status than expected)", counts["mismatch"]),
-        ("errors that do not name the file", counts["unclear_error"]),
+        ("unclear errors (file or problem not named)", counts["unclear_error"]),
         ("crashes", counts["crash"]),
         ("hangs", counts["hang"]),
         ("wrong-but-silent results", counts["wrong_silent"]),
@@ -358,13 +359,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         return child_main(args.path, args.max_memory_mb)
-    started = dt.datetime.now(dt.timezone.utc)
+    started, machine = dt.datetime.now(dt.timezone.utc), _machine()
     with contextlib.ExitStack() as stack:
         folder = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="emofuse-bad-inputs-")))
         report = run_corpus(folder, args)
     report.update(date=started.isoformat(timespec="seconds"), command=" ".join([parser.prog, *(argv or sys.argv[1:])]),
                   mode="in-process" if args.in_process else "subprocess per file", timeout_s=args.timeout,
-                  machine=_machine())
+                  machine={**machine, "load_average_at_end": _machine()["load_average"]})
     print(format_cases(report["cases"], every=args.all))
     print()
     print(format_counts(report["counts"]))
