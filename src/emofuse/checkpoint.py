@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -163,7 +164,7 @@ def _check_labels(labels: Any, num_classes: int, bad) -> None:
         raise bad("labels", f"class names must be non-empty strings, got {wrong[0]!r}")
     if len(labels) != num_classes:
         raise bad("labels", f"{len(labels)} class names for model.num_classes = {num_classes}")
-    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    repeated = sorted(x for x, n in Counter(labels).items() if n > 1)
     if repeated:
         raise bad("labels", f"repeats {', '.join(repeated)}")
 

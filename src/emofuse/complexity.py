@@ -197,7 +197,10 @@ def _recipe_for(name: str):
     for recipe_name in builtin_recipe_names():
         if recipe_name.endswith("_spkn"):
             continue
-        recipe = load_recipe(recipe_name)
+        try:
+            recipe = load_recipe(recipe_name)
+        except ConfigError:  # not a recipe (the ablation ladder)
+            continue
         if recipe.model == name:
             return recipe
     return None
