@@ -130,6 +130,15 @@ def read_json(path: Path, what: str) -> Any:
         raise DataError(path, f"cannot read {what}: {exc.strerror or exc}") from None
 
 
+def _finite(tensor: torch.Tensor) -> bool:
+    """Whether every value of a float tensor is finite (numpy's check: torch's costs far more
+    for the many small tensors of a checkpoint on a busy CPU)."""
+    values = tensor.detach().cpu()
+    if values.dtype == torch.bfloat16:
+        values = values.float()
+    return bool(np.isfinite(values.numpy()).all())
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -298,7 +307,7 @@ def _load_extras(path: Path, input_dims: dict[str, int], map_location: str) -> d
         if not value.is_floating_point() or tuple(value.shape) != (input_dims[m],):
             raise DataError(path, f"field {key}: a {value.dtype} tensor of shape {list(value.shape)}; the model's "
                                   f"{m} input needs {input_dims[m]} float values")
-        if not torch.isfinite(value).all():
+        if not _finite(value):
             raise DataError(path, f"field {key}: NaN or infinite values")
         if what == "std" and not (value > 0).all():
             raise DataError(path, f"field {key}: standard deviations must be > 0 "
@@ -320,7 +329,7 @@ def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> LoadedC
         raise DataError(weights_path, "weights file not found") from None
     except Exception as exc:  # noqa: BLE001  (safetensors raises its own error types for corrupt files)
         raise DataError(weights_path, f"cannot read weights: {exc}") from None
-    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    broken = [k for k, v in state.items() if v.is_floating_point() and not _finite(v)]
     if broken:
         raise DataError(weights_path, f"field {broken[0]}: NaN or infinite weights"
                                       + (f" (and {len(broken) - 1} more tensors)" if len(broken) > 1 else ""))
