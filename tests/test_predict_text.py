@@ -73,6 +73,8 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("text_ckpt")
     cache = root / "cache"
     clips = [_tone(root / f"clip{i}.wav", 150 + 40 * i) for i in range(len(TEXTS))]
+    speech = root / "speech.flac"  # predictions need speech (emofuse.vad): a shipped sample clip, not a tone
+    speech.write_bytes(sample_clips()[0].read_bytes())
     return {
         "text_audio": _train_checkpoint(root / "text_audio", clips, "text_audio_attention",
                                         {"text": ["minilm_tokens"], "audio": ["mfcc"]},
@@ -80,7 +82,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
         "text_only": _train_checkpoint(root / "text_only", clips, "gated_fusion", {"text": ["minilm_pooled"]},
                                        {"hidden": 16, "head_hidden": 8, "context_modalities": ["text"]}, cache,
                                        dialogue_window=10),
-        "clip": clips[0],
+        "clip": speech,
     }
 
 
