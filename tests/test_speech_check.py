@@ -169,6 +169,15 @@ def test_cli_max_duration_and_audio_track(tmp_path: Path, capsys) -> None:
     assert "no speech" in capsys.readouterr().err
 
 
+def test_cli_min_speech_switches_the_check_off(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "hum.wav"
+    sf.write(path, 0.5 * np.sin(2 * np.pi * 440 * _t(3)), SR)
+    assert main(["predict", str(path)]) == 2
+    assert "--min-speech 0" in capsys.readouterr().err  # the hint for speech the detector misses
+    assert main(["predict", "--min-speech", "0", str(path)]) == 0
+    assert main(["predict", "--min-speech", "-1", str(path)]) == 2
+
+
 @pytest.mark.realdata
 def test_ravdess_speech_passes(shared_data: Path) -> None:
     """Every 8th RAVDESS clip (180): normal-intensity sentences all pass; strong-intensity ones (shouted,

@@ -170,7 +170,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         transcripts = match_transcripts(load_transcripts(args.transcripts), args.files, args.transcripts)
     elif args.text is not None:
         transcripts = {str(args.files[0]): args.text}
-    predictor = Predictor(args.model, asr=not args.no_asr, max_duration=args.max_duration, audio_track=args.audio_track)
+    predictor = Predictor(args.model, asr=not args.no_asr, max_duration=args.max_duration, audio_track=args.audio_track,
+                          min_speech=args.min_speech)
     if (args.text is not None or args.transcripts) and not predictor.reads_text:
         print(f"emofuse: warning: the model reads no text ({', '.join(predictor.ckpt.model.input_dims)}); "
               "--text/--transcripts ignored", file=sys.stderr)
@@ -330,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "$EMOFUSE_MAX_DURATION, else 600 s)")
     p.add_argument("--audio-track", type=int, metavar="N", help="in files with several audio tracks, use track N "
                    "(from 1; default: the track with the most speech, named in a warning)")
+    p.add_argument("--min-speech", type=float, metavar="SECONDS", help="seconds of detected speech a file needs for "
+                   "a label (default 0.5; 0 turns the speech check off, e.g. for shouted speech the detector misses)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("prepare", help="load a dataset, check every file and summarise it")

@@ -200,6 +200,8 @@ class Predictor:
         self.max_duration = max_duration_limit(max_duration)
         self.audio_track = audio_track
         self.min_speech = MIN_SPEECH_SECONDS if min_speech is None else float(min_speech)
+        if not self.min_speech >= 0:  # NaN too
+            raise ConfigError(f"the minimum speech is a number of seconds >= 0, got {min_speech!r}")
         sources = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
         self.members = load_members([demo_checkpoint_dir() if c is None else c for c in sources])
         self.ckpt = self.members[0]

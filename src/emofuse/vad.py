@@ -158,7 +158,8 @@ def check_speech(wave: np.ndarray, sr: int = SAMPLE_RATE, path: str | Path | Non
     report = speech_segments(wave, sr)
     found = report.speech_seconds
     if found == 0.0:
-        raise NoSpeechError(path, f"no speech found in {duration:.3g} s of audio")
+        raise NoSpeechError(path, f"no speech found in {duration:.3g} s of audio (if it is speech, e.g. shouting "
+                                  "the detector misses, --min-speech 0 turns the check off)")
     if found < min_speech:
         raise NoSpeechError(path, f"too short: {found:.2f} s of speech found in {duration:.3g} s of audio, a "
                                   f"prediction needs at least {min_speech:g} s", status="too_short")
