@@ -353,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a recipe on a dataset fold and save a checkpoint")
     p.add_argument("recipe", help="built-in recipe name or YAML path")
     p.add_argument("--dataset", default="ravdess")
-    p.add_argument("--fold", type=int, default=1, help="fold number (1-based); 0 = train on every speaker but the validation ones")
+    p.add_argument("--fold", type=int, default=1, help="fold number (1-based); 0 = no test speakers: train on every speaker, early-stop on "
+                   "fold 1's validation speakers (which also train the weights when the recipe refits)")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
     p.add_argument("--seeds", default="0", help="comma-separated seeds; several give a seed ensemble (one checkpoint "
                    "per seed under --out, plus ensemble.json; members already trained there are kept)")
