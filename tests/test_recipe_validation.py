@@ -189,3 +189,35 @@ def test_ablation_ladder_errors_come_before_the_data(tmp_path, capsys):
     rc = main(["ablation", "ladder", "ravdess", "--ladder", str(ladder), "--data", str(tmp_path / "no_data")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "path separator" in err and "ladder.yaml" in err
+
+
+def test_model_options_read_from_source_match_the_registry():
+    """The torch-free reading of the model files (`emofuse.model_options`) agrees with the registry."""
+    import inspect
+
+    from emofuse.model_options import source_model_options
+    from emofuse.models.registry import list_models, model_options
+
+    source = source_model_options()
+    assert sorted(source) == list_models()
+    for name in list_models():
+        registry = model_options(name)
+        assert list(source[name].options) == list(registry), name
+        for option, hint in registry.items():
+            if hint is not inspect.Parameter.empty:
+                assert source[name].options[option] == hint, (name, option)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("model: tfm\nfeatures: {audio: whisper}\n", "unknown model 'tfm'"),
+    ("model: tfn\nfeatures: {audio: whisper}\nmodel_kwargs: {subnet_dim: 8}\n", "has no option 'subnet_dim'"),
+    ("model: tfn\nfeatures: {audio: whisper}\nmodel_kwargs: {subnet_dims: big}\n", "model_kwargs.subnet_dims='big'"),
+])
+def test_model_and_option_errors_need_no_torch(tmp_path, body, message):
+    bad = _write(tmp_path, "bad.yaml", body)
+    code = ("import sys; from emofuse.recipes import load_recipe\n"
+            f"try: load_recipe({str(bad)!r})\n"
+            "except Exception as exc: print(type(exc).__name__, exc)\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "False" and "ConfigError" in out and message in out, out

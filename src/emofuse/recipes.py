@@ -156,6 +156,12 @@ def validate_recipe(recipe: Recipe, source: str) -> None:
         if recipe.model_kwargs:
             raise ConfigError(f"{source}: model_kwargs: {recipe.model} takes none, got {sorted(recipe.model_kwargs)}")
         return
+    from emofuse.model_options import check_options
+
+    try:
+        check_options(recipe.model, recipe.model_kwargs)  # names and types, from the source: no torch
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     from emofuse.models.registry import check_model
 
     try:
