@@ -202,22 +202,56 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from collections import Counter
-
+    """Load, open every media file, print counts per label and speaker. Exit 2 if a file is bad,
+    unless --keep-going (bad files' samples are then left out of the counts and the manifest)."""
     from emofuse.benchmark import load_dataset
+    from emofuse.data.check import check_samples
 
+    if args.jobs is not None and args.jobs < 1:
+        from emofuse.errors import ConfigError
+
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     samples = load_dataset(args.dataset, _data_dir(args), strict=args.strict)
-    labels = Counter(s.label for s in samples)
-    speakers = sorted({s.speaker for s in samples})
-    print(f"{args.dataset}: {len(samples)} samples, {len(speakers)} speakers")
-    for lab, n in sorted(labels.items(), key=lambda kv: str(kv[0])):
-        print(f"  {lab}: {n}")
+    report = check_samples(samples, jobs=args.jobs, progress=not args.quiet)
+    for path, problem in sorted(report.bad.items()):
+        print(f"emofuse: bad file: {path}: {problem}", file=sys.stderr)
+    kept = report.good if args.keep_going else samples
+    seconds = report.audio_seconds
+    hours = "" if not seconds else f", {seconds / 3600:.2f} h of audio" if seconds >= 3600 else f", {seconds:.1f} s of audio"
+    print(f"{args.dataset}: {len(kept)} samples, {len({s.speaker for s in kept})} speakers; "
+          f"{report.checked} files checked, {len(report.bad)} bad{hours}")
+    _print_counts("label", [s.label for s in kept], args.dataset)
+    _print_counts("speaker", [s.speaker for s in kept], None)
+    if report.bad:
+        what = (f"{len(report.bad)} of {report.checked} files are bad")
+        if not args.keep_going:
+            print(f"emofuse: error: {what}; nothing written (--keep-going leaves their samples out instead)",
+                  file=sys.stderr)
+            return 2
+        print(f"emofuse: warning: {what}; their {len(report.dropped)} samples are left out", file=sys.stderr)
     if args.out:
         from emofuse.data.manifest import write_manifest
 
-        write_manifest(samples, Path(args.out))
+        write_manifest(kept, Path(args.out))
         print(f"wrote {args.out}")
     return 0
+
+
+def _print_counts(what: str, values: list, dataset: str | None) -> None:
+    """``per WHAT:`` then one ``  value: n`` line each (a corpus's labels in its class order)."""
+    from collections import Counter
+
+    counts = Counter(values)
+    order: list = []
+    if dataset is not None:
+        from emofuse.data import DATASETS, default_labels
+
+        if dataset in DATASETS and dataset != "manifest":
+            order = [lab for lab in default_labels(dataset) if lab in counts]
+    order += sorted((v for v in counts if v not in order), key=str)
+    print(f"per {what}:")
+    for value in order:
+        print(f"  {value}: {counts[value]}")
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -335,10 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "a label (default 0.5; 0 turns the speech check off, e.g. for shouted speech the detector misses)")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("prepare", help="load a dataset, check every file and summarise it")
+    p = sub.add_parser("prepare", help="load a dataset, check every file and summarise it",
+                       epilog="Every audio file gets a header check and a decode of its first second; a video-only "
+                              "file must decode its first frame. Bad files are listed on stderr, one line each. "
+                              "Exit status: 0 if every file is good, 2 if any is bad (nothing is written) or on bad "
+                              "input; with --keep-going, samples with a bad file are left out and the exit is 0.")
     p.add_argument("dataset", choices=["ravdess", "cremad", "iemocap", "meld"])
     p.add_argument("--strict", action="store_true", help="fail on any missing piece instead of warning")
     p.add_argument("--out", help="write a generic CSV manifest")
+    p.add_argument("--keep-going", action="store_true", help="bad files do not fail the command: their samples "
+                   "are left out of the counts and the manifest")
+    p.add_argument("--jobs", type=int, metavar="N", help="files checked in parallel (default: the CPU count, "
+                   "at most 8)")
     data_opts(p)
     p.set_defaults(func=cmd_prepare)
 
