@@ -152,9 +152,19 @@ class LogMelCNN(nn.Module):
         self.proj = nn.Linear(in_ch * freq, out_dim)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """``x [B, T, n_mels]`` → ``[B, T, out_dim]`` (padded frames zeroed before and after)."""
+        """``x [B, T, n_mels]`` → ``[B, T, out_dim]``.
+
+        Padded frames are zeroed before every conv (BatchNorm's shift makes them non-zero after
+        each block), so a valid frame next to padding sees the same zeros as at the end of an
+        unpadded clip: the output does not depend on how much padding follows a clip.
+        """
         m = mask.unsqueeze(-1).to(x.dtype)
-        h = self.convs((x * m).transpose(1, 2).unsqueeze(1))  # [B, C, F', T]
+        frames = m.transpose(1, 2).unsqueeze(1)  # [B, 1, 1, T], broadcasts over channels and frequency
+        h = x.transpose(1, 2).unsqueeze(1) * frames  # [B, 1, n_mels, T]
+        for layer in self.convs:
+            h = layer(h)
+            if isinstance(layer, nn.MaxPool2d):  # end of a block: re-zero padding before the next conv
+                h = h * frames
         h = h.permute(0, 3, 1, 2).flatten(2)  # [B, T, C*F']
         return self.proj(h) * m
 
