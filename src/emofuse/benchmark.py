@@ -44,6 +44,11 @@ DEFAULT_RECIPES = {
     ],
     # meld-text: transcripts only (no clips), official split, 7 classes
     "meld": ["logreg_minilm", "gated_fusion_meld"],
+    # speech only (CREMA-D's faces are in videos, which nothing turns into features yet)
+    "cremad": ["logreg_egemaps", "logreg_whisper", "attention_pooling_audio"],
+    # speech + transcripts
+    "iemocap": ["logreg_egemaps", "logreg_whisper", "logreg_minilm", "attention_pooling_audio",
+                "text_audio_attention"],
 }
 
 #: ``--models all`` for a dataset listed here: its baselines first, then the model zoo's designs
@@ -65,8 +70,11 @@ ALL_RECIPES = {
 
 #: Modalities each dataset provides as `load_dataset` loads it; ``--models all`` keeps the recipes
 #: that need nothing else. RAVDESS text is left out on purpose: its two fixed sentences carry no
-#: emotion (text recipes for it, e.g. text_audio_attention_ravdess, run only when named).
-DATASET_MODALITIES = {"ravdess": {"audio", "face", "meta"}, "meld": {"text", "meta"}}
+#: emotion (text recipes for it, e.g. text_audio_attention_ravdess, run only when named). CREMA-D
+#: gives audio only (its faces are in videos, which nothing turns into features yet; no
+#: demographics are read, so no speaker meta).
+DATASET_MODALITIES = {"ravdess": {"audio", "face", "meta"}, "meld": {"text", "meta"},
+                      "cremad": {"audio"}, "iemocap": {"audio", "text", "meta"}}
 
 
 def load_dataset(name: str, data_root: str | Path, *, strict: bool = False) -> list[Sample]:
@@ -89,9 +97,19 @@ def load_dataset(name: str, data_root: str | Path, *, strict: bool = False) -> l
     return samples
 
 
+def recipe_fits(recipe: Recipe, dataset: str) -> bool:
+    """Whether ``dataset`` provides every modality ``recipe`` reads (`DATASET_MODALITIES`) and the
+    recipe is not tuned for another corpus (a ``_ravdess`` / ``_meld`` / ... part in its name)."""
+    available = DATASET_MODALITIES.get(dataset, {"audio", "text", "face", "meta"})
+    parts = recipe.name.split("_")[1:]
+    tuned_elsewhere = any(d in parts for d in DATASET_DIRS if d != dataset)
+    return set(recipe.modalities) <= available and not tuned_elsewhere
+
+
 def resolve_recipes(spec: str, dataset: str) -> list[Recipe]:
-    """``default``, ``all`` (`ALL_RECIPES`, else defaults + every built-in recipe whose modalities
-    the dataset has) or a comma-separated list of recipe names / YAML paths."""
+    """``default`` (`DEFAULT_RECIPES`), ``all`` (`ALL_RECIPES`, else the defaults + every built-in
+    recipe that `recipe_fits` the dataset) or a comma-separated list of recipe names / YAML paths
+    (run as given)."""
     if spec == "all" and dataset in ALL_RECIPES:
         return [load_recipe(n) for n in ALL_RECIPES[dataset]]
     if spec in ("default", "all"):
@@ -104,8 +122,7 @@ def resolve_recipes(spec: str, dataset: str) -> list[Recipe]:
                 recipes.append(load_recipe(n))
             except ConfigError as exc:  # e.g. a ladder file, which is a list of recipes
                 log.debug("skipping %s: %s", n, exc)
-        available = DATASET_MODALITIES.get(dataset, {"audio", "text", "face", "meta"})
-        return [r for r in recipes if set(r.modalities) <= available]
+        return [r for r in recipes if recipe_fits(r, dataset)]
     return [load_recipe(n.strip()) for n in spec.split(",") if n.strip()]
 
 

@@ -1,0 +1,75 @@
+"""Behaviour the docs promise (issue #17, item 8): recipe line-ups that fit each corpus, the face
+modality that `predict` cannot compute from a video, RAVDESS files that are not loaded."""
+
+from __future__ import annotations
+
+import pytest
+
+from emofuse import benchmark
+from emofuse.featuresets import speaker_meta_vector
+
+
+def _cremad(root):
+    """A tiny CREMA-D release: audio clips and their videos (no demographics)."""
+    for name in ("1001_DFA_ANG_XX", "1002_IEO_HAP_HI", "1003_TSI_SAD_LO", "1004_ITS_NEU_XX"):
+        for folder, ext in (("AudioWAV", "wav"), ("VideoFlash", "flv")):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            (root / folder / f"{name}.{ext}").write_bytes(b"\0")
+    return root
+
+
+def _iemocap(root):
+    """A tiny IEMOCAP release: one dialogue with labels, transcripts and clips."""
+    utts = {"F000": ("neu", "Excuse me."), "M001": ("ang", "Do you have your forms?"),
+            "F002": ("sad", "Yeah."), "M003": ("hap", "Fine.")}
+    dialog = root / "Session1" / "dialog"
+    (dialog / "EmoEvaluation").mkdir(parents=True)
+    (dialog / "transcriptions").mkdir(parents=True)
+    wav = root / "Session1" / "sentences" / "wav" / "Ses01F_impro01"
+    wav.mkdir(parents=True)
+    evals, lines = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""], []
+    for i, (u, (code, text)) in enumerate(utts.items()):
+        evals += [f"[{i}.0000 - {i}.5000]\tSes01F_impro01_{u}\t{code}\t[2.5000, 2.5000, 2.5000]", ""]
+        lines.append(f"Ses01F_impro01_{u} [{i:03d}.0000-{i:03d}.5000]: {text}")
+        (wav / f"Ses01F_impro01_{u}.wav").write_bytes(b"\0")
+    (dialog / "EmoEvaluation" / "Ses01F_impro01.txt").write_text("\n".join(evals) + "\n")
+    (dialog / "transcriptions" / "Ses01F_impro01.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _provided(samples) -> set[str]:
+    """The modalities a loaded corpus can feed: audio/text/face sources, plus speaker meta when known."""
+    found = {m for s in samples for m in s.sources if m in ("audio", "text", "face")}
+    if any(speaker_meta_vector(s) is not None for s in samples):
+        found.add("meta")
+    return found
+
+
+@pytest.mark.parametrize("dataset,build", [("cremad", _cremad), ("iemocap", _iemocap)])
+@pytest.mark.parametrize("models", ["default", "all"])
+def test_benchmark_line_ups_fit_the_corpus(tmp_path, dataset, build, models):
+    samples = benchmark.load_dataset(dataset, build(tmp_path / dataset))
+    provided = _provided(samples)
+    recipes = benchmark.resolve_recipes(models, dataset)
+    assert recipes, f"--models {models} selects nothing for {dataset}"
+    unfed = {r.name: r.modalities for r in recipes if not set(r.modalities) <= provided}
+    assert unfed == {}, f"{dataset} provides only {sorted(provided)}"
+    others = [d for d in benchmark.DATASET_DIRS if d != dataset]
+    assert not [r.name for r in recipes if any(d in r.name.split("_") for d in others)]
+    assert benchmark.DATASET_MODALITIES[dataset] == provided  # the table says what the loader gives
+
+
+@pytest.mark.parametrize("dataset,build", [("cremad", _cremad), ("iemocap", _iemocap)])
+def test_benchmark_with_the_default_line_up_gets_past_recipe_selection(tmp_path, monkeypatch, dataset, build):
+    """``emofuse benchmark cremad`` used to stop with "no recipe selected"; it now reaches feature
+    extraction (stopped there: the tiny corpus has no real audio)."""
+
+    class Reached(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Reached
+
+    monkeypatch.setattr(benchmark, "FeatureStore", stop)
+    with pytest.raises(Reached):
+        benchmark.run_benchmark(dataset, build(tmp_path / dataset), progress=False)
