@@ -226,14 +226,14 @@ def test_predictor_averages_over_test_time_speed_copies(tmp_path):
 
 
 @pytest.mark.realdata
-def test_benchmark_with_speed_perturbation_on_real_data(shared_data, tmp_path):
+def test_benchmark_with_speed_perturbation_on_real_data(ravdess_au, tmp_path):
     from emofuse.benchmark import run_benchmark
 
     recipe = tmp_path / "lr_aug.yaml"
     recipe.write_text("model: logreg\nfeatures: {audio: mfcc, face: au}\n"
                       "data: {speed_perturb: [0.9], test_time_augment: true}\n")
     out = tmp_path / "b.json"
-    results = run_benchmark("ravdess", shared_data, models=f"{recipe},logreg_au", out=str(out), folds="1",
+    results = run_benchmark("ravdess", ravdess_au, models=f"{recipe},logreg_au", out=str(out), folds="1",
                             seeds=(0, 1), progress=False)
     aug, plain = results["results"]
     assert aug["speed_perturb"] == [0.9] and aug["test_time_augment"] == [0.9] and plain["speed_perturb"] == []
@@ -245,10 +245,10 @@ def test_benchmark_with_speed_perturbation_on_real_data(shared_data, tmp_path):
     neural = tmp_path / "mlp_aug.yaml"
     neural.write_text("model: early_concat\nmodel_kwargs: {hidden: 16}\nfeatures: {audio: mfcc, face: au}\n"
                       "train: {max_epochs: 2, batch_size: 64}\ndata: {speed_perturb: [0.9], test_time_augment: true}\n")
-    trained = train_recipe(str(neural), "ravdess", shared_data, out_dir=tmp_path / "ckpt", fold=1, progress=False)
+    trained = train_recipe(str(neural), "ravdess", ravdess_au, out_dir=tmp_path / "ckpt", fold=1, progress=False)
     config = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     assert config["meta"]["speed_perturb"] == [0.9] and config["meta"]["test_time_augment"] == [0.9]
-    evaluated = evaluate_checkpoint(tmp_path / "ckpt", "ravdess", shared_data, fold=1)
+    evaluated = evaluate_checkpoint(tmp_path / "ckpt", "ravdess", ravdess_au, fold=1)
     assert evaluated["test_time_augment"] == [0.9] and evaluated["n"] == 240
     assert evaluated["wa"] == pytest.approx(trained["wa"])
 

@@ -23,9 +23,9 @@ def test_logreg_chooses_c_on_validation_and_returns_all_classes():
 
 
 @pytest.mark.realdata
-def test_benchmark_ravdess_action_units_writes_results(shared_data, tmp_path):
+def test_benchmark_ravdess_action_units_writes_results(ravdess_au, tmp_path):
     out = tmp_path / "results.json"
-    rc = main(["benchmark", "ravdess", "--data", str(shared_data), "--models", "logreg_au,logreg_au_spkn",
+    rc = main(["benchmark", "ravdess", "--data", str(ravdess_au), "--models", "logreg_au,logreg_au_spkn",
                "--out", str(out), "--report-dir", str(tmp_path / "report"), "--quiet"])
     assert rc == 0
     payload = json.loads(out.read_text())
@@ -43,12 +43,12 @@ def test_benchmark_ravdess_action_units_writes_results(shared_data, tmp_path):
     assert payload["complete"] is True and all(len(r["run_key"]) == 16 for r in rows.values())
 
     # the same command again resumes: finished rows are reused, not recomputed
-    rc = main(["benchmark", "ravdess", "--data", str(shared_data), "--models", "logreg_au,logreg_au_spkn",
+    rc = main(["benchmark", "ravdess", "--data", str(ravdess_au), "--models", "logreg_au,logreg_au_spkn",
                "--out", str(out)])
     again = {r["model"]: r for r in json.loads(out.read_text())["results"]}
     assert rc == 0 and again == rows
     # --fresh recomputes (new wall-clock measurements)
-    assert main(["benchmark", "ravdess", "--data", str(shared_data), "--models", "logreg_au", "--out", str(out),
+    assert main(["benchmark", "ravdess", "--data", str(ravdess_au), "--models", "logreg_au", "--out", str(out),
                  "--fresh", "--quiet"]) == 0
     fresh = json.loads(out.read_text())["results"]
     assert len(fresh) == 1 and fresh[0]["wall_seconds"] != rows["logreg_au"]["wall_seconds"]
@@ -84,16 +84,16 @@ def test_resume_refuses_an_unreadable_results_file(tmp_path):
 
 
 @pytest.mark.realdata
-def test_train_evaluate_round_trip_on_action_units(shared_data, tmp_path):
+def test_train_evaluate_round_trip_on_action_units(ravdess_au, tmp_path):
     recipe = tmp_path / "au_mlp.yaml"
     recipe.write_text("model: early_concat\nmodel_kwargs: {hidden: 64}\nfeatures: {face: au}\n"
                       "train: {max_epochs: 15, patience: 5, batch_size: 64}\n")
     ckpt = tmp_path / "ckpt"
-    assert main(["train", str(recipe), "--data", str(shared_data), "--fold", "2", "--out", str(ckpt), "--quiet"]) == 0
+    assert main(["train", str(recipe), "--data", str(ravdess_au), "--fold", "2", "--out", str(ckpt), "--quiet"]) == 0
     config = json.loads((ckpt / "config.json").read_text())
     assert config["labels"][0] == "neutral" and config["meta"]["fold"] == "fold2"
-    assert main(["evaluate", str(ckpt), "--data", str(shared_data), "--fold", "2", "--report-dir", str(tmp_path / "r")]) == 0
+    assert main(["evaluate", str(ckpt), "--data", str(ravdess_au), "--fold", "2", "--report-dir", str(tmp_path / "r")]) == 0
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["wa"] == pytest.approx(config["meta"]["test_metrics"]["wa"])
     # evaluating on a fold whose test actors were used for training is refused
-    assert main(["evaluate", str(ckpt), "--data", str(shared_data), "--fold", "1"]) == 2
+    assert main(["evaluate", str(ckpt), "--data", str(ravdess_au), "--fold", "1"]) == 2

@@ -50,8 +50,8 @@ def test_bad_demographics(tmp_path):
 
 
 @pytest.mark.realdata
-def test_real_cremad_clip(shared_data):
-    (s,) = prepare("cremad", shared_data / "cremad-sample")
+def test_real_cremad_clip(cremad_dir):
+    (s,) = prepare("cremad", cremad_dir)
     assert (s.id, s.speaker, s.label) == ("1001_DFA_ANG_XX", "1001", "angry")
     assert s.meta["sentence_text"] == "Don't forget a jacket" and s.sources["video"].is_file()
     assert parse_cremad_name(s.sources["video"].name)["level"] == "unspecified"

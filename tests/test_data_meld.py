@@ -61,8 +61,8 @@ def test_cp1252_file_is_read(tmp_path):
 
 
 @pytest.mark.realdata
-def test_real_meld_counts(shared_data):
-    s = prepare("meld", shared_data / "meld-text")
+def test_real_meld_counts(meld_dir):
+    s = prepare("meld", meld_dir)
     assert Counter(x.meta["split"] for x in s) == {"train": 9989, "dev": 1109, "test": 2610}
     assert {x.label for x in s} == set(MELD_LABELS)
     assert not any("\u00e2\u20ac" in x.sources["text"] for x in s)

@@ -120,24 +120,24 @@ def test_empty_root_and_missing_root(tmp_path):
 
 
 @pytest.mark.realdata
-def test_real_ravdess_with_action_units(shared_data):
-    au = shared_data / "ravdess-openface-au" / "au_clip_means.csv"
-    samples = prepare("ravdess", shared_data / "ravdess-speech-16k", au_csv=au)
+def test_real_ravdess_with_action_units(ravdess_au, ravdess_manifest):
+    au = ravdess_au / "ravdess-openface-au" / "au_clip_means.csv"
+    samples = prepare("ravdess", ravdess_au / "ravdess-speech-16k", au_csv=au)
     assert len(samples) == 1440
     assert all(s.sources["face"].shape == (35,) for s in samples)
     counts = Counter(s.label for s in samples)
     assert counts["neutral"] == 96 and all(counts[c] == 192 for c in RAVDESS_LABELS[1:])
     assert sorted({s.speaker for s in samples}) == [f"{a:02d}" for a in range(1, 25)]
     assert {s.meta["gender"] for s in samples if s.speaker == "05"} == {"M"}
-    listed = ravdess_from_manifest(shared_data / "ravdess-speech-16k")  # cross-checks the manifest's text column
+    listed = ravdess_from_manifest(ravdess_au / "ravdess-speech-16k")  # cross-checks the manifest's text column
     assert [s.id for s in listed] == [s.id for s in samples]
     assert {s.sources["text"] for s in listed} == {"Kids are talking by the door", "Dogs are sitting by the door"}
 
 
 @pytest.mark.realdata
-def test_real_ravdess_actor05_video(shared_data):
-    au = shared_data / "ravdess-openface-au" / "au_clip_means.csv"
-    samples = prepare_ravdess(shared_data / "ravdess-actor05-video", kinds=("av",), au_csv=au, strict=True)
+def test_real_ravdess_actor05_video(ravdess_video):
+    au = ravdess_video / "ravdess-openface-au" / "au_clip_means.csv"
+    samples = prepare_ravdess(ravdess_video / "ravdess-actor05-video", kinds=("av",), au_csv=au, strict=True)
     assert len(samples) == 66 and {s.speaker for s in samples} == {"05"}
     mp4 = [s for s in samples if s.sources["video"].suffix == ".mp4"]
     assert len(mp4) == 6 and all("audio" in s.sources for s in mp4)

@@ -78,12 +78,12 @@ def test_predict_cli_takes_repeated_models(tmp_path, clip, capsys):
 
 
 @pytest.mark.realdata
-def test_train_seed_ensemble_resumes_and_evaluates(shared_data, tmp_path, capsys):
+def test_train_seed_ensemble_resumes_and_evaluates(ravdess_au, tmp_path, capsys):
     recipe = tmp_path / "au_mlp.yaml"
     recipe.write_text("model: early_concat\nmodel_kwargs: {hidden: 32}\nfeatures: {face: au}\n"
                       "train: {max_epochs: 4, patience: 4, batch_size: 64}\n")
     out = tmp_path / "ens"
-    args = ["train", str(recipe), "--data", str(shared_data), "--fold", "3", "--out", str(out), "--seeds", "0,1",
+    args = ["train", str(recipe), "--data", str(ravdess_au), "--fold", "3", "--out", str(out), "--seeds", "0,1",
             "--quiet"]
     assert main(args) == 0
     manifest = json.loads((out / "ensemble.json").read_text())
@@ -93,10 +93,10 @@ def test_train_seed_ensemble_resumes_and_evaluates(shared_data, tmp_path, capsys
     weights = (out / "seed_0" / "model.safetensors").stat().st_mtime_ns
     assert main(args) == 0  # rerun: members are kept, not retrained
     assert (out / "seed_0" / "model.safetensors").stat().st_mtime_ns == weights
-    assert main(["evaluate", str(out), "--data", str(shared_data), "--fold", "3", "--report-dir", str(tmp_path / "r")]) == 0
+    assert main(["evaluate", str(out), "--data", str(ravdess_au), "--fold", "3", "--report-dir", str(tmp_path / "r")]) == 0
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["ensemble_members"] == 2 and metrics["n"] == 240
-    assert main(["evaluate", str(out), "--data", str(shared_data), "--fold", "2"]) == 2  # trained on fold 2's test actors
+    assert main(["evaluate", str(out), "--data", str(ravdess_au), "--fold", "2"]) == 2  # trained on fold 2's test actors
 
 
 def test_explain_refuses_an_ensemble_folder(tmp_path, clip):
@@ -120,13 +120,13 @@ def test_printed_prediction_says_it_is_an_ensemble(tmp_path, clip, capsys):
 
 
 @pytest.mark.realdata
-def test_benchmark_with_seeds_reports_and_plots_the_seed_ensemble(shared_data, tmp_path):
+def test_benchmark_with_seeds_reports_and_plots_the_seed_ensemble(ravdess_au, tmp_path):
     from emofuse.benchmark import run_benchmark
 
     recipe = tmp_path / "au_mlp.yaml"
     recipe.write_text("model: early_concat\nmodel_kwargs: {hidden: 16}\nfeatures: {face: au}\n"
                       "train: {max_epochs: 3, patience: 3, batch_size: 64}\n")
-    results = run_benchmark("ravdess", shared_data, models=str(recipe), folds="1", seeds=(0, 1), progress=False,
+    results = run_benchmark("ravdess", ravdess_au, models=str(recipe), folds="1", seeds=(0, 1), progress=False,
                             report_dir=str(tmp_path / "report"))
     (row,) = results["results"]
     assert row["n_runs"] == 2 and row["seed_ensemble"]["members"] == 2

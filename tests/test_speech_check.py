@@ -179,10 +179,10 @@ def test_cli_min_speech_switches_the_check_off(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.realdata
-def test_ravdess_speech_passes(shared_data: Path) -> None:
+def test_ravdess_speech_passes(ravdess_manifest: Path) -> None:
     """Every 8th RAVDESS clip (180): normal-intensity sentences all pass; strong-intensity ones (shouted,
     sobbed) are sometimes not speech to silero: at most 3% of the sample (1.1% on all 1440 clips)."""
-    root = shared_data / "ravdess-speech-16k"
+    root = ravdess_manifest / "ravdess-speech-16k"
     rows = list(csv.DictReader((root / "manifest.csv").open()))[::8]
     refused = {"normal": [], "strong": []}
     for row in rows:
