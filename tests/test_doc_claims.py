@@ -73,3 +73,58 @@ def test_benchmark_with_the_default_line_up_gets_past_recipe_selection(tmp_path,
     monkeypatch.setattr(benchmark, "FeatureStore", stop)
     with pytest.raises(Reached):
         benchmark.run_benchmark(dataset, build(tmp_path / dataset), progress=False)
+
+
+def _tone_mp4(path, seconds: float = 0.8):
+    """An MP4 (the container of a video) holding a tone with some noise."""
+    av = pytest.importorskip("av")
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * 16000)) / 16000
+    wave = (0.3 * np.sin(2 * np.pi * 180 * t) + 0.05 * rng.normal(size=t.size)).astype(np.float32)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        for start in range(0, wave.size, 1024):
+            frame = av.AudioFrame.from_ndarray(wave[None, start:start + 1024].copy(), format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture
+def audio_face_checkpoint(tmp_path):
+    import torch
+
+    from emofuse.checkpoint import save_checkpoint
+    from emofuse.features import get_extractor
+    from emofuse.models import create_model
+
+    mfcc = get_extractor("mfcc")
+    features = {"audio": {"names": ["mfcc"], "configs": {"mfcc": mfcc.config()}},
+                "face": {"names": ["au"], "configs": {}}}
+    torch.manual_seed(0)
+    model = create_model("early_concat", num_classes=3, input_dims={"audio": mfcc.dim, "face": 4}, hidden=8)
+    return save_checkpoint(tmp_path / "ckpt", model, labels=["neutral", "happy", "sad"], features=features)
+
+
+def test_predict_on_a_video_says_the_face_was_not_used(tmp_path, audio_face_checkpoint, capsys):
+    import numpy as np
+
+    from emofuse.cli import main
+    from emofuse.predict import Predictor
+
+    video = _tone_mp4(tmp_path / "clip.mp4")
+    predictor = Predictor(audio_face_checkpoint, min_speech=0)  # a tone, not speech: speech check off
+    pred = predictor.predict_file(video)
+    assert pred.ok and pred.modalities_used == ["audio"]
+    assert [w for w in pred.warnings if "face was not used" in w and "clip.mp4" in w], pred.warnings
+    given = predictor.predict_file(video, face=np.zeros(4, dtype=np.float32))  # a given face is used, no warning
+    assert given.modalities_used == ["audio", "face"] and not [w for w in given.warnings if "face" in w]
+
+    assert main(["predict", str(video), "--model", str(audio_face_checkpoint), "--min-speech", "0"]) == 0
+    assert "face was not used" in capsys.readouterr().err

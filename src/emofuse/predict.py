@@ -337,6 +337,13 @@ class Predictor:
             elif modality == "face" and face is not None:
                 feats[modality] = [np.asarray(face, dtype=np.float32).reshape(1, -1)]
             else:
+                if modality == "face" and path is not None:  # never computed from a file, even a video
+                    from emofuse.audio import AudioWarning
+
+                    warnings.warn(f"{path}: the face was not used: the model reads a face ({', '.join(spec.get('names', []))}) "
+                                  "but emofuse cannot compute face features from a file yet (even a video); "
+                                  "predicted from the other modalities (pass face= to use one)", AudioWarning,
+                                  stacklevel=2)
                 feats[modality] = [None]
         if not any(feats[m][0] is not None for m in feats if m in model.input_dims):
             what = "this file" if path is not None else "a text alone"
