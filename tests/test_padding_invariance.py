@@ -16,7 +16,8 @@ from emofuse.models import create_model, list_models
 from emofuse.models.base import masked_mean
 from emofuse.models.early_fusion import mean_std_pool
 from emofuse.models.gated_fusion import last_valid_state
-from emofuse.models.layers import compact_valid_frames, downsample_frames, interpolate_to_length, masked_softmax
+from emofuse.models.layers import (DepthwiseSeparableResBlock1d, compact_valid_frames, downsample_frames,
+                                   interpolate_to_length, masked_softmax)
 from emofuse.models.of_cmaer_cat import masked_variance
 from emofuse.models.pooling import AttentiveStatsPool, SequenceEncoder
 from emofuse.models.registry import _REGISTRY
@@ -186,8 +187,22 @@ def test_interpolate_to_length_resamples_valid_frames_only(extra):
         hi = (lo + 1).clamp_max(len(valid) - 1)
         frac = (pos - lo).unsqueeze(-1)
         torch.testing.assert_close(y[b], valid[lo] * (1 - frac) + valid[hi] * frac)
-    moved, lengths = compact_valid_frames(x, ~mask)  # padding first: valid frames keep their order
-    assert lengths.tolist() == [x.shape[1] - n for n in LENGTHS]
+
+
+def test_interpolate_to_length_with_padding_inside_the_row():
+    """Any mask works, not only valid-frames-first: padded frames before and between valid ones are skipped."""
+    x, _ = _ragged(4)
+    mask = torch.zeros(x.shape[:2], dtype=torch.bool)
+    mask[0, [1, 2, 5, 7]] = True  # holes and leading padding
+    mask[1, [3]] = True  # one valid frame: repeated
+    y, y_mask = interpolate_to_length(x, mask, 4)
+    v = x[0, [1, 2, 5, 7]]
+    torch.testing.assert_close(y[0], v)  # 4 valid frames onto 4 outputs: the frames themselves, in order
+    torch.testing.assert_close(y[1], x[1, 3].expand(4, DIM))
+    assert y_mask.tolist() == [[True] * 4, [True] * 4, [False] * 4]
+    moved, lengths = compact_valid_frames(x, mask)
+    assert lengths.tolist() == [4, 1, 0]
+    torch.testing.assert_close(moved[0, :4], v)
 
 
 @pytest.mark.parametrize("extra", [0, 1, 3, 8])
@@ -236,3 +251,30 @@ def test_sequence_encoder_vector_path_is_a_masked_mean(extra):
         expected = enc.out(_mean_rows(hidden, mask)) * mask.any(1, keepdim=True)
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(weights.sum(1), mask.any(1).to(x.dtype))
+
+
+@pytest.mark.parametrize("extra", [1, 3, 8])
+def test_stacked_depthwise_blocks_ignore_padding(extra):
+    """Each `DepthwiseSeparableResBlock1d` re-zeroes padding, so a stack of them (random BatchNorm
+    statistics, eval mode) gives the same valid frames as on the unpadded clip, and zeros elsewhere."""
+    torch.manual_seed(0)
+    blocks = nn.ModuleList(DepthwiseSeparableResBlock1d(DIM, 3) for _ in range(2)).double()
+    with torch.no_grad():
+        for module in blocks.modules():
+            if isinstance(module, nn.BatchNorm1d):
+                module.running_mean.normal_()
+                module.bias.normal_()
+    blocks.eval()
+    x, mask = _ragged(extra)
+
+    def run(h, m):
+        h = h.transpose(1, 2) * m.unsqueeze(1)
+        for block in blocks:
+            h = block(h, m)
+        return h.transpose(1, 2)
+
+    with torch.no_grad():
+        out = run(x, mask)
+        for b, n in enumerate(LENGTHS[:2]):
+            torch.testing.assert_close(out[b, :n], run(x[b:b + 1, :n], mask[b:b + 1, :n])[0])
+        assert not out[~mask].any()
