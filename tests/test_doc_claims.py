@@ -128,3 +128,23 @@ def test_predict_on_a_video_says_the_face_was_not_used(tmp_path, audio_face_chec
 
     assert main(["predict", str(video), "--model", str(audio_face_checkpoint), "--min-speech", "0"]) == 0
     assert "face was not used" in capsys.readouterr().err
+
+
+def test_ravdess_files_of_other_kinds_are_not_skipped_silently(tmp_path, caplog):
+    """docs/data.md: "Nothing is skipped silently" -- files of a kind not asked for are counted in a warning."""
+    import logging
+
+    from emofuse.data.ravdess import prepare_ravdess
+
+    actor = tmp_path / "Actor_01"
+    actor.mkdir()
+    for name in ("03-01-01-01-01-01-01.wav", "01-01-01-01-01-01-01.mp4", "02-01-01-01-01-01-01.mp4"):
+        (actor / name).write_bytes(b"\0")
+    with caplog.at_level(logging.WARNING, logger="emofuse.data"):
+        assert len(prepare_ravdess(tmp_path)) == 1
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("2 RAVDESS files" in m and str(tmp_path) in m for m in warned), warned
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="emofuse.data"):
+        assert len(prepare_ravdess(tmp_path, kinds=("audio", "av", "video"))) == 3
+    assert not [r for r in caplog.records if "not loaded" in r.getMessage()]

@@ -236,7 +236,8 @@ def prepare_ravdess(root: str | Path, *, au_csv: str | Path | None = None,
         else:
             skipped += 1
     if skipped:
-        log.info("%s: %d RAVDESS files of other kinds than %s not loaded", root, skipped, tuple(kinds))
+        log.warning("%s: %d RAVDESS files of other kinds than %s not loaded (kinds=%s would load them)",
+                    root, skipped, tuple(kinds), tuple(KIND_CODES))
     return _finish(found, root, au_csv, strict)
 
 
