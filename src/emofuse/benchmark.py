@@ -6,6 +6,8 @@ dataset's canonical folds, in one command, one table and one JSON file.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import platform
 import sys
@@ -335,20 +337,53 @@ def _table_title(dataset: str, fold_list) -> str:
     return f"{dataset}: {len(fold_list)} speaker-disjoint fold{'s' if len(fold_list) != 1 else ''}"
 
 
+#: source files (relative to the package) whose code produces a benchmark row, by role; a folder
+#: stands for every ``.py`` file under it. Model and feature code is keyed per recipe kind.
+CODE_SOURCES: dict[str, tuple[str, ...]] = {
+    "neural_model": ("models",),
+    "classical_model": ("baselines.py",),
+    "features": ("features", "featuresets.py", "audio.py", "normalize.py", "data"),
+    "training": ("training", "benchmark.py", "metrics.py", "splits"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _source_digest(root: Path, parts: tuple[str, ...]) -> str:
+    """sha256 over the bytes (and relative paths) of the ``.py``/``.json`` files under ``parts``
+    of ``root``; cached for the process, since the code running does not change under it."""
+    digest = hashlib.sha256()
+    for part in parts:
+        path = root / part
+        files = sorted(f for f in path.rglob("*") if f.suffix in (".py", ".json")) if path.is_dir() else [path]
+        for file in files:
+            digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def code_fingerprint(recipe: Recipe, root: Path | None = None) -> str:
+    """Fingerprint of the code behind a recipe's row: the model code (``emofuse/models/`` for a neural
+    recipe, the logistic-regression baseline for a classical one), the feature and data code and the
+    training/evaluation code, plus the package version. Editing any of those files changes it."""
+    from emofuse import __version__
+
+    root = Path(__file__).resolve().parent if root is None else root
+    roles = ("classical_model" if recipe.classical else "neural_model", "features", "training")
+    parts = "/".join(_source_digest(root, CODE_SOURCES[role]) for role in roles)
+    return hashlib.sha256(f"{__version__}/{parts}".encode()).hexdigest()[:16]
+
+
 def run_key(recipe: Recipe, dataset: str, fold_names: list[str], seeds, max_epochs: int | None,
             robustness: bool) -> str:
     """Fingerprint of one benchmark row: everything that changes its numbers (the recipe's model,
     features, kwargs, training and data settings, the folds, seeds, epoch cap, robustness tests and
-    the package version). A finished row with the same key is reused on resume."""
-    import hashlib
+    `code_fingerprint`: the package version and the source of the code that computes the row).
+    A finished row with the same key is reused on resume."""
     import json
-
-    from emofuse import __version__
 
     blob = json.dumps({"model": recipe.model, "features": recipe.features, "model_kwargs": recipe.model_kwargs,
                        "train": recipe.train, "data": recipe.data, "dataset": dataset, "folds": fold_names,
                        "seeds": list(seeds), "max_epochs": max_epochs, "robustness": bool(robustness),
-                       "version": __version__}, sort_keys=True, default=str)
+                       "code": code_fingerprint(recipe)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
