@@ -173,6 +173,32 @@ def test_extra_tests_average_the_test_views_too():
     assert set(tta.extra_aggregates()) == {"only_face", "only_audio"}
 
 
+def test_extra_tests_predict_on_every_test_view(monkeypatch):
+    """Each extra condition is predicted on the original and on every test view (restricted to the
+    condition's modalities) and the probabilities averaged, like the clean test."""
+    import emofuse.training.kfold as kfold_module
+
+    calls = []
+    real_mean = kfold_module.predict_proba_mean
+
+    def spy(model, sets, batch):
+        calls.append([{m: np.concatenate([a for a in col if a is not None])
+                       for m, col in t.features.items() if any(a is not None for a in col)} for t in sets])
+        return real_mean(model, sets, batch)
+
+    monkeypatch.setattr(kfold_module, "predict_proba_mean", spy)
+    samples, feats, _, names = _synthetic(90)
+    shifted = {"audio": [a + 0.5 for a in feats["audio"]], "face": feats["face"]}
+    run_kfold(samples, feats, names, FOLDS[:1], _builder({"audio": 8, "face": 5}), FAST, progress=False,
+              extra_tests={"only_audio": {"modalities": ["audio"]}}, test_views={"shift": shifted})
+    clean, only_audio = calls[-2:]
+    assert len(clean) == 2 and len(only_audio) == 2  # the original and the shifted view, both
+    assert set(only_audio[0]) == {"audio"}
+    # the second set is the shifted view (as in the clean test), not the original again
+    np.testing.assert_array_equal(only_audio[1]["audio"], clean[1]["audio"])
+    assert not np.allclose(only_audio[1]["audio"], only_audio[0]["audio"])
+
+
 def test_refit_uses_the_augmented_copies_too(monkeypatch):
     import emofuse.training.kfold as kfold_module
 
@@ -237,7 +263,10 @@ def test_benchmark_with_speed_perturbation_on_real_data(ravdess_au, tmp_path):
                             seeds=(0, 1), progress=False)
     aug, plain = results["results"]
     assert aug["speed_perturb"] == [0.9] and aug["test_time_augment"] == [0.9] and plain["speed_perturb"] == []
-    assert 0.3 < aug["wa_mean"] <= 1.0 and aug["n_runs"] == 1  # deterministic: once per fold, not per seed
+    assert aug["n_runs"] == 1 and aug["wa_std"] == 0.0  # deterministic: once per fold, not per seed
+    confusion = np.asarray(aug["confusion"])  # fold 1: 240 test clips, each predicted once
+    assert confusion.sum() == 240 and aug["wa_mean"] == pytest.approx(np.trace(confusion) / 240)
+    assert aug["wa_mean"] > 2 / 8  # at least twice the 8-class chance level
     assert json.loads(out.read_text())["results"][0]["test_time_augment"] == [0.9]
     # a checkpoint remembers its test-time augmentation: evaluate reproduces the training score
     from emofuse.benchmark import evaluate_checkpoint, train_recipe

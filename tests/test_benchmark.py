@@ -47,6 +47,35 @@ def test_benchmark_ravdess_action_units_writes_results(ravdess_au, tmp_path):
                "--out", str(out)])
     again = {r["model"]: r for r in json.loads(out.read_text())["results"]}
     assert rc == 0 and again == rows
+
+    # an interrupted run (one row written, complete: false) resumes: only the missing row runs
+    import emofuse.benchmark as bench
+
+    ran = []
+    real_run = bench.run_classical
+    real_fingerprint = bench.code_fingerprint
+
+    def spy(recipe, *args, **kwargs):
+        ran.append(recipe.name)
+        return real_run(recipe, *args, **kwargs)
+
+    interrupted = {**payload, "results": [rows["logreg_au"]], "complete": False}
+    out.write_text(json.dumps(interrupted))
+    argv = ["benchmark", "ravdess", "--data", str(ravdess_au), "--models", "logreg_au,logreg_au_spkn",
+            "--out", str(out), "--quiet"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bench, "run_classical", spy)
+        assert main(argv) == 0
+        resumed = json.loads(out.read_text())
+        assert ran == ["logreg_au_spkn"] and resumed["complete"] is True
+        assert resumed["results"][0] == rows["logreg_au"]  # reused as stored, wall-clock included
+        assert resumed["results"][1]["wall_seconds"] != rows["logreg_au_spkn"]["wall_seconds"]
+        # changed code behind one recipe (its code fingerprint) invalidates that row only
+        mp.setattr(bench, "code_fingerprint",
+                   lambda r, root=None: "edited" if r.name == "logreg_au" else real_fingerprint(r, root))
+        ran.clear()
+        assert main(argv) == 0
+        assert ran == ["logreg_au"]
     # --fresh recomputes (new wall-clock measurements)
     assert main(["benchmark", "ravdess", "--data", str(ravdess_au), "--models", "logreg_au", "--out", str(out),
                  "--fresh", "--quiet"]) == 0
@@ -69,6 +98,63 @@ def test_run_key_tracks_what_changes_the_numbers():
               run_key(recipe, "ravdess", ["fold1"], (0,), 3, False),
               run_key(recipe, "ravdess", ["fold1"], (0,), None, True)]
     assert key not in others and len(set(others)) == len(others)
+
+
+def _copy_code(root, dest):
+    import shutil
+
+    from emofuse.benchmark import CODE_SOURCES
+
+    for part in {p for parts in CODE_SOURCES.values() for p in parts}:
+        src = root / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / part)
+
+
+def test_code_fingerprint_changes_with_the_code_that_computes_a_row(tmp_path):
+    """Editing a model file changes neural recipes' run keys (so resume recomputes them) and leaves
+    classical ones alone; an unchanged copy of the code gives the same fingerprint (rows reused)."""
+    from pathlib import Path
+
+    import emofuse.benchmark as bench
+    from emofuse.recipes import load_recipe
+
+    root = Path(bench.__file__).resolve().parent
+    copy = tmp_path / "emofuse"
+    copy.mkdir()
+    _copy_code(root, copy)
+    neural, classical = load_recipe("tfn_whisper_au"), load_recipe("logreg_au")
+    assert bench.code_fingerprint(neural, copy) == bench.code_fingerprint(neural)
+    assert bench.code_fingerprint(classical, copy) == bench.code_fingerprint(classical)
+
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    _copy_code(root, edited)
+    tfn = edited / "models" / "tfn.py"
+    tfn.write_text(tfn.read_text().replace("dropout", "dropout ", 1))
+    assert bench.code_fingerprint(neural, edited) != bench.code_fingerprint(neural)
+    assert bench.code_fingerprint(classical, edited) == bench.code_fingerprint(classical)
+    for part, recipe in (("features/mfcc.py", classical), ("training/fit.py", neural), ("baselines.py", classical)):
+        again = tmp_path / part.replace("/", "_")
+        again.mkdir()
+        _copy_code(root, again)
+        (again / part).write_text((again / part).read_text() + "\n# edited\n")
+        assert bench.code_fingerprint(recipe, again) != bench.code_fingerprint(recipe), part
+
+
+def test_a_stored_row_from_older_code_is_not_reused(tmp_path, monkeypatch):
+    import emofuse.benchmark as bench
+    from emofuse.recipes import load_recipe
+
+    recipe = load_recipe("tfn_whisper_au")
+    key = bench.run_key(recipe, "ravdess", ["fold1"], (0,), None, False)
+    out = tmp_path / "results.json"
+    out.write_text(json.dumps({"complete": False, "results": [{"model": recipe.name, "run_key": key}]}))
+    assert key in bench._finished_rows(out)  # unchanged code: the row is reused
+    monkeypatch.setattr(bench, "code_fingerprint", lambda r, root=None: "model code edited")
+    assert bench.run_key(recipe, "ravdess", ["fold1"], (0,), None, False) not in bench._finished_rows(out)
 
 
 def test_resume_refuses_an_unreadable_results_file(tmp_path):

@@ -80,27 +80,40 @@ def test_every_modality_subset(name):
     model, dims, lens = _make(name)
     model.eval()
     mods = list(dims)
+    outputs = {}
     for r in range(0, len(mods)):
         for dropped in itertools.combinations(mods, r):
             if len(dropped) == len(mods):
                 continue
             out = model(*_batch(dims, lens, 3, drop=dropped))
             assert torch.isfinite(out.logits).all(), f"{name} non-finite with {dropped} absent"
+            outputs[dropped] = out.logits
+    # every modality counts: dropping any of them changes the logits (the absence is seen, not ignored)
+    full = outputs.pop(())
+    for dropped, logits in outputs.items():
+        assert not torch.allclose(logits, full, atol=1e-6), f"{name}: same logits with {dropped} absent"
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_absent_modality_does_not_leak(name):
-    """Values under an all-False mask must not change the output."""
+    """Values under an all-False mask must not change the output: for every modality, absent from
+    the whole batch or from one sample only (the other samples' logits must not move either)."""
     model, dims, lens = _make(name)
     model.eval()
     if len(dims) < 2:
         pytest.skip("single-modality model")
-    first = next(iter(dims))
-    inputs, masks = _batch(dims, lens, 2, drop=(first,))
-    out1 = model(inputs, masks).logits
-    inputs[first] = torch.randn_like(inputs[first]) * 10
-    out2 = model(inputs, masks).logits
-    torch.testing.assert_close(out1, out2)
+    g = torch.Generator().manual_seed(1)
+    for m in dims:
+        inputs, masks = _batch(dims, lens, 2, drop=(m,))
+        out1 = model(inputs, masks).logits
+        inputs[m] = torch.randn(inputs[m].shape, generator=g) * 10
+        torch.testing.assert_close(model(inputs, masks).logits, out1, msg=f"{name}: absent {m} leaks")
+        inputs, masks = _batch(dims, lens, 3)
+        masks[m][0] = False  # absent for sample 0 only
+        out1 = model(inputs, masks).logits
+        inputs[m][0] = torch.randn(inputs[m][0].shape, generator=g) * 10
+        torch.testing.assert_close(model(inputs, masks).logits, out1,
+                                   msg=f"{name}: {m} absent from one sample leaks")
 
 
 @pytest.mark.parametrize("name", MODELS)

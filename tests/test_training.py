@@ -203,7 +203,9 @@ def test_fit_learns_separable_problem_quickly():
     cfg = TrainConfig(max_epochs=12, lr=2e-2, batch_size=16, patience=4, modality_dropout=0.2)
     result = fit(MeanLinear(3, train.dims), train, val, cfg)
     assert result.best_score >= 0.95
-    assert result.train_seconds < 20
+    # learns in a few epochs and early stopping ends the run (not the epoch cap); no wall-clock bound
+    assert result.best_epoch <= 4 and result.stopped_epoch == result.best_epoch + cfg.patience < cfg.max_epochs - 1
+    assert result.train_seconds > 0
     assert [h["epoch"] for h in result.history] == list(range(len(result.history)))
     assert {"train_loss", "val_loss", "val_wa", "val_ua", "lr"} <= set(result.history[0])
     probs = predict_proba(result.model, val)
