@@ -52,6 +52,15 @@ def is_ravdess_copy(folder: Path) -> bool:
     return False
 
 
+AU_WHAT = "the RAVDESS action-unit table (ravdess-openface-au)"
+
+
+def _require_file(path: Path, what: str) -> None:
+    """Skip the test, naming ``what`` and ``path``, unless ``path`` is a file."""
+    if not path.is_file():
+        _missing(what, path)
+
+
 @pytest.fixture(scope="session")
 def data_root_dir() -> Path:
     root = data_root()
@@ -73,16 +82,14 @@ def shared_data(data_root_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def ravdess_manifest(shared_data: Path) -> Path:
     """The data root, whose RAVDESS folder carries this project's manifest.csv."""
-    if not (shared_data / RAVDESS_DIR / "manifest.csv").is_file():
-        _missing("this project's RAVDESS manifest.csv", shared_data / RAVDESS_DIR / "manifest.csv")
+    _require_file(shared_data / RAVDESS_DIR / "manifest.csv", "this project's RAVDESS manifest.csv")
     return shared_data
 
 
 @pytest.fixture(scope="session")
 def ravdess_au(shared_data: Path) -> Path:
     """The data root, with RAVDESS speech and the OpenFace action-unit table (the face modality)."""
-    if not (shared_data / AU_CSV).is_file():
-        _missing("the RAVDESS action-unit table (ravdess-openface-au)", shared_data / AU_CSV)
+    _require_file(shared_data / AU_CSV, AU_WHAT)
     return shared_data
 
 
@@ -92,8 +99,7 @@ def ravdess_video(data_root_dir: Path) -> Path:
     folder = data_root_dir / "ravdess-actor05-video"
     if not folder.is_dir():
         _missing("the RAVDESS actor-5 videos (ravdess-actor05-video)", folder)
-    if not (data_root_dir / AU_CSV).is_file():
-        _missing("the RAVDESS action-unit table (ravdess-openface-au)", data_root_dir / AU_CSV)
+    _require_file(data_root_dir / AU_CSV, AU_WHAT)
     return data_root_dir
 
 
@@ -111,8 +117,7 @@ def meld_dir(data_root_dir: Path) -> Path:
     """The meld-text/ folder with MELD's three CSV files."""
     folder = data_root_dir / "meld-text"
     for split in ("train", "dev", "test"):
-        if not (folder / f"{split}_sent_emo.csv").is_file():
-            _missing(f"the MELD text (meld-text/{split}_sent_emo.csv)", folder / f"{split}_sent_emo.csv")
+        _require_file(folder / f"{split}_sent_emo.csv", f"the MELD text (meld-text/{split}_sent_emo.csv)")
     return folder
 
 
