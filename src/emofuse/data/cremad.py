@@ -14,6 +14,7 @@ from pathlib import Path
 
 from emofuse.data.manifest import MissingReport, read_csv_rows
 from emofuse.data.record import Sample
+from emofuse.data.specs import DatasetSpec, register_dataset
 from emofuse.errors import DataError
 
 log = logging.getLogger("emofuse.data")
@@ -125,3 +126,30 @@ def prepare_cremad(root: str | Path, *, demographics_csv: str | Path | None = No
                               sources=sources, meta=meta))
     missing.summary()
     return samples
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset specification (see emofuse.data.specs).
+
+def _folds_protocol() -> dict:
+    from emofuse.splits import rotating_folds
+
+    actors = [str(a) for a in range(1001, 1092)]
+    groups = [actors[k::5] for k in range(5)]
+    return {
+        "dataset": "cremad", "group_by": "speaker",
+        "protocol": "5 actor-disjoint folds over actors 1001-1091 assigned round-robin on the sorted ids "
+                    "(actor i of the sorted list -> fold i mod 5); validation = the first 4 actors of the next "
+                    "fold's test group; train = the rest. Gender is not balanced (no demographics shipped).",
+        "folds": rotating_folds(groups, lambda k: groups[(k + 1) % 5][:4]),
+    }
+
+
+register_dataset(DatasetSpec(
+    name="cremad", folder="crema-d", labels=tuple(CREMAD_LABELS), loader=prepare_cremad, folds="cremad",
+    # speech only: the faces are in videos, which nothing turns into features yet; no demographics
+    # are read by default, so no speaker meta
+    modalities=frozenset({"audio"}),
+    default_recipes=("logreg_egemaps", "logreg_whisper", "attention_pooling_audio"),
+    folds_protocol=_folds_protocol,
+))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from emofuse.data.manifest import MissingReport, read_text_robust
 from emofuse.data.record import Sample
+from emofuse.data.specs import DatasetSpec, register_dataset
 from emofuse.errors import DataError
 
 log = logging.getLogger("emofuse.data")
@@ -128,3 +129,27 @@ def prepare_iemocap(root: str | Path, *, four_class: bool = True, excited_as_hap
     if not samples:
         raise DataError(root, "no IEMOCAP utterances left")
     return samples
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset specification (see emofuse.data.specs).
+
+def _folds_protocol() -> dict:
+    from emofuse.splits import rotating_folds
+
+    groups = [[f"Ses{s:02d}F", f"Ses{s:02d}M"] for s in range(1, 6)]
+    return {
+        "dataset": "iemocap", "group_by": "speaker",
+        "protocol": "leave-one-session-out: test = both speakers of session k, validation = both speakers of "
+                    "session k+1 (cyclically), train = the other 3 sessions.",
+        "folds": rotating_folds(groups, lambda k: groups[(k + 1) % 5]),
+    }
+
+
+register_dataset(DatasetSpec(
+    name="iemocap", folder="iemocap", labels=tuple(IEMOCAP_LABELS), loader=prepare_iemocap, folds="iemocap",
+    modalities=frozenset({"audio", "text", "meta"}),  # speech + transcripts, speaker gender
+    default_recipes=("logreg_egemaps", "logreg_whisper", "logreg_minilm", "attention_pooling_audio",
+                     "text_audio_attention"),
+    folds_protocol=_folds_protocol,
+))

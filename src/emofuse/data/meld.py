@@ -13,6 +13,7 @@ from pathlib import Path
 
 from emofuse.data.manifest import MissingReport, read_csv_rows
 from emofuse.data.record import Sample
+from emofuse.data.specs import DatasetSpec, register_dataset
 from emofuse.errors import DataError
 
 log = logging.getLogger("emofuse.data")
@@ -122,3 +123,29 @@ def prepare_meld(root: str | Path, *, split: str | Iterable[str] | None = None,
                                   extra_labels={"sentiment": sentiment}, meta=meta))
         missing.summary()
     return samples
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset specification (see emofuse.data.specs).
+
+NOT_SPEAKER_DISJOINT = ("MELD's official split is dialogue-disjoint, NOT speaker-disjoint: the Friends cast speaks in "
+                        "train, dev and test, so MELD scores are not speaker-independent.")
+
+
+def _folds_protocol() -> dict:
+    return {
+        "dataset": "meld", "group_by": "meta.split",
+        "protocol": "the official MELD train/dev/test split.",
+        "note": NOT_SPEAKER_DISJOINT,
+        "folds": [{"name": "official", "train": ["train"], "val": ["dev"], "test": ["test"]}],
+    }
+
+
+register_dataset(DatasetSpec(
+    # meld-text: transcripts only (no clips), official split, 7 classes
+    name="meld", folder="meld-text", labels=tuple(MELD_LABELS), loader=prepare_meld, folds="meld",
+    modalities=frozenset({"text", "meta"}),
+    default_recipes=("logreg_minilm", "gated_fusion_meld"),
+    speaker_independent=False, note="official train/dev/test split (dialogue-disjoint, NOT speaker-disjoint)",
+    folds_protocol=_folds_protocol,
+))

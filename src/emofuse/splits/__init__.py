@@ -3,7 +3,9 @@
 Each fold lists the groups (speakers, or another key such as ``meta.split``) in its train,
 validation and test partitions. `partition` maps samples onto a fold and refuses any overlap.
 ``python -c "from emofuse.splits import _write_json_files; _write_json_files()"`` regenerates
-the JSON files from the protocols in `_generate` (a test checks they still agree).
+the JSON files from each corpus's protocol (`emofuse.data.specs.DatasetSpec.folds_protocol`,
+gathered by `_generate`; a test checks they still agree). `emofuse.splits.generate` makes
+speaker-disjoint folds for a corpus without packaged ones (a CSV manifest).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from emofuse.errors import ConfigError, DataError, SpeakerOverlapError
 
 log = logging.getLogger("emofuse.splits")
 
-SPLIT_DATASETS = ("ravdess", "cremad", "iemocap", "meld")
 _PARTS = ("train", "val", "test")
 
 
@@ -50,14 +51,34 @@ def _folds_from_json(data: dict, source: str) -> list[Fold]:
     return folds
 
 
+def __getattr__(name: str):
+    if name == "SPLIT_DATASETS":  # the registered datasets with packaged folds (read from the registry)
+        return _split_datasets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _split_datasets() -> tuple[str, ...]:
+    from emofuse.data.specs import get_dataset, list_datasets
+
+    return tuple(n for n in list_datasets() if get_dataset(n).folds is not None)
+
+
+def _packaged_file(dataset: str) -> str | None:
+    """The packaged folds-file stem of a registered dataset (None: not registered, or no packaged folds)."""
+    from emofuse.data.specs import get_dataset, list_datasets
+
+    return get_dataset(dataset).folds if dataset in list_datasets() else None
+
+
 def load_folds(dataset: str | Path) -> list[Fold]:
-    """The shipped folds of ``dataset`` (one of `SPLIT_DATASETS`) or of a folds JSON file path.
+    """The packaged folds of a registered ``dataset`` (`emofuse.data.specs`) or of a folds JSON file path.
 
     Logs a warning when the file carries a ``note`` (e.g. MELD's split is not speaker-disjoint).
     """
     text_source = str(dataset)
-    if text_source in SPLIT_DATASETS:
-        resource = resources.files(__package__) / f"{text_source}.json"
+    stem = None if text_source.endswith(".json") else _packaged_file(text_source)
+    if stem is not None:
+        resource = resources.files(__package__) / f"{stem}.json"
         text = resource.read_text(encoding="utf-8")
     elif text_source.endswith(".json"):
         path = Path(text_source)
@@ -65,7 +86,7 @@ def load_folds(dataset: str | Path) -> list[Fold]:
             raise ConfigError(f"folds file not found: {path}")
         text = path.read_text(encoding="utf-8")
     else:
-        raise ConfigError(f"no folds for dataset {text_source!r}; shipped: {', '.join(SPLIT_DATASETS)} "
+        raise ConfigError(f"no folds for dataset {text_source!r}; packaged: {', '.join(_split_datasets())} "
                           "(or pass a folds .json path)")
     try:
         data = json.loads(text)
@@ -176,7 +197,9 @@ def check_folds_file(folds: Sequence[Fold], require_cover: bool = True) -> None:
 # ---------------------------------------------------------------------------------------------
 # Generation of the shipped JSON files.
 
-def _rotating_folds(groups: list[list[str]], val_of: Callable[[int], list[str]]) -> list[dict]:
+def rotating_folds(groups: list[list[str]], val_of: Callable[[int], list[str]]) -> list[dict]:
+    """Fold k tests on ``groups[k]``, validates on ``val_of(k)`` and trains on everyone else
+    (the protocol of the packaged folds files, as JSON-ready dicts)."""
     everyone = [g for grp in groups for g in grp]
     folds = []
     for k, test in enumerate(groups):
@@ -187,38 +210,12 @@ def _rotating_folds(groups: list[list[str]], val_of: Callable[[int], list[str]])
 
 
 def _generate() -> dict[str, dict]:
-    """Build the four fold files from their protocols."""
-    rav_groups = [[f"{a:02d}" for a in range(g * 4 + 1, g * 4 + 5)] for g in range(6)]
-    ravdess = {
-        "dataset": "ravdess", "group_by": "speaker",
-        "protocol": "6 actor-disjoint folds: test actors 1-4, 5-8, ..., 21-24; validation = the first two "
-                    "actors (one male/odd, one female/even) of the next group, cyclically; train = the other 18.",
-        "folds": _rotating_folds(rav_groups, lambda k: rav_groups[(k + 1) % 6][:2]),
-    }
-    actors = [str(a) for a in range(1001, 1092)]
-    cre_groups = [actors[k::5] for k in range(5)]
-    cremad = {
-        "dataset": "cremad", "group_by": "speaker",
-        "protocol": "5 actor-disjoint folds over actors 1001-1091 assigned round-robin on the sorted ids "
-                    "(actor i of the sorted list -> fold i mod 5); validation = the first 4 actors of the next "
-                    "fold's test group; train = the rest. Gender is not balanced (no demographics shipped).",
-        "folds": _rotating_folds(cre_groups, lambda k: cre_groups[(k + 1) % 5][:4]),
-    }
-    iem_groups = [[f"Ses{s:02d}F", f"Ses{s:02d}M"] for s in range(1, 6)]
-    iemocap = {
-        "dataset": "iemocap", "group_by": "speaker",
-        "protocol": "leave-one-session-out: test = both speakers of session k, validation = both speakers of "
-                    "session k+1 (cyclically), train = the other 3 sessions.",
-        "folds": _rotating_folds(iem_groups, lambda k: iem_groups[(k + 1) % 5]),
-    }
-    meld = {
-        "dataset": "meld", "group_by": "meta.split",
-        "protocol": "the official MELD train/dev/test split.",
-        "note": "MELD's official split is dialogue-disjoint, NOT speaker-disjoint: the Friends cast speaks in "
-                "train, dev and test, so MELD scores are not speaker-independent.",
-        "folds": [{"name": "official", "train": ["train"], "val": ["dev"], "test": ["test"]}],
-    }
-    return {"ravdess": ravdess, "cremad": cremad, "iemocap": iemocap, "meld": meld}
+    """Build the packaged fold files from each registered corpus's protocol
+    (`emofuse.data.specs.DatasetSpec.folds_protocol`), keyed by folds-file stem."""
+    from emofuse.data.specs import get_dataset, list_datasets
+
+    specs = [get_dataset(name) for name in list_datasets()]
+    return {spec.folds: spec.folds_protocol() for spec in specs if spec.folds and spec.folds_protocol}
 
 
 def _compact_json(data: dict) -> str:
