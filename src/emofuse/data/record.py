@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-#: Modality names used across the package.
-MODALITIES = ("audio", "face", "text", "meta")
+from emofuse.data.modalities import list_modalities
 
 Source = Path | np.ndarray | str
 """A modality source: a media file (`Path`), a feature array (`np.ndarray`) or raw text (`str`)."""
@@ -43,3 +42,11 @@ class Sample:
         if column == "label":
             return self.label
         return self.extra_labels.get(column)
+
+
+def __getattr__(name: str) -> Any:
+    # ``MODALITIES``: the registered modality names (`emofuse.data.modalities`), read when asked for,
+    # so a modality registered later is included
+    if name == "MODALITIES":
+        return tuple(list_modalities())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
