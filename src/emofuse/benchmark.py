@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,95 +27,88 @@ from emofuse.featuresets import (FeatureStore, apply_dialogue_context, dialogue_
 from emofuse.metrics import aggregate, classification_metrics
 from emofuse.recipes import Recipe, builtin_recipe_names, load_recipe
 
+if TYPE_CHECKING:
+    from emofuse.data.specs import DatasetInstance, DatasetSpec
+
 log = logging.getLogger("emofuse.benchmark")
 
-#: Where each dataset lives under the data root (``EMOFUSE_DATA``).
-DATASET_DIRS = {"ravdess": "ravdess-speech-16k", "cremad": "crema-d", "iemocap": "iemocap", "meld": "meld-text"}
-RAVDESS_AU_CSV = "ravdess-openface-au/au_clip_means.csv"
+#: Names this module used to define, now read from the dataset specs (`emofuse.data.specs`).
+_SPEC_VIEWS = ("DATASET_DIRS", "RAVDESS_AU_CSV", "DEFAULT_RECIPES", "ALL_RECIPES", "DATASET_MODALITIES")
 
-#: The benchmark's default line-up for RAVDESS: baselines first, then neural models.
-DEFAULT_RECIPES = {
-    "ravdess": [
-        "logreg_egemaps", "logreg_whisper", "logreg_au", "logreg_egemaps_au", "logreg_whisper_au",
-        "logreg_whisper_egemaps_au", "attention_pooling_audio", "early_concat_whisper_au", "tfn_whisper_au",
-        "attention_pooling_whisper_au",
-        # the same with transductive speaker normalisation (reported separately, see featuresets.py)
-        "logreg_whisper_spkn", "logreg_whisper_egemaps_spkn", "logreg_au_spkn", "logreg_whisper_au_spkn",
-        "logreg_whisper_egemaps_au_spkn", "attention_pooling_audio_spkn", "early_concat_whisper_au_spkn",
-        "tfn_whisper_au_spkn", "attention_pooling_whisper_au_spkn",
-    ],
-    # meld-text: transcripts only (no clips), official split, 7 classes
-    "meld": ["logreg_minilm", "gated_fusion_meld"],
-    # speech only (CREMA-D's faces are in videos, which nothing turns into features yet)
-    "cremad": ["logreg_egemaps", "logreg_whisper", "attention_pooling_audio"],
-    # speech + transcripts
-    "iemocap": ["logreg_egemaps", "logreg_whisper", "logreg_minilm", "attention_pooling_audio",
-                "text_audio_attention"],
-}
 
-#: ``--models all`` for a dataset listed here: its baselines first, then the model zoo's designs
-#: at the sizes the benchmark trains on a CPU, then the rest of the default line-up. Published-size
-#: configs (tucker.yaml, of_cmaer_cat.yaml) and ablation variants (dual_stream_mfcc/_feature) run
-#: only when named. Datasets not listed get the defaults + every fitting built-in recipe.
-ALL_RECIPES = {
-    "ravdess": [
-        "logreg_egemaps", "logreg_whisper", "logreg_au", "logreg_egemaps_au", "logreg_whisper_au",
-        "logreg_whisper_egemaps_au",
-        "tfn_whisper_au", "tucker_fusion_ravdess", "dual_stream_frft", "gated_fusion_ravdess",
-        "of_cmaer_cat_ravdess", "early_concat_whisper_au", "attention_pooling_whisper_au", "attention_pooling_audio",
-        "logreg_whisper_spkn", "logreg_whisper_egemaps_spkn", "logreg_au_spkn", "logreg_whisper_au_spkn",
-        "logreg_whisper_egemaps_au_spkn", "tfn_whisper_au_spkn", "of_cmaer_cat_ravdess_spkn",
-        "early_concat_whisper_au_spkn", "attention_pooling_whisper_au_spkn", "attention_pooling_audio_spkn",
-        "logreg_whisper_egemaps_au_sp", "of_cmaer_cat_cmaa_sp_refit_ravdess",
-    ],
-}
+def __getattr__(name: str) -> Any:
+    """`_SPEC_VIEWS`: read-only views of the registered dataset specs, for older callers."""
+    if name not in _SPEC_VIEWS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name == "RAVDESS_AU_CSV":
+        from emofuse.data.ravdess import AU_TABLE
 
-#: Modalities each dataset provides as `load_dataset` loads it; ``--models all`` keeps the recipes
-#: that need nothing else. RAVDESS text is left out on purpose: its two fixed sentences carry no
-#: emotion (text recipes for it, e.g. text_audio_attention_ravdess, run only when named). CREMA-D
-#: gives audio only (its faces are in videos, which nothing turns into features yet; no
-#: demographics are read, so no speaker meta).
-DATASET_MODALITIES = {"ravdess": {"audio", "face", "meta"}, "meld": {"text", "meta"},
-                      "cremad": {"audio"}, "iemocap": {"audio", "text", "meta"}}
+        return AU_TABLE
+    from emofuse.data.specs import get_dataset, list_datasets
+
+    specs = [get_dataset(n) for n in list_datasets()]
+    if name == "DATASET_DIRS":
+        return {s.name: s.folder for s in specs}
+    if name == "DEFAULT_RECIPES":
+        return {s.name: list(s.default_recipes) for s in specs}
+    if name == "ALL_RECIPES":
+        return {s.name: list(s.all_recipes) for s in specs if s.all_recipes is not None}
+    return {s.name: set(s.modalities) for s in specs}
 
 
 def load_dataset(name: str, data_root: str | Path, *, strict: bool = False) -> list[Sample]:
-    """Samples of a dataset found under ``data_root`` (the folder itself or its standard sub-folder).
-    For RAVDESS the per-clip action-unit CSV is attached as the face modality when present."""
-    from emofuse.data import prepare
+    """Samples of a registered dataset found under ``data_root`` (the folder itself or its standard
+    sub-folder), or of a CSV manifest path (see `emofuse.data.specs.load_dataset`, which also gives
+    the label set and folds)."""
+    from emofuse.data.specs import load_dataset as load
 
-    root = Path(data_root)
-    folder = root / DATASET_DIRS.get(name, name)
-    if not folder.exists():
-        folder = root
-    kwargs: dict[str, Any] = {"strict": strict}
-    if name == "ravdess":
-        au = root / RAVDESS_AU_CSV
-        if au.is_file():
-            kwargs["au_csv"] = au
-    samples = prepare(name, folder, **kwargs)
-    if not samples:
-        raise DataError(folder, f"no {name} samples found")
-    return samples
+    return load(name, data_root, strict=strict).samples
 
 
-def recipe_fits(recipe: Recipe, dataset: str) -> bool:
-    """Whether ``dataset`` provides every modality ``recipe`` reads (`DATASET_MODALITIES`) and the
+def _instance(dataset: str | DatasetInstance, data_root: str | Path | None, *, folds_dir: Path | None = None,
+              num_folds: int | None = None, fold_seed: int | None = None, must_exist: bool = False,
+              progress: bool = False) -> DatasetInstance:
+    """``dataset`` loaded (a name or a manifest path; an instance is returned as is). Generated folds
+    (a manifest) are written to and reused from ``folds_dir`` (`emofuse.data.specs.folds_file_for`)."""
+    from emofuse.data.specs import DatasetInstance, folds_file_for, load_dataset as load
+
+    if isinstance(dataset, DatasetInstance):
+        return dataset
+    folds_file = folds_file_for(folds_dir, dataset) if folds_dir is not None else None
+    return load(dataset, data_root, num_folds=num_folds, fold_seed=fold_seed, folds_file=folds_file,
+                folds_must_exist=must_exist, progress=progress)
+
+
+def _spec(dataset: str | DatasetSpec) -> DatasetSpec | None:
+    from emofuse.data.specs import DatasetSpec, get_dataset, list_datasets
+
+    if isinstance(dataset, DatasetSpec):
+        return dataset
+    return get_dataset(dataset) if dataset in list_datasets() else None
+
+
+def recipe_fits(recipe: Recipe, dataset: str | DatasetSpec) -> bool:
+    """Whether ``dataset`` provides every modality ``recipe`` reads (`DatasetSpec.modalities`) and the
     recipe is not tuned for another corpus (a ``_ravdess`` / ``_meld`` / ... part in its name)."""
-    available = DATASET_MODALITIES.get(dataset, {"audio", "text", "face", "meta"})
+    from emofuse.data.specs import list_datasets
+
+    spec = _spec(dataset)
+    available = spec.modalities if spec is not None else {"audio", "text", "face", "meta"}
+    name = spec.name if spec is not None else str(dataset)
     parts = recipe.name.split("_")[1:]
-    tuned_elsewhere = any(d in parts for d in DATASET_DIRS if d != dataset)
+    tuned_elsewhere = any(d in parts for d in list_datasets() if d != name)
     return set(recipe.modalities) <= available and not tuned_elsewhere
 
 
-def resolve_recipes(spec: str, dataset: str) -> list[Recipe]:
-    """``default`` (`DEFAULT_RECIPES`), ``all`` (`ALL_RECIPES`, else the defaults + every built-in
-    recipe that `recipe_fits` the dataset) or a comma-separated list of recipe names / YAML paths
-    (run as given)."""
-    if spec == "all" and dataset in ALL_RECIPES:
-        return [load_recipe(n) for n in ALL_RECIPES[dataset]]
+def resolve_recipes(spec: str, dataset: str | DatasetSpec) -> list[Recipe]:
+    """``default`` (the dataset spec's ``default_recipes``), ``all`` (its ``all_recipes``, else the
+    defaults + every built-in recipe that `recipe_fits` the dataset) or a comma-separated list of
+    recipe names / YAML paths (run as given)."""
+    ds = _spec(dataset)
+    if spec == "all" and ds is not None and ds.all_recipes is not None:
+        return [load_recipe(n) for n in ds.all_recipes]
     if spec in ("default", "all"):
-        names = list(DEFAULT_RECIPES.get(dataset, []))
+        names = list(ds.default_recipes) if ds is not None else []
         if spec == "all":
             names += [n for n in builtin_recipe_names() if n not in names]
         recipes = []
@@ -124,21 +117,8 @@ def resolve_recipes(spec: str, dataset: str) -> list[Recipe]:
                 recipes.append(load_recipe(n))
             except ConfigError as exc:  # e.g. a ladder file, which is a list of recipes
                 log.debug("skipping %s: %s", n, exc)
-        return [r for r in recipes if recipe_fits(r, dataset)]
+        return [r for r in recipes if recipe_fits(r, ds if ds is not None else dataset)]
     return [load_recipe(n.strip()) for n in spec.split(",") if n.strip()]
-
-
-def _folds(dataset: str, which: str | None):
-    from emofuse.splits import load_folds
-
-    folds = load_folds(dataset)
-    if which:
-        wanted = [int(x) for x in str(which).split(",")]
-        bad = [w for w in wanted if not 1 <= w <= len(folds)]
-        if bad:
-            raise ConfigError(f"fold numbers {bad} out of range 1..{len(folds)}")
-        folds = [folds[w - 1] for w in wanted]
-    return folds
 
 
 def run_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds, labels: list[str],
@@ -330,10 +310,16 @@ def machine_description() -> str:
     return f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}, Python {platform.python_version()}"
 
 
-def _table_title(dataset: str, fold_list) -> str:
-    """``ravdess: 6 speaker-disjoint folds``; MELD's official split is not speaker-disjoint and says so."""
-    if dataset == "meld":
-        return "meld: official train/dev/test split (dialogue-disjoint, NOT speaker-disjoint)"
+def _table_title(dataset: str | DatasetInstance, fold_list) -> str:
+    """``ravdess: 6 speaker-disjoint folds``; a corpus whose folds are not speaker-disjoint (MELD's
+    official split) says so (`emofuse.data.specs.DatasetInstance.title`)."""
+    from emofuse.data.specs import DatasetInstance
+
+    if isinstance(dataset, DatasetInstance):
+        return dataset.title(len(fold_list))
+    spec = _spec(dataset)
+    if spec is not None and not spec.speaker_independent:
+        return f"{dataset}: {spec.note}"
     return f"{dataset}: {len(fold_list)} speaker-disjoint fold{'s' if len(fold_list) != 1 else ''}"
 
 
@@ -400,30 +386,37 @@ def _finished_rows(out: Path | None) -> dict[str, dict[str, Any]]:
         raise DataError(out, f"cannot resume from this results file ({exc}); pass --fresh to overwrite it") from exc
 
 
-def run_benchmark(dataset: str, data_root: str | Path, *, models: str = "default", out: str | None = None,
-                  report_dir: str | None = None, cache_dir: str | None = None, seeds=(0,), folds: str | None = None,
-                  max_epochs: int | None = None, progress: bool = True, robustness: bool = False,
-                  resume: bool = True) -> dict[str, Any]:
+def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, *, models: str = "default",
+                  out: str | None = None, report_dir: str | None = None, cache_dir: str | None = None, seeds=(0,),
+                  folds: str | None = None, max_epochs: int | None = None, progress: bool = True,
+                  robustness: bool = False, resume: bool = True, num_folds: int | None = None,
+                  fold_seed: int | None = None) -> dict[str, Any]:
     """Run every selected recipe over the folds and print/write one results table.
 
+    ``dataset`` is a registered name, a CSV manifest path or a loaded `DatasetInstance`. A manifest's
+    speaker-disjoint folds (``num_folds``, ``fold_seed``) are written beside ``out`` (else in
+    ``report_dir``) as ``<name>.folds.json`` and reused by later runs.
     With ``out``, the JSON is rewritten (atomically) after every recipe, so an interrupted run
     loses at most the recipe in progress; run the same command again and finished rows whose
     `run_key` still matches are reused (``resume=False`` recomputes everything).
     """
-    from emofuse.data import default_labels
     from emofuse.reports import (format_table, plot_confusion, plot_robustness, robustness_table,
                                  write_json_atomic, write_results)
 
-    samples = load_dataset(dataset, data_root)
-    labels = default_labels(dataset)
-    fold_list = _folds(dataset, folds)
-    recipes = resolve_recipes(models, dataset)
+    folds_dir = Path(out).parent if out else Path(report_dir) if report_dir else None
+    data = _instance(dataset, data_root, folds_dir=folds_dir, num_folds=num_folds, fold_seed=fold_seed,
+                     progress=progress)
+    samples, labels, dataset = data.samples, data.labels, data.name
+    fold_list = data.select_folds(folds)
+    recipes = resolve_recipes(models, data.spec)
     if not recipes:
-        raise ConfigError(f"no recipe selected by --models {models!r}")
+        hint = "" if data.spec.default_recipes or models not in ("default",) else \
+            f"; {dataset} has no default line-up: name recipes with --models (e.g. logreg_egemaps)"
+        raise ConfigError(f"no recipe selected by --models {models!r}{hint}")
     out_path = Path(out) if out else None
     finished = _finished_rows(out_path) if resume else {}
     fold_names = [f.name for f in fold_list]
-    keys = {r.name: run_key(r, dataset, fold_names, seeds, max_epochs, robustness) for r in recipes}
+    keys = {r.name: run_key(r, data.key, fold_names, seeds, max_epochs, robustness) for r in recipes}
     store = FeatureStore(samples, cache_dir, progress=progress)
     store.labels = labels
     todo = [r for r in recipes if keys[r.name] not in finished]
@@ -472,7 +465,7 @@ def run_benchmark(dataset: str, data_root: str | Path, *, models: str = "default
                                report / f"confusion_{recipe.name}_ensemble.png",
                                title=f"{recipe.name}, {ensemble['members']}-seed ensemble ({dataset}, summed over folds)")
     results["complete"] = True
-    print(format_table(results, title=_table_title(dataset, fold_list)))
+    print(format_table(results, title=_table_title(data, fold_list)))
     robust = robustness_table(results)
     if robust:
         print("Missing-modality robustness (WA at test time):\n" + robust)
@@ -550,15 +543,15 @@ def _setup_changes(old: Any, new: dict[str, Any]) -> str:
     return "its training setup differs: " + "; ".join(changes)
 
 
-def _train_fold(dataset: str, fold: int, samples: list[Sample]):
+def _train_fold(data: DatasetInstance, fold: int):
     """The fold ``emofuse train --fold`` means: fold N of the dataset, or for 0 a training-only
     fold over every speaker, fold 1's validation speakers kept for early stopping / choosing C."""
-    from emofuse.splits import Fold, load_folds
+    from emofuse.splits import Fold
 
     if fold != 0:
-        return _folds(dataset, str(fold))[0]
-    first = load_folds(dataset)[0]
-    everyone = sorted({s.speaker for s in samples} - set(first.val))
+        return data.select_folds(str(fold))[0]
+    first = data.folds[0]
+    everyone = sorted({s.speaker for s in data.samples} - set(first.val))
     return Fold("all", train=tuple(everyone), val=first.val, test=(), group_by=first.group_by)
 
 
@@ -580,9 +573,10 @@ def _checkpoint_meta(recipe: Recipe, dataset: str, chosen, *, refit: bool, setup
                                           + (f"fold {chosen.name}" if held_out else "every speaker (fold 0)")}
 
 
-def train_recipe(recipe_name: str | Recipe, dataset: str, data_root: str | Path, *, out_dir: Path, fold: int = 1,
-                 cache_dir: str | None = None, max_epochs: int | None = None, progress: bool = True,
-                 description: str | None = None, seeds: tuple[int, ...] = (0,)) -> dict[str, Any]:
+def train_recipe(recipe_name: str | Recipe, dataset: str | DatasetInstance, data_root: str | Path | None, *,
+                 out_dir: Path, fold: int = 1, cache_dir: str | None = None, max_epochs: int | None = None,
+                 progress: bool = True, description: str | None = None, seeds: tuple[int, ...] = (0,),
+                 num_folds: int | None = None, fold_seed: int | None = None) -> dict[str, Any]:
     """Train a recipe on one fold (a neural one with early stopping on its validation speakers, a
     classical one with C chosen on them and refitted on training + validation), evaluate it on the
     fold's test speakers and save a checkpoint. ``fold=0`` trains on every speaker: fold 1's
@@ -593,7 +587,11 @@ def train_recipe(recipe_name: str | Recipe, dataset: str, data_root: str | Path,
     `emofuse.predict.Predictor` or ``emofuse evaluate``). A member already saved there is kept
     only when its whole `training_setup` matches (so an interrupted run resumes); otherwise it is
     retrained, saying why. The returned metrics are the ensemble's (probabilities averaged over
-    members); empty without a held-out test set."""
+    members); empty without a held-out test set.
+
+    ``dataset`` is a registered name, a CSV manifest path or a loaded `DatasetInstance`; a manifest's
+    generated folds (``num_folds``, ``fold_seed``) are saved in ``out_dir`` (`emofuse.data.specs.folds_file_for`),
+    where ``emofuse evaluate`` finds them."""
     seeds = tuple(int(s) for s in seeds)
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ConfigError(f"seeds must be distinct and at least one, got {list(seeds)}")
@@ -606,15 +604,14 @@ def train_recipe(recipe_name: str | Recipe, dataset: str, data_root: str | Path,
     if recipe.classical and len(seeds) > 1:
         raise ConfigError(f"{recipe.name}: a logistic regression is deterministic, so several seeds would give "
                           "identical members; train it with one seed")
+    data = _instance(dataset, data_root, folds_dir=Path(out_dir), num_folds=num_folds, fold_seed=fold_seed,
+                     progress=progress)
     if len(seeds) > 1:
-        return _train_ensemble(recipe, dataset, data_root, out_dir=Path(out_dir), fold=fold, cache_dir=cache_dir,
+        return _train_ensemble(recipe, data, data_root, out_dir=Path(out_dir), fold=fold, cache_dir=cache_dir,
                                max_epochs=max_epochs, progress=progress, description=description, seeds=seeds)
-    from emofuse.data import default_labels
-
-    samples = load_dataset(dataset, data_root)
-    labels = default_labels(dataset)
-    chosen = _train_fold(dataset, fold, samples)
-    setup = training_setup(recipe, dataset, fold, seeds[0], max_epochs)
+    samples, labels = data.samples, data.labels
+    chosen = _train_fold(data, fold)
+    setup = training_setup(recipe, data.key, fold, seeds[0], max_epochs)
     store = FeatureStore(samples, cache_dir, progress=progress)
     store.labels = labels
     train = _train_classical if recipe.classical else _train_neural
@@ -674,7 +671,7 @@ def _train_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore,
     return metrics
 
 
-def _train_ensemble(recipe: Recipe, dataset: str, data_root: str | Path, *, out_dir: Path, fold: int,
+def _train_ensemble(recipe: Recipe, data: DatasetInstance, data_root: str | Path | None, *, out_dir: Path, fold: int,
                     cache_dir: str | None, max_epochs: int | None, progress: bool, description: str | None,
                     seeds: tuple[int, ...]) -> dict[str, Any]:
     """`train_recipe` for several seeds: one member per seed, then ``ensemble.json`` (see there).
@@ -688,7 +685,7 @@ def _train_ensemble(recipe: Recipe, dataset: str, data_root: str | Path, *, out_
         member = out_dir / f"seed_{seed}"
         members.append(member.name)
         if (member / CONFIG).is_file():
-            setup = training_setup(recipe, dataset, fold, seed, max_epochs)
+            setup = training_setup(recipe, data.key, fold, seed, max_epochs)
             try:
                 meta = read_config(member)["meta"]
                 stale = None if meta.get("setup_fingerprint") == setup_fingerprint(setup) \
@@ -697,25 +694,28 @@ def _train_ensemble(recipe: Recipe, dataset: str, data_root: str | Path, *, out_
                 stale = f"it cannot be read ({exc})"
             if stale is None:
                 if progress:
-                    print(f"keeping {member} (already trained: {recipe.name}, {dataset} fold {fold}, seed {seed}, "
+                    print(f"keeping {member} (already trained: {recipe.name}, {data.name} fold {fold}, seed {seed}, "
                           "same training setup)")
                 continue
             log.warning("retraining %s: %s", member, stale)
-        train_recipe(recipe, dataset, data_root, out_dir=member, fold=fold, cache_dir=cache_dir,
+        train_recipe(recipe, data, data_root, out_dir=member, fold=fold, cache_dir=cache_dir,
                      max_epochs=max_epochs, progress=progress, description=description, seeds=(seed,))
-    save_ensemble(out_dir, members, {"recipe": recipe.name, "dataset": dataset, "fold": fold, "seeds": list(seeds),
+    save_ensemble(out_dir, members, {"recipe": recipe.name, "dataset": data.key, "fold": fold, "seeds": list(seeds),
                                      "description": description or f"{recipe.name} seed ensemble ({len(seeds)} seeds)"})
     if fold == 0:
         return {}
-    metrics = evaluate_checkpoint(out_dir, dataset, data_root, fold=fold, cache_dir=cache_dir)
+    metrics = evaluate_checkpoint(out_dir, data, data_root, fold=fold, cache_dir=cache_dir)
     if progress:
         print(f"saved {out_dir} ({len(seeds)}-seed ensemble); test WA {metrics['wa']:.3f} UA {metrics['ua']:.3f}")
     return metrics
 
 
-def evaluate_checkpoint(checkpoint: Path, dataset: str, data_root: str | Path, *, fold: int = 1,
-                        cache_dir: str | None = None, report_dir: str | None = None) -> dict[str, Any]:
+def evaluate_checkpoint(checkpoint: Path, dataset: str | DatasetInstance, data_root: str | Path | None, *,
+                        fold: int = 1, cache_dir: str | None = None, report_dir: str | None = None) -> dict[str, Any]:
     """Score a checkpoint on a fold's test speakers (refuses a fold whose test speakers it trained on).
+
+    ``dataset`` is a registered name, a loaded `DatasetInstance` or a CSV manifest path; a manifest's
+    folds are the ones saved with the checkpoint by ``emofuse train`` (`emofuse.data.specs.folds_file_for`).
 
     A seed-ensemble folder (``ensemble.json``, see `emofuse.checkpoint.checkpoint_members`) is scored
     on the class probabilities averaged over its members, each with its own standardisation.
@@ -730,8 +730,9 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str, data_root: str | Path, *
     checkpoint = Path(checkpoint)
     members = load_members([checkpoint])
     ckpt = members[0]
-    samples = load_dataset(dataset, data_root)
-    chosen = _folds(dataset, str(fold))[0]
+    data = _instance(dataset, data_root, folds_dir=checkpoint, must_exist=True)
+    samples, dataset = data.samples, data.name
+    chosen = data.select_folds(str(fold))[0]
     for member in members:
         trained_on = set(member.meta.get("train_speakers", [])) | set(member.meta.get("val_speakers", []))
         leak = sorted(trained_on & set(chosen.test))

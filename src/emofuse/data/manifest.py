@@ -2,10 +2,12 @@
 
 Manifest format (one row per sample)::
 
-    id,speaker,label,audio,video,text,face_npy,label_audio,label_face,dataset,<anything else>
+    id,speaker,label,audio,video,text,face_npy,signal,label_audio,label_face,dataset,<anything else>
 
 ``id``, ``speaker`` and ``label`` are required, plus at least one of ``audio``, ``video``,
-``text``, ``face_npy``. Paths are relative to the CSV's folder (absolute paths are kept).
+``text``, ``face_npy``, ``signal``. Paths are relative to the CSV's folder (absolute paths are kept).
+``signal`` names a ``.npz`` multichannel signal file (``data`` [T, C], ``rate`` Hz), kept as
+``sources["signal"]`` (a `Path`; its extractors read it).
 An empty cell means "this modality is absent for this sample"; an empty ``label`` means unlabelled.
 Every ``label_*`` column becomes an extra label; every other column goes into ``meta``.
 """
@@ -29,7 +31,7 @@ from emofuse.errors import DataError
 log = logging.getLogger("emofuse.data")
 
 REQUIRED_COLUMNS = ("id", "speaker", "label")
-MODALITY_COLUMNS = ("audio", "video", "text", "face_npy")
+MODALITY_COLUMNS = ("audio", "video", "text", "face_npy", "signal")
 #: how many missing pieces are logged one by one before the rest are summarised
 MAX_LISTED_MISSING = 20
 
@@ -164,6 +166,8 @@ def prepare_manifest(csv_path: str | Path, *, labels: Sequence[str] | None = Non
                 raise DataError(csv_path, f"{where}: referenced {col} file not found: {path}")
             if col == "face_npy":
                 sources["face"] = _load_face(path, csv_path, where)
+            elif col == "signal" and path.suffix.lower() != ".npz":
+                raise DataError(csv_path, f"{where}: signal file {path} is not a .npz file (arrays data [T, C], rate)")
             else:
                 sources[col] = path
         if not sources:
@@ -201,7 +205,7 @@ def write_manifest(samples: Sequence[Sample], csv_path: str | Path) -> Path:
     writer.writeheader()
     for n, s in enumerate(samples):
         row = {"id": s.id, "speaker": s.speaker, "label": s.label or "", "dataset": s.dataset}
-        for key in ("audio", "video"):
+        for key in ("audio", "video", "signal"):
             if isinstance(s.sources.get(key), Path):
                 p = s.sources[key].resolve()
                 row[key] = os.path.relpath(p, base) if p.is_relative_to(base) else str(p)
