@@ -345,12 +345,12 @@ def test_an_os_error_naming_a_file_is_a_one_line_exit_2(monkeypatch, capsys, tmp
     import errno
     import os
 
-    import emofuse.benchmark
+    import emofuse.data.specs
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/somewhere/cache/x.npz")
 
-    monkeypatch.setattr(emofuse.benchmark, "load_dataset", full)
+    monkeypatch.setattr(emofuse.data.specs, "load_dataset", full)  # what `prepare` loads the corpus with
     assert main(["prepare", "ravdess", "--data", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == ("emofuse: error: /somewhere/cache/x.npz: cannot read or write: "
                                                "the disk is full (No space left on device)")

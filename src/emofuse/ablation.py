@@ -41,8 +41,6 @@ MODALITY_LETTERS = {"text": "T", "audio": "A", "face": "V"}
 DEFAULT_TFN_FEATURES = {"audio": ["whisper"], "face": ["au"]}
 #: Features used by the ladder when its config names features that do not exist (yet).
 FALLBACK_LADDER_FEATURES = {"audio": ["whisper"], "face": ["au"]}
-#: Datasets whose text is not an emotion cue (RAVDESS actors read two fixed neutral sentences).
-TEXTLESS_DATASETS = ("ravdess",)
 GLOBAL_LABEL = "label"
 _LADDER_KEYS = {"model", "base", "rungs", "description"}
 _RUNG_KEYS = {"name", "model_kwargs"}
@@ -52,28 +50,26 @@ _SOURCE_OF = {"audio": "audio", "face": "face", "text": "text"}
 # ---------------------------------------------------------------------------------------------
 # Folds, modalities and label sources.
 
-def speaker_folds(samples: Sequence[Sample], k: int) -> list[Any]:
-    """``k`` deterministic leave-speakers-out folds for a dataset without shipped folds.
+def textless_datasets() -> tuple[str, ...]:
+    """Registered corpora whose spec lists no text modality (RAVDESS: its fixed sentences carry no emotion)."""
+    from emofuse.data.specs import get_dataset, list_datasets
 
-    The sorted speakers are dealt round-robin into ``k`` groups (speaker i -> group i mod k).
-    Fold j tests on group j, validates on group j+1 (cyclically) and trains on the rest, so
-    train/val/test are speaker-disjoint and every speaker is tested exactly once.
-    """
-    from emofuse.splits import Fold, check_folds_file
+    return tuple(n for n in list_datasets() if "text" not in get_dataset(n).modalities)
 
-    speakers = sorted({s.speaker for s in samples})
-    if k < 3:
-        raise ConfigError(f"speaker_folds needs k >= 3 (train, validation and test groups), got {k}")
-    if len(speakers) < k:
-        raise ConfigError(f"{len(speakers)} speaker(s) cannot make {k} speaker-disjoint folds; use k <= {len(speakers)}")
-    groups = [speakers[g::k] for g in range(k)]
-    folds = []
-    for j in range(k):
-        test, val = groups[j], groups[(j + 1) % k]
-        train = [s for s in speakers if s not in test and s not in val]
-        folds.append(Fold(f"fold{j + 1}", train=tuple(train), val=tuple(val), test=tuple(test)))
-    check_folds_file(folds)
-    return folds
+
+def __getattr__(name: str) -> Any:
+    if name == "TEXTLESS_DATASETS":  # the older constant, now read from the dataset specs
+        return textless_datasets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def speaker_folds(samples: Sequence[Sample], k: int | None = None, seed: int = 0) -> list[Any]:
+    """``k`` deterministic leave-speakers-out folds of the samples' speakers: the one generator
+    `emofuse.splits.generate.speaker_folds` (seed 0: the sorted speakers dealt round-robin into ``k``
+    groups; fold j tests on group j, validates on group j+1 and trains on the rest)."""
+    from emofuse.splits.generate import speaker_folds as generate
+
+    return generate((s.speaker for s in samples), k, seed)
 
 
 def select_folds(folds: Sequence[Any], which: str | None) -> list[Any]:
@@ -91,11 +87,14 @@ def select_folds(folds: Sequence[Any], which: str | None) -> list[Any]:
 
 
 def dataset_modalities(samples: Sequence[Sample], dataset: str | None = None) -> list[str]:
-    """Modalities (text, audio, face order) that at least one sample has a source for; text is
-    left out for `TEXTLESS_DATASETS`."""
+    """Modalities (text, audio, face order) that at least one sample has a source for and, for a
+    registered ``dataset``, that its spec provides (RAVDESS lists no text: its two fixed sentences
+    carry no emotion)."""
+    from emofuse.data.specs import get_dataset, list_datasets
+
     have = [m for m in MODALITY_LETTERS if any(s.sources.get(_SOURCE_OF[m]) is not None for s in samples)]
-    if dataset in TEXTLESS_DATASETS:
-        have = [m for m in have if m != "text"]
+    if dataset is not None and dataset in list_datasets():
+        have = [m for m in have if m in get_dataset(dataset).modalities]
     return have
 
 
@@ -233,7 +232,7 @@ def tfn_subset_grid(samples: Sequence[Sample], store: FeatureStore, folds: Seque
         store: features of ``samples`` (its ``samples`` must be the same list).
         labels: the label map (class order) shared by every label source.
         features: modality -> feature names; default `DEFAULT_TFN_FEATURES`. Modalities no
-            sample has a source for (and text for `TEXTLESS_DATASETS`) are left out.
+            sample has a source for (and text for `textless_datasets`) are left out.
         label_sources: training columns; default ``"label"`` + every ``label_*`` column present.
         base_recipe: recipe whose model_kwargs/train config every cell uses (its model must be tfn).
 
@@ -250,7 +249,7 @@ def tfn_subset_grid(samples: Sequence[Sample], store: FeatureStore, folds: Seque
     dropped = [m for m in features if m not in available]
     if dropped:
         log.warning("modalities %s left out of the grid: no sample has them%s", dropped,
-                    " (or their text carries no emotion)" if dataset in TEXTLESS_DATASETS else "")
+                    " (or their text carries no emotion)" if dataset in textless_datasets() else "")
     features = {m: v for m, v in features.items() if m in available}
     subsets = modality_subsets(list(features))
     sources = list(label_sources) if label_sources else label_sources_in(samples)
@@ -462,34 +461,24 @@ def ladder_table(results: dict[str, Any], markdown: bool = False, title: str | N
 # Command line.
 
 def load_ablation_data(dataset: str, data_root: str | Path | None, *, labels: str | None = None,
-                       num_folds: int = 5, folds: str | None = None) -> tuple[list[Sample], list[str], list[Any], str]:
-    """Samples, label map, folds and dataset name for ``DATASET``: a corpus with shipped folds
-    (ravdess, cremad, iemocap, meld) under ``data_root``, or a manifest CSV path (folds from
-    `speaker_folds`, labels from ``labels`` or the global labels found)."""
-    from emofuse.data import default_labels, labels_in, prepare_manifest
-    from emofuse.splits import SPLIT_DATASETS, load_folds
+                       num_folds: int | None = None, folds: str | None = None, fold_seed: int | None = None,
+                       folds_dir: str | Path | None = None,
+                       progress: bool = False) -> tuple[list[Sample], list[str], list[Any], str]:
+    """Samples, label map, folds and dataset name for ``DATASET``: a registered corpus under
+    ``data_root`` (its packaged folds and label set), or a manifest CSV path (labels from ``labels``
+    or the global labels found; speaker-disjoint folds generated with ``num_folds``/``fold_seed``,
+    written to and reused from ``folds_dir`` when given; see `emofuse.data.specs.load_dataset`)."""
+    from emofuse.data.specs import folds_file_for, load_dataset
 
-    if dataset in SPLIT_DATASETS:
-        from emofuse.benchmark import load_dataset
-
-        if data_root is None:
-            raise ConfigError("no data folder: pass --data DIR or set EMOFUSE_DATA")
-        samples = load_dataset(dataset, data_root)
-        label_map = default_labels(dataset)
-        fold_list = load_folds(dataset)
-        name = dataset
-    else:
-        path = Path(dataset) if dataset != "manifest" else Path(data_root or "")
-        if path.suffix.lower() != ".csv":
-            raise ConfigError(f"DATASET must be one of {', '.join(SPLIT_DATASETS)} or a manifest .csv path, "
-                              f"got {dataset!r}")
-        samples = prepare_manifest(path, dataset=path.stem)
-        label_map = labels_in(samples)
-        fold_list = speaker_folds(samples, num_folds)
-        name = path.stem
+    if dataset == "manifest":  # the older spelling: the CSV given as --data
+        dataset = str(data_root or "")
+    folds_file = folds_file_for(folds_dir, dataset) if folds_dir is not None else None
+    data = load_dataset(dataset, data_root, num_folds=num_folds, fold_seed=fold_seed, folds_file=folds_file,
+                        progress=progress)
+    label_map = list(data.labels)
     if labels:
         label_map = [x.strip() for x in labels.split(",") if x.strip()]
-    return samples, label_map, select_folds(fold_list, folds), name
+    return data.samples, label_map, select_folds(data.folds, folds), data.name
 
 
 def _write_outputs(results: dict[str, Any], out: str | None, markdown_path: str | None, table_md: str) -> None:
@@ -515,8 +504,9 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     if args.target == "ladder":
         load_ladder(args.ladder)  # config errors first, before the data is read
     root = data_root(args.data)
-    samples, labels, folds, name = load_ablation_data(args.dataset, root, labels=args.labels,
-                                                      num_folds=args.num_folds, folds=args.folds)
+    samples, labels, folds, name = load_ablation_data(
+        args.dataset, root, labels=args.labels, num_folds=args.num_folds, folds=args.folds, fold_seed=args.fold_seed,
+        folds_dir=Path(args.out).parent if args.out else None, progress=not args.quiet)
     store = FeatureStore(samples, args.cache, progress=not args.quiet)
     store.labels = labels
     from emofuse.cli import parse_seeds

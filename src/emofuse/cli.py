@@ -33,6 +33,35 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return root
 
 
+def _dataset_root(args: argparse.Namespace, dataset: str) -> Path | None:
+    """The data root a dataset argument needs: `_data_dir` for a registered name; for a CSV manifest
+    (which names its own files) the root when one is known, else None."""
+    if not str(dataset).lower().endswith(".csv"):
+        return _data_dir(args)
+    from emofuse.paths import data_root
+
+    return data_root(args.data)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Fills ``{datasets}`` in an option's help with the registered dataset names, only when help is
+    shown (the registry imports the corpus modules, which ``emofuse --help`` does not pay for)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        if text and "{datasets}" in text:
+            from emofuse.data.specs import list_datasets
+
+            text = text.replace("{datasets}", ", ".join(list_datasets()))
+        return text
+
+
+DATASET_HELP = "{datasets}, or a CSV manifest path (your own corpus: docs/usage.md)"
+FOLDS_HELP = ("CSV manifest only: speaker-disjoint folds to generate (default 5, fewer when there are fewer "
+              "speakers; a saved folds file is reused)")
+FOLD_SEED_HELP = "CSV manifest only: seed of the generated folds (default 0: speakers dealt in sorted order)"
+
+
 def check_output(out: str | None, inputs: Sequence[str | Path], option: str = "--json") -> Path | None:
     """The file ``out`` an option will write (None for no file, or ``-``: standard output), checked
     before any work: a `DataError` naming it when it is a directory, a special file (fifo, device,
@@ -204,14 +233,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Load, open every media file, print counts per label and speaker. Exit 2 if a file is bad,
     unless --keep-going (bad files' samples are then left out of the counts and the manifest)."""
-    from emofuse.benchmark import load_dataset
     from emofuse.data.check import check_samples
+    from emofuse.data.specs import load_dataset
 
     if args.jobs is not None and args.jobs < 1:
         from emofuse.errors import ConfigError
 
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
-    samples = load_dataset(args.dataset, _data_dir(args), strict=args.strict)
+    data = load_dataset(args.dataset, _dataset_root(args, args.dataset), strict=args.strict, make_folds=False)
+    samples = data.samples
     report = check_samples(samples, jobs=args.jobs, progress=not args.quiet)
     for path, problem in sorted(report.bad.items()):
         print(f"emofuse: bad file: {path}: {problem}", file=sys.stderr)
@@ -220,8 +250,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     hours = "" if not seconds else f", {seconds / 3600:.2f} h of audio" if seconds >= 3600 else f", {seconds:.1f} s of audio"
     print(f"{args.dataset}: {len(kept)} samples, {len({s.speaker for s in kept})} speakers; "
           f"{report.checked} files checked, {len(report.bad)} bad{hours}")
-    _print_counts("label", [s.label for s in kept], args.dataset)
+    _print_counts("label", [s.label for s in kept], data.labels)
     _print_counts("speaker", [s.speaker for s in kept], None)
+    if not data.spec.speaker_independent:
+        print(f"note: {data.spec.note}")
     if report.bad:
         what = (f"{len(report.bad)} of {report.checked} files are bad")
         if not args.keep_going:
@@ -237,17 +269,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_counts(what: str, values: list, dataset: str | None) -> None:
-    """``per WHAT:`` then one ``  value: n`` line each (a corpus's labels in its class order)."""
+def _print_counts(what: str, values: list, first: Sequence[str] | None) -> None:
+    """``per WHAT:`` then one ``  value: n`` line each (the values in ``first`` in that order, e.g. a
+    corpus's labels in its class order, then the others sorted)."""
     from collections import Counter
 
     counts = Counter(values)
-    order: list = []
-    if dataset is not None:
-        from emofuse.data import DATASETS, default_labels
-
-        if dataset in DATASETS and dataset != "manifest":
-            order = [lab for lab in default_labels(dataset) if lab in counts]
+    order: list = [v for v in first or () if v in counts]
     order += sorted((v for v in counts if v not in order), key=str)
     print(f"per {what}:")
     for value in order:
@@ -255,12 +283,12 @@ def _print_counts(what: str, values: list, dataset: str | None) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from emofuse.benchmark import load_dataset
+    from emofuse.data.specs import load_dataset
     from emofuse.features.augment import check_factor
     from emofuse.featuresets import FeatureStore
 
     speeds = [1.0, *(check_factor(f) for f in args.speeds.split(",") if f.strip())]
-    samples = load_dataset(args.dataset, _data_dir(args))
+    samples = load_dataset(args.dataset, _dataset_root(args, args.dataset), make_folds=False).samples
     store = FeatureStore(samples, args.cache, progress=not args.quiet)
     for speed in dict.fromkeys(speeds):
         view = store.view(speed)
@@ -286,10 +314,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         for r in rows:
             print(json_text(r, indent=None))
         return 0
-    benchmark.run_benchmark(args.target, _data_dir(args), models=args.models, out=args.out, report_dir=args.report_dir,
-                            cache_dir=args.cache, seeds=parse_seeds(args.seeds),
+    benchmark.run_benchmark(args.target, _dataset_root(args, args.target), models=args.models, out=args.out,
+                            report_dir=args.report_dir, cache_dir=args.cache, seeds=parse_seeds(args.seeds),
                             folds=args.folds, max_epochs=args.max_epochs, progress=not args.quiet,
-                            robustness=args.robustness, resume=not args.fresh)
+                            robustness=args.robustness, resume=not args.fresh, num_folds=args.num_folds,
+                            fold_seed=args.fold_seed)
     return 0
 
 
@@ -299,16 +328,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     load_recipe(args.recipe)  # every recipe error first, before the data and the heavy imports
     from emofuse import benchmark
 
-    benchmark.train_recipe(args.recipe, args.dataset, _data_dir(args), out_dir=Path(args.out), fold=args.fold,
-                           cache_dir=args.cache, max_epochs=args.max_epochs, progress=not args.quiet,
-                           seeds=parse_seeds(args.seeds))
+    benchmark.train_recipe(args.recipe, args.dataset, _dataset_root(args, args.dataset), out_dir=Path(args.out),
+                           fold=args.fold, cache_dir=args.cache, max_epochs=args.max_epochs, progress=not args.quiet,
+                           seeds=parse_seeds(args.seeds), num_folds=args.num_folds, fold_seed=args.fold_seed)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from emofuse import benchmark
 
-    metrics = benchmark.evaluate_checkpoint(Path(args.checkpoint), args.dataset, _data_dir(args), fold=args.fold,
+    metrics = benchmark.evaluate_checkpoint(Path(args.checkpoint), args.dataset, _dataset_root(args, args.dataset),
+                                            fold=args.fold,
                                             cache_dir=args.cache, report_dir=args.report_dir)
     shown = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list)) or k == "test_time_augment"}
     from emofuse.reports import json_text
@@ -373,8 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="Every audio file gets a header check and a decode of its first second; a video-only "
                               "file must decode its first frame. Bad files are listed on stderr, one line each. "
                               "Exit status: 0 if every file is good, 2 if any is bad (nothing is written) or on bad "
-                              "input; with --keep-going, samples with a bad file are left out and the exit is 0.")
-    p.add_argument("dataset", choices=["ravdess", "cremad", "iemocap", "meld"])
+                              "input; with --keep-going, samples with a bad file are left out and the exit is 0.",
+                       formatter_class=_HelpFormatter)
+    p.add_argument("dataset", help=DATASET_HELP)
     p.add_argument("--strict", action="store_true", help="fail on any missing piece instead of warning")
     p.add_argument("--out", help="write a generic CSV manifest")
     p.add_argument("--keep-going", action="store_true", help="bad files do not fail the command: their samples "
@@ -384,36 +415,45 @@ def build_parser() -> argparse.ArgumentParser:
     data_opts(p)
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("extract", help="extract and cache features (resumes after interruption)")
-    p.add_argument("dataset", choices=["ravdess", "cremad", "iemocap", "meld"])
+    p = sub.add_parser("extract", help="extract and cache features (resumes after interruption)",
+                       formatter_class=_HelpFormatter)
+    p.add_argument("dataset", help=DATASET_HELP)
     p.add_argument("--features", default="whisper,egemaps", help="comma-separated extractor names")
     p.add_argument("--speeds", default="", help="also cache the audio features of speed-perturbed copies at these "
                    "comma-separated factors, e.g. 0.9,1.1 (what recipes with data.speed_perturb read)")
     data_opts(p)
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("train", help="train a recipe on a dataset fold and save a checkpoint")
+    p = sub.add_parser("train", help="train a recipe on a dataset fold and save a checkpoint",
+                       formatter_class=_HelpFormatter)
     p.add_argument("recipe", help="built-in recipe name or YAML path")
-    p.add_argument("--dataset", default="ravdess")
+    p.add_argument("--dataset", default="ravdess", help=DATASET_HELP + " (default: ravdess); a manifest's folds "
+                   "are saved in --out")
     p.add_argument("--fold", type=int, default=1, help="fold number (1-based); 0 = no test speakers: train on every speaker, early-stop on "
                    "fold 1's validation speakers (which also train the weights when the recipe refits)")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
     p.add_argument("--seeds", default="0", help="comma-separated seeds; several give a seed ensemble (one checkpoint "
                    "per seed under --out, plus ensemble.json; members already trained there are kept)")
     p.add_argument("--max-epochs", type=int)
+    p.add_argument("--num-folds", type=int, metavar="K", help=FOLDS_HELP)
+    p.add_argument("--fold-seed", type=int, metavar="S", help=FOLD_SEED_HELP)
     data_opts(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a fold's test speakers")
+    p = sub.add_parser("evaluate", help="evaluate a checkpoint on a fold's test speakers",
+                       formatter_class=_HelpFormatter)
     p.add_argument("checkpoint")
-    p.add_argument("--dataset", default="ravdess")
+    p.add_argument("--dataset", default="ravdess", help=DATASET_HELP + " (default: ravdess); a manifest's folds "
+                   "are the ones saved with the checkpoint")
     p.add_argument("--fold", type=int, default=1)
     p.add_argument("--report-dir", help="write metrics JSON/Markdown and a confusion matrix PNG here")
     data_opts(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("benchmark", help="k-fold benchmark of baselines and models (one table)")
-    p.add_argument("target", help="dataset (ravdess) or 'features' for extractor speed")
+    p = sub.add_parser("benchmark", help="k-fold benchmark of baselines and models (one table)",
+                       formatter_class=_HelpFormatter)
+    p.add_argument("target", help=DATASET_HELP + "; or 'features' for extractor speed. A manifest's folds are "
+                   "written beside --out (else in --report-dir) and reused")
     p.add_argument("--models", default="default", help="'default', 'all', or comma-separated recipe/model names")
     p.add_argument("--out", help="write results JSON here (updated after every model; rerunning the same "
                    "command resumes, reusing finished rows)")
@@ -421,6 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-dir", help="write results.md and confusion-matrix PNGs here")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--folds", help="comma-separated fold numbers (default: all)")
+    p.add_argument("--num-folds", type=int, metavar="K", help=FOLDS_HELP)
+    p.add_argument("--fold-seed", type=int, metavar="S", help=FOLD_SEED_HELP)
     p.add_argument("--max-epochs", type=int, help="override every recipe's max_epochs (quick runs)")
     p.add_argument("--robustness", action="store_true",
                    help="also test each neural model with single modalities and random modality drop rates 0.1-0.5")
@@ -448,9 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_lazy("explain", "cmd_explain"))
 
     # ablation: the command's code is imported only when it runs (keeps --help fast)
-    p = sub.add_parser("ablation", help="TFN modality-subset x label-source grid, or the OF-CMAER-CAT ladder")
+    p = sub.add_parser("ablation", help="TFN modality-subset x label-source grid, or the OF-CMAER-CAT ladder",
+                       formatter_class=_HelpFormatter)
     p.add_argument("target", choices=("tfn-subsets", "ladder"), help="which ablation")
-    p.add_argument("dataset", help="ravdess, cremad, iemocap, meld, or a manifest .csv path")
+    p.add_argument("dataset", help=DATASET_HELP + ". A manifest's folds are written beside --out and reused")
     p.add_argument("--data", help="data root (default: $EMOFUSE_DATA or ../shared/data)")
     p.add_argument("--cache", help="feature cache folder (default: $EMOFUSE_CACHE or ~/.cache/emofuse)")
     p.add_argument("--features", help="modality=feature[+feature],... (tfn default audio=whisper,face=au; "
@@ -460,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="comma-separated label map (default: the dataset's; manifest: labels found)")
     p.add_argument("--ladder", default="of_cmaer_cat_ladder", help="ladder: config name or YAML path")
     p.add_argument("--folds", help="comma-separated fold numbers (default: all)")
-    p.add_argument("--num-folds", type=int, default=5, help="manifest datasets: number of leave-speakers-out folds")
+    p.add_argument("--num-folds", type=int, metavar="K", help=FOLDS_HELP)
+    p.add_argument("--fold-seed", type=int, metavar="S", help=FOLD_SEED_HELP)
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--max-epochs", type=int, help="override max_epochs (quick runs)")
     p.add_argument("--out", help="write benchmark-format results JSON here (ladder: updated after every rung; "

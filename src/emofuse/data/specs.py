@@ -149,11 +149,12 @@ def folds_file_for(folder: str | Path, dataset: str | Path) -> Path:
 
 def dataset_name(name_or_csv: str | Path) -> str:
     """A registered name as is; for a manifest path its file stem, lowercased, other characters than
-    letters, digits and ``_`` replaced by ``_`` (``My corpus.csv`` -> ``my_corpus``)."""
+    letters, digits and ``_`` replaced by ``_`` (``My corpus.csv`` -> ``my_corpus``), prefixed with
+    ``manifest_`` when it would start otherwise or name a registered corpus (``ravdess.csv``)."""
     if not is_manifest(name_or_csv):
         return str(name_or_csv)
     name = re.sub(r"[^a-z0-9_]", "_", Path(str(name_or_csv)).stem.lower())
-    return name if _NAME.match(name) else f"manifest_{name}"
+    return name if _NAME.match(name) and name not in list_datasets() else f"manifest_{name}"
 
 
 @dataclass
@@ -232,7 +233,8 @@ def manifest_spec(csv_path: Path, samples: Sequence[Sample]) -> DatasetSpec:
 
 def load_dataset(name_or_csv: str | Path, data_root: str | Path | None = None, *, strict: bool = False,
                  num_folds: int | None = None, fold_seed: int | None = None, folds_file: str | Path | None = None,
-                 folds_must_exist: bool = False, progress: bool = False, **opts: Any) -> DatasetInstance:
+                 folds_must_exist: bool = False, make_folds: bool = True, progress: bool = False,
+                 **opts: Any) -> DatasetInstance:
     """Load a registered dataset (from ``data_root``) or a CSV manifest path, with its folds.
 
     Args:
@@ -241,6 +243,8 @@ def load_dataset(name_or_csv: str | Path, data_root: str | Path | None = None, *
             K and seed (defaults: `emofuse.splits.generate.default_num_folds`, 0 - or the saved file's).
         folds_file: where generated folds are written and reused (None: generated in memory only).
         folds_must_exist: a missing ``folds_file`` is an error (evaluating a checkpoint).
+        make_folds: False leaves generated folds out (``folds`` empty: ``emofuse prepare``/``extract``
+            need none, and a corpus of fewer than 3 speakers can still be checked).
         progress: say on stderr which folds file was written or reused.
         **opts: further loader options (override the spec's `DatasetSpec.options`).
     """
@@ -264,6 +268,8 @@ def load_dataset(name_or_csv: str | Path, data_root: str | Path | None = None, *
             raise ConfigError(f"--num-folds/--fold-seed generate folds for a CSV manifest; {spec.name} has "
                               f"packaged folds (emofuse/splits/{spec.folds}.json)")
         return DatasetInstance(spec, samples, list(spec.labels), load_folds(spec.name), source)
+    if not make_folds:
+        return DatasetInstance(spec, samples, list(spec.labels), [], source)
     folds, created = _generated_folds(spec, samples, source, num_folds, fold_seed, folds_file, folds_must_exist)
     if progress and folds_file is not None:
         verb = "wrote" if created else "reusing"
