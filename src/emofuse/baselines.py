@@ -59,9 +59,11 @@ def fit_predict_logreg(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarr
     if x_refit is None or y_refit is None:
         x_refit, y_refit = x_val, y_val
     model = _fit(np.concatenate([x_train, x_refit]), np.concatenate([y_train, y_refit]), best_c, seed)
+    from emofuse.inputs.plan import average_over_views
+
     views = [x_test] if isinstance(x_test, np.ndarray) else list(x_test)
     proba = np.zeros((len(views[0]), num_classes), dtype=np.float64)
-    proba[:, model.classes_] = np.mean([model.predict_proba(v) for v in views], axis=0)
+    proba[:, model.classes_] = average_over_views(model.predict_proba, views)  # test-time views
     return LogRegResult(probabilities=proba, chosen_c=best_c, model=model)
 
 

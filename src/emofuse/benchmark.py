@@ -22,8 +22,8 @@ import numpy as np
 from emofuse.baselines import fit_predict_logreg
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError
-from emofuse.featuresets import (FeatureStore, apply_dialogue_context, dialogue_windows, input_dims,
-                                  speaker_normalize, vector_modalities)
+from emofuse.featuresets import FeatureStore, input_dims, vector_modalities
+from emofuse.inputs.plan import InputPlan
 from emofuse.metrics import aggregate, classification_metrics
 from emofuse.recipes import Recipe, builtin_recipe_names, load_recipe
 
@@ -156,13 +156,16 @@ class ClassicalData:
     dims: dict[str, int]
     train_views: list[np.ndarray]
     test_views: list[np.ndarray]
+    #: how the matrices were built (saved in a trained checkpoint)
+    plan: InputPlan | None = None
 
 
 def classical_data(recipe: Recipe, samples: list[Sample], store: FeatureStore, labels: list[str]) -> ClassicalData:
-    """Pooled features of every modality concatenated per clip (and of each speed-perturbed view);
-    samples lacking a modality are left out (with a warning)."""
-    feats = recipe_features(recipe, store, pooled=True)
-    train_views, test_views = augmented_views(recipe, store, pooled=True)
+    """The recipe's input plan (pooled vectors) concatenated per clip, for the original and each
+    augmented view; samples lacking a modality are left out (with a warning)."""
+    plan = InputPlan.from_recipe(recipe)
+    feats = plan.arrays(store)
+    train_views, test_views = plan.view_arrays(store)
     index = {lab: i for i, lab in enumerate(labels)}
     keep = [i for i in range(len(samples)) if all(v[m][i] is not None for v in (feats, *train_views.values(),
                                                                                    *test_views.values()) for m in v)]
@@ -178,7 +181,7 @@ def classical_data(recipe: Recipe, samples: list[Sample], store: FeatureStore, l
     kept = [samples[i] for i in keep]
     return ClassicalData(kept, matrix(feats), np.array([index[s.label] for s in kept]),
                          {m: int(feats[m][keep[0]].shape[-1]) for m in feats},
-                         [matrix(v) for v in train_views.values()], [matrix(v) for v in test_views.values()])
+                         [matrix(v) for v in train_views.values()], [matrix(v) for v in test_views.values()], plan)
 
 
 def fit_classical_fold(data: ClassicalData, fold, num_classes: int, seed: int = 0):
@@ -222,37 +225,20 @@ def _row(recipe: Recipe, agg: dict[str, Any], seconds: list[float], **extra: Any
     return row
 
 
-def recipe_features(recipe: Recipe, store: FeatureStore, pooled: bool = False) -> dict[str, list[np.ndarray | None]]:
-    """A recipe's per-modality features from ``store`` (speaker-normalised and turned into dialogue
-    windows when the recipe says so)."""
-    feats = store.for_recipe(recipe.features, pooled=pooled)
-    if recipe.data.get("speaker_norm"):
-        feats = speaker_normalize(feats, store.samples)
-    context = list(recipe.model_kwargs.get("context_modalities") or [])
-    if context and not pooled:  # dialogue turn windows [<=L, D] for the modalities the model reads as turns
-        feats = apply_dialogue_context(feats, store.samples, context, recipe.data.get("max_dialogue_length"))
-    return feats
+def augmented_views(recipe: Recipe, store: FeatureStore):
+    """``(train_views, test_views)``: view name (``speed0.9``) -> the recipe's inputs on that view
+    (`InputPlan.view_arrays`); empty when the recipe asks for none or no view changes any of its
+    features (see `emofuse.training.kfold.run_kfold`)."""
+    return InputPlan.from_recipe(recipe).view_arrays(store)
 
 
-def augmented_views(recipe: Recipe, store: FeatureStore, pooled: bool = False):
-    """``(train_views, test_views)``: view name (``speed0.9``) -> the recipe's features computed on
-    speed-perturbed audio, for ``data.speed_perturb`` and ``data.test_time_augment``; empty when
-    the recipe asks for neither or reads no audio feature (see `emofuse.training.kfold.run_kfold`)."""
-    from emofuse.features import list_extractors
-
-    if not set(recipe.feature_names) & set(list_extractors("audio")):
-        return {}, {}  # nothing to perturb (e.g. a face-only subset of an augmented recipe)
-    views = {f: recipe_features(recipe, store.view(f), pooled) for f in {*recipe.train_speeds, *recipe.test_speeds}}
-    return ({f"speed{f:g}": views[f] for f in recipe.train_speeds},
-            {f"speed{f:g}": views[f] for f in recipe.test_speeds})
-
-
-def neural_setup(recipe: Recipe, store: FeatureStore):
-    """Features, a model factory and the training config for a neural recipe."""
+def neural_setup(recipe: Recipe, store: FeatureStore, plan: InputPlan | None = None):
+    """Inputs (built by the recipe's `InputPlan`), a model factory and the training config for a
+    neural recipe."""
     from emofuse.models import create_model
     from emofuse.training.config import load_train_config
 
-    feats = recipe_features(recipe, store)
+    feats = (plan or InputPlan.from_recipe(recipe)).arrays(store)
     kwargs = dict(recipe.model_kwargs)
     dims = input_dims(feats)
     if recipe.model == "attention_pooling":
@@ -272,13 +258,15 @@ def run_neural(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds
     from emofuse.training.kfold import run_kfold
 
     store.labels = labels
-    feats, build, cfg = neural_setup(recipe, store)
+    plan = InputPlan.from_recipe(recipe)
+    feats, build, cfg = neural_setup(recipe, store, plan)
     if max_epochs:
         cfg = cfg.replace(max_epochs=max_epochs)
     conditions = robustness_conditions(recipe.modalities) if robustness else {}
-    train_views, test_views = augmented_views(recipe, store)
-    result = run_kfold(samples, feats, labels, folds, build, cfg, seeds=seeds, progress=progress, standardize=True,
-                       extra_tests=conditions, train_views=train_views, test_views=test_views,
+    train_views, test_views = plan.view_arrays(store)
+    result = run_kfold(samples, feats, labels, folds, build, cfg, seeds=seeds, progress=progress,
+                       standardize=plan.standardize, extra_tests=conditions, train_views=train_views,
+                       test_views=test_views,
                        out_dir=None if report_dir is None else report_dir / recipe.name)
     row = result.summary(recipe.name, recipe.modalities, architecture=recipe.model, features=recipe.features,
                          speaker_norm=bool(recipe.data.get("speaker_norm")), **augmentation_fields(recipe))
@@ -484,21 +472,9 @@ def feature_speed(data_root: str | Path, names: list[str], n_clips: int = 40) ->
 
 
 def _feature_specs(recipe: Recipe) -> dict[str, dict[str, Any]]:
-    """Checkpoint record of how each modality's features are computed (extractor configs); a
-    classical recipe's are marked ``pooled`` (per-clip vectors, as it was trained on)."""
-    from emofuse.features import get_extractor, list_extractors
-    from emofuse.predict import feature_spec
-
-    specs = {}
-    context = set(recipe.model_kwargs.get("context_modalities") or [])
-    for modality, names in recipe.features.items():
-        configs = {n: get_extractor(n).config() for n in names if n in list_extractors(None)}
-        specs[modality] = feature_spec(names, configs)
-        if recipe.classical:
-            specs[modality]["pooled"] = True
-        if modality in context:  # evaluate_checkpoint rebuilds the same turn windows
-            specs[modality]["dialogue_window"] = int(recipe.data.get("max_dialogue_length") or 1)
-    return specs
+    """Checkpoint record of how each modality's features are computed (extractor configs, ``pooled``
+    for a classical recipe, ``dialogue_window``): the ``features`` of the recipe's `InputPlan`."""
+    return InputPlan.from_recipe(recipe).feature_specs()
 
 
 def training_setup(recipe: Recipe, dataset: str, fold: int, seed: int, max_epochs: int | None) -> dict[str, Any]:
@@ -635,20 +611,21 @@ def _train_neural(recipe: Recipe, samples: list[Sample], store: FeatureStore, la
     from emofuse.training.config import TrainConfig
     from emofuse.training.kfold import run_kfold
 
-    feats, build, _ = neural_setup(recipe, store)
+    plan = InputPlan.from_recipe(recipe)
+    feats, build, _ = neural_setup(recipe, store, plan)
     cfg = TrainConfig.from_dict(setup["train"])
     saved: dict[str, Any] = {}
 
     def save(fold_obj, model, info):
         saved["metrics"] = {} if cfg.refit and not fold_obj.test else info["metrics"]
-        save_checkpoint(out_dir, model, labels=labels, features=_feature_specs(recipe),
+        save_checkpoint(out_dir, model, labels=labels, features=plan.feature_specs(), input_plan=plan,
                         extras=stats_to_tensors(info["stats"] or {}),
                         meta=_checkpoint_meta(recipe, setup["dataset"], fold_obj, refit=cfg.refit, setup=setup,
                                               metrics=saved["metrics"], description=description))
 
-    train_views, test_views = augmented_views(recipe, store)
-    run_kfold(samples, feats, labels, [chosen], build, cfg, seeds=(cfg.seed,), progress=progress, standardize=True,
-              on_fold_end=save, train_views=train_views, test_views=test_views)
+    train_views, test_views = plan.view_arrays(store)
+    run_kfold(samples, feats, labels, [chosen], build, cfg, seeds=(cfg.seed,), progress=progress,
+              standardize=plan.standardize, on_fold_end=save, train_views=train_views, test_views=test_views)
     return saved["metrics"]
 
 
@@ -666,8 +643,8 @@ def _train_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore,
     model, stats = export_logreg(res.model, len(labels), data.dims)
     meta = _checkpoint_meta(recipe, setup["dataset"], chosen, refit=True, setup=setup, metrics=metrics,
                             description=description)
-    save_checkpoint(out_dir, model, labels=labels, features=_feature_specs(recipe), extras=stats_to_tensors(stats),
-                    meta={**meta, "chosen_c": res.chosen_c})
+    save_checkpoint(out_dir, model, labels=labels, features=data.plan.feature_specs(), input_plan=data.plan,
+                    extras=stats_to_tensors(stats), meta={**meta, "chosen_c": res.chosen_c})
     return metrics
 
 
@@ -721,11 +698,8 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str | DatasetInstance, data_r
     on the class probabilities averaged over its members, each with its own standardisation.
     """
     from emofuse.checkpoint import load_members
-    from emofuse.normalize import apply_standardizer, stats_from_tensors
     from emofuse.reports import plot_confusion, write_json_atomic
     from emofuse.splits import partition
-    from emofuse.training.data import FeatureDataset
-    from emofuse.training.fit import predict_proba_mean
 
     checkpoint = Path(checkpoint)
     members = load_members([checkpoint])
@@ -748,32 +722,28 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str | DatasetInstance, data_r
         if s.label not in index:
             raise DataError(s.id, f"label {s.label!r} is not in the checkpoint's label map {ckpt.labels}")
     y_true = [index[s.label] for s in test]
-    raw: dict[float, dict[str, list[np.ndarray | None]]] = {}
-
-    def features(speed: float) -> dict[str, list[np.ndarray | None]]:
-        """The checkpoint's raw test features on audio played ``speed`` times faster."""
-        if speed not in raw:
-            view = store.view(speed)
-            feats = {m: view.modality(spec["names"], pooled=bool(spec.get("pooled")))
-                     for m, spec in ckpt.features.items()}
-            for m, spec in ckpt.features.items():  # dialogue turn windows, within the test split only
-                if spec.get("dialogue_window"):
-                    feats[m] = dialogue_windows(feats[m], test, int(spec["dialogue_window"]))
-            raw[speed] = feats
-        return raw[speed]
-
-    def member_probs(member) -> np.ndarray:  # averaged over the original and its test-time views
-        stats = stats_from_tensors(member.extras)
-        return predict_proba_mean(member.model, [
-            FeatureDataset(apply_standardizer(features(f), stats), y_true, [s.id for s in test],
-                           dims=member.model.input_dims) for f in (1.0, *member.test_time_speeds)])
-
-    probs = np.mean([member_probs(member) for member in members], axis=0)
+    plans = [member.input_plan for member in members]
+    probs = np.mean([_view_averaged_probs(member, plan, store, y_true) for member, plan in zip(members, plans)],
+                    axis=0)
     metrics = classification_metrics(y_true, probs.argmax(1), ckpt.labels)
     metrics["ensemble_members"] = len(members)
-    metrics["test_time_augment"] = sorted({f for member in members for f in member.test_time_speeds})
+    metrics["test_time_augment"] = sorted({f for plan in plans for f in plan.test_time_speeds})
     if report_dir:
         write_json_atomic(Path(report_dir) / "metrics.json", metrics)
         plot_confusion(np.asarray(metrics["confusion"]), ckpt.labels, Path(report_dir) / "confusion.png",
                        title=f"{checkpoint.name} on {dataset} fold {fold}")
     return metrics
+
+
+def _view_averaged_probs(member, plan: InputPlan, store: FeatureStore, y_true: list[int]) -> np.ndarray:
+    """One checkpoint's class probabilities for the store's samples: inputs built by its input plan
+    (arrays shared between members through the store), standardised with its own statistics,
+    averaged over the original and its test-time views."""
+    from emofuse.training.data import FeatureDataset
+    from emofuse.training.fit import predict_proba_mean
+
+    stats = plan.saved_stats(member.extras)
+    ids = [s.id for s in store.samples]
+    return predict_proba_mean(member.model, [
+        FeatureDataset(plan.standardized(plan.arrays(store, view), stats), y_true, ids, dims=member.model.input_dims)
+        for view in (None, *plan.test_views)])

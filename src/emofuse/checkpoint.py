@@ -6,9 +6,7 @@ Loading never unpickles: weights come from safetensors, everything else from JSO
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from emofuse.atomic import atomic_write_text
+from emofuse.atomic import atomic_write_bytes, atomic_write_text
 from emofuse.errors import ConfigError, DataError, EmofuseError
 
 FORMAT_VERSION = 1
@@ -39,16 +37,21 @@ class LoadedCheckpoint:
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
+    #: the saved input plan (``config.json`` ``input_plan``); None for a checkpoint saved before plans
+    plan: Any = None
+
+    @property
+    def input_plan(self) -> Any:
+        """How this checkpoint's inputs are built (`emofuse.inputs.plan.InputPlan`): the saved plan,
+        or for an older checkpoint one derived from its ``features`` and ``meta.test_time_augment``."""
+        from emofuse.inputs.plan import InputPlan
+
+        return self.plan if self.plan is not None else InputPlan.from_checkpoint(self.features, self.meta)
+
     @property
     def test_time_speeds(self) -> tuple[float, ...]:
-        """Speed factors whose predictions are averaged with the original's (the recipe's
-        ``data.test_time_augment``, saved as ``meta.test_time_augment``); empty: none."""
-        from emofuse.features.augment import check_factors
-
-        try:
-            return check_factors(self.meta.get("test_time_augment") or [], "meta.test_time_augment")
-        except ConfigError as exc:
-            raise ConfigError(f"checkpoint {self.meta.get('recipe', '')}: {exc}") from None
+        """Speed factors whose predictions are averaged with the original's (the plan's test views)."""
+        return tuple(self.input_plan.test_time_speeds)
 
 
 def package_versions() -> dict[str, str]:
@@ -66,15 +69,9 @@ def package_versions() -> dict[str, str]:
 
 
 def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from safetensors.torch import save
+
+    atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata))
 
 
 def save_checkpoint(
@@ -85,10 +82,12 @@ def save_checkpoint(
     features: dict[str, dict[str, Any]],
     extras: dict[str, torch.Tensor] | None = None,
     meta: dict[str, Any] | None = None,
+    input_plan: Any = None,
 ) -> Path:
     """Save ``model`` to ``directory`` (created). ``features`` maps modality -> extractor config;
     ``extras`` are further tensors (e.g. feature normalisation statistics); ``meta`` any JSON data
-    (training config, metrics, dataset, fold)."""
+    (training config, metrics, dataset, fold); ``input_plan`` the `emofuse.inputs.plan.InputPlan`
+    the inputs were built with (saved as ``input_plan``)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if len(labels) != model.num_classes:
@@ -102,6 +101,7 @@ def save_checkpoint(
         "labels": list(labels),
         "features": features,
         "meta": meta or {},
+        **({} if input_plan is None else {"input_plan": input_plan.to_dict()}),
         "versions": package_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -179,23 +179,12 @@ def _check_labels(labels: Any, num_classes: int, bad) -> None:
 
 
 def _check_features(features: Any, bad) -> None:
+    from emofuse.inputs.plan import check_modality_spec
+
     if not isinstance(features, dict):
         raise bad("features", f"must map modality -> feature spec, got {_type_name(features)}")
     for m, spec in features.items():
-        where = f"features.{m}"
-        if not isinstance(spec, dict):
-            raise bad(where, f"must be an object (names, configs), got {_type_name(spec)}")
-        names = spec.get("names", ["-"])
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-            raise bad(f"{where}.names", f"must be a non-empty list of feature names, got {names!r:.80}")
-        configs = spec.get("configs", {})
-        if not isinstance(configs, dict) or not all(isinstance(c, dict) for c in configs.values()):
-            raise bad(f"{where}.configs", "must map feature name -> extractor settings (an object each)")
-        if not isinstance(spec.get("pooled", False), bool):
-            raise bad(f"{where}.pooled", f"must be true or false, got {spec['pooled']!r}")
-        window = spec.get("dialogue_window", 1)
-        if not _is_int(window) or window < 1:
-            raise bad(f"{where}.dialogue_window", f"must be a positive integer, got {window!r}")
+        check_modality_spec(f"features.{m}", spec, bad)
 
 
 def _check_meta(meta: Any, bad) -> None:
@@ -223,6 +212,10 @@ def check_config(config: Any, path: Path) -> dict[str, Any]:
     _check_labels(config.get("labels"), config["model"]["num_classes"], bad)
     _check_features(config.setdefault("features", {}), bad)
     _check_meta(config.setdefault("meta", {}), bad)
+    if "input_plan" in config:
+        from emofuse.inputs.plan import check_saved_plan
+
+        check_saved_plan(config, bad)
     if not isinstance(config.setdefault("versions", {}), dict):
         raise bad("versions", f"must be an object, got {_type_name(config['versions'])}")
     return config
@@ -341,7 +334,15 @@ def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> LoadedC
     model.eval()
     return LoadedCheckpoint(model=model, labels=list(config["labels"]), features=config["features"],
                             extras=extras, meta={**config["meta"], "versions": config["versions"],
-                                                 "created": config.get("created")})
+                                                 "created": config.get("created")},
+                            plan=_saved_plan(config))
+
+
+def _saved_plan(config: dict[str, Any]) -> Any:
+    """The checked ``input_plan`` of a config as an `InputPlan` (None when it has none)."""
+    from emofuse.inputs.plan import InputPlan
+
+    return InputPlan.from_dict(config["input_plan"]) if "input_plan" in config else None
 
 
 #: A seed-ensemble folder: ``ensemble.json`` naming member checkpoint sub-folders.

@@ -289,7 +289,9 @@ def predict_proba(model: EmotionModel, ds: FeatureDataset, batch_size: int = 64,
 def predict_proba_mean(model: EmotionModel, datasets: Sequence[FeatureDataset], batch_size: int = 64) -> np.ndarray:
     """Class probabilities averaged over ``datasets``: the same samples in the same order, e.g. the
     original features and test-time augmented views of them."""
-    return np.mean([predict_proba(model, ds, batch_size=batch_size) for ds in datasets], axis=0)
+    from emofuse.inputs.plan import average_over_views
+
+    return average_over_views(lambda ds: predict_proba(model, ds, batch_size=batch_size), datasets)
 
 
 def describe(result: FitResult) -> dict[str, Any]:
