@@ -262,11 +262,11 @@ def load_dataset(name_or_csv: str | Path, data_root: str | Path | None = None, *
         spec = manifest_spec(source, samples)
     else:
         spec = get_dataset(str(name_or_csv))
-        samples, source = _registered(spec, data_root, strict, opts)
-    if spec.folds is not None:
-        if num_folds is not None or fold_seed is not None:
+        if spec.folds is not None and (num_folds is not None or fold_seed is not None):
             raise ConfigError(f"--num-folds/--fold-seed generate folds for a CSV manifest; {spec.name} has "
                               f"packaged folds (emofuse/splits/{spec.folds}.json)")
+        samples, source = _registered(spec, data_root, strict, opts)
+    if spec.folds is not None:
         return DatasetInstance(spec, samples, list(spec.labels), load_folds(spec.name), source)
     if not make_folds:
         return DatasetInstance(spec, samples, list(spec.labels), [], source)
