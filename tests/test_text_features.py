@@ -46,7 +46,8 @@ def test_text_extractors_are_registered_by_source():
     text = list_extractors("text")
     assert text == ["minilm_pooled", "minilm_tokens"]
     assert not set(text) & set(list_extractors())  # the default listing stays audio-only
-    assert set(list_extractors(None)) == set(list_extractors()) | set(text)
+    others = {"au", "speaker_meta", "speaker_identity", "signal_stats", "signal_frames"}  # table, meta, signal
+    assert set(list_extractors(None)) == set(list_extractors()) | set(text) | others
     assert all(get_extractor(n).source == "audio" for n in list_extractors())
     with pytest.raises(ConfigError, match="source"):
         list_extractors("video")

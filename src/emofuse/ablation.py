@@ -44,7 +44,6 @@ FALLBACK_LADDER_FEATURES = {"audio": ["whisper"], "face": ["au"]}
 GLOBAL_LABEL = "label"
 _LADDER_KEYS = {"model", "base", "rungs", "description"}
 _RUNG_KEYS = {"name", "model_kwargs"}
-_SOURCE_OF = {"audio": "audio", "face": "face", "text": "text"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,9 +89,10 @@ def dataset_modalities(samples: Sequence[Sample], dataset: str | None = None) ->
     """Modalities (text, audio, face order) that at least one sample has a source for and, for a
     registered ``dataset``, that its spec provides (RAVDESS lists no text: its two fixed sentences
     carry no emotion)."""
+    from emofuse.data.modalities import has_source
     from emofuse.data.specs import get_dataset, list_datasets
 
-    have = [m for m in MODALITY_LETTERS if any(s.sources.get(_SOURCE_OF[m]) is not None for s in samples)]
+    have = [m for m in MODALITY_LETTERS if any(has_source(s, m) for s in samples)]
     if dataset is not None and dataset in list_datasets():
         have = [m for m in have if m in get_dataset(dataset).modalities]
     return have

@@ -51,8 +51,6 @@ RAVDESS_FEATURE_SHAPES: dict[str, tuple[int, int]] = {
     "speaker_meta": (1, 4),
 }
 
-#: Feature used for a modality when a model has no recipe.
-DEFAULT_MODALITY_FEATURE = {"audio": "whisper", "face": "au", "text": "minilm_tokens", "meta": "speaker_meta"}
 
 #: The recipe that defines each model's inputs and hyper-parameters in the table (the multimodal,
 #: non-speaker-normalised variant where there are several).
@@ -206,6 +204,14 @@ def _recipe_for(name: str):
     return None
 
 
+def _default_feature(modality: str) -> str:
+    """Feature used for a modality when a model has no recipe (the modality registry's default)."""
+    from emofuse.data.modalities import get_modality, list_modalities
+
+    feature = get_modality(modality).default_feature if modality in list_modalities() else None
+    return feature or "whisper"
+
+
 def _modality_shape(modality: str, features: list[str], source: str) -> tuple[int, int]:
     unknown = [f for f in features if f not in RAVDESS_FEATURE_SHAPES]
     if unknown:
@@ -232,7 +238,7 @@ def scenario_spec(name: str, scenario: str = "ravdess") -> dict[str, Any]:
         features, kwargs, source = recipe.features, dict(recipe.model_kwargs), f"recipe {recipe.name}"
     else:
         mods = list(getattr(_REGISTRY[name], "test_input_dims", {"audio": 0, "face": 0}))
-        features = {m: [DEFAULT_MODALITY_FEATURE.get(m, "whisper")] for m in mods}
+        features = {m: [_default_feature(m)] for m in mods}
         kwargs, source = {}, "class defaults"
     shapes = {m: _modality_shape(m, feats, source) for m, feats in features.items()}
     # Per-clip vectors are declared to models that distinguish them, as the benchmark does.

@@ -12,8 +12,8 @@ Every model's :class:`~emofuse.models.base.ModelOutput` explanations are drawn b
 * ``"attention/<m>"`` ``[B, T]`` -> temporal weight curve, over the clip's waveform when known;
 * any other ``[B, M, M]`` map (e.g. ``"compatibility"``) -> modality-by-modality heatmap.
 
-Axes are in seconds when the modality's frame rate is known (Whisper states 50/s, log-mel and
-MFCC 1 / hop), else in frame index. A map shorter than its input (frames averaged by a stride, or
+Axes are in seconds when the modality's frame rate is known (the extractor's declared
+``frame_rate``: Whisper states 50/s, log-mel and MFCC sample rate / hop), else in frame index. A map shorter than its input (frames averaged by a stride, or
 interpolated to a common length) is spread evenly over the clip's duration. Images are rendered
 with matplotlib's Agg canvas (no pyplot state) and written atomically.
 """
@@ -241,19 +241,19 @@ def explain_batch_outputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor
 
 
 def feature_frame_rate(spec: dict[str, Any]) -> float | None:
-    """Frames per second of a checkpoint's frame-level audio features, or None (pooled, several, unknown)."""
+    """Frames per second of a checkpoint's frame-level features: the extractor's declared
+    ``frame_rate`` with the saved options, or None (pooled, several, a vector, no time axis, unknown)."""
     names = spec.get("names", [])
     if len(names) != 1 or spec.get("pooled"):
         return None
-    name, cfg = names[0], spec.get("configs", {}).get(names[0], {})
-    if name == "whisper":
-        from emofuse.features.whisper import FRAMES_PER_SECOND
+    from emofuse.features import get_extractor
 
-        return float(FRAMES_PER_SECOND)
-    if name in ("logmel", "mfcc", "frft_mfcc", "egemaps_lld"):
-        hop = cfg.get("hop_length", 160)
-        return SAMPLE_RATE / float(hop)
-    return None
+    try:
+        extractor = get_extractor(names[0], **spec.get("configs", {}).get(names[0], {}))
+    except ConfigError:
+        return None
+    rate = extractor.frame_rate if extractor.produces == "sequence" else None
+    return None if rate is None else float(rate)
 
 
 def file_inputs(predictor, path: Path, face: np.ndarray | None = None

@@ -1,12 +1,12 @@
 """Turning samples into per-modality feature arrays for a recipe.
 
-Feature names are extractors (``emofuse.features.list_extractors(None)``), computed through the
-on-disk cache from ``sample.sources["audio"]`` (audio extractors) or ``sample.sources["text"]``
-(text extractors such as ``minilm_pooled``). ``au`` is the per-clip facial action-unit vector a
-dataset loader put in ``sample.sources["face"]``; ``speaker_meta`` a one-hot of the speaker's
-gender from ``sample.meta``; ``speaker_identity`` a one-hot of the MELD speaker (six Friends leads
-+ other). Several vector features for one modality are concatenated (e.g. ``audio:
-[whisper_pooled, egemaps]``).
+Feature names are registered extractors (``emofuse.features.list_extractors(None)``), each
+computed by the one driver (`emofuse.features.driver.extract`) from the source it declares:
+``sample.sources["audio"]`` (audio extractors), ``sample.sources["text"]`` (``minilm_pooled``, ...),
+a dataset table row (``au``: the per-clip action units in ``sample.sources["face"]``), the sample's
+fields (``speaker_meta``: gender one-hot; ``speaker_identity``: the MELD speaker) or a signal file
+(``signal_stats``, ``signal_frames``). Several vector features for one modality are concatenated
+(e.g. ``audio: [whisper_pooled, egemaps]``).
 
 `dialogue_windows` turns utterance-level vectors into dialogue turn windows ``[<=L, D]`` (the
 ``data.max_dialogue_length`` of a recipe, for the model's ``context_modalities``).
@@ -15,43 +15,24 @@ gender from ``sample.meta``; ``speaker_identity`` a one-hot of the MELD speaker 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError
 
-#: Features read from the sample itself rather than extracted from a media file.
-SOURCE_FEATURES = {"au": "face", "speaker_meta": "meta", "speaker_identity": "meta"}
-
-#: MELD speakers with their own ``speaker_identity`` column (the six Friends leads, 83% of the
-#: utterances); every other speaker shares the last column, "other".
-MELD_MAIN_SPEAKERS = ("Chandler", "Joey", "Monica", "Phoebe", "Rachel", "Ross")
+_MOVED = {"MELD_MAIN_SPEAKERS", "speaker_identity_vector", "speaker_meta_vector"}  # now in emofuse.features.meta
 
 
-def speaker_meta_vector(sample: Sample) -> np.ndarray | None:
-    """Speaker metadata one-hot ``[is_male, is_female]`` from ``sample.meta["gender"]`` (None if unknown)."""
-    gender = str(sample.meta.get("gender", "")).upper()[:1]
-    if gender not in ("M", "F"):
-        return None
-    return np.array([[gender == "M", gender == "F"]], dtype=np.float32)
+def __getattr__(name: str) -> Any:
+    # the speaker vectors moved to emofuse.features.meta (loaded on first use: the feature package
+    # imports librosa, which importing this module must not)
+    if name in _MOVED:
+        from emofuse.features import meta
 
-
-def speaker_identity_vector(sample: Sample) -> np.ndarray | None:
-    """Speaker identity one-hot ``[Chandler, Joey, Monica, Phoebe, Rachel, Ross, other]`` (MELD only).
-
-    MELD has no gender or age annotation. Who speaks is a legitimate input there because MELD's
-    official split is not speaker-disjoint (the leads speak in train, dev and test), so scores on it
-    are not speaker-independent with or without this vector; it must not be used for
-    speaker-independent claims. Other datasets give None (absent meta).
-    """
-    if sample.dataset != "meld":
-        return None
-    vector = np.zeros((1, len(MELD_MAIN_SPEAKERS) + 1), dtype=np.float32)
-    name = sample.speaker.strip()
-    vector[0, MELD_MAIN_SPEAKERS.index(name) if name in MELD_MAIN_SPEAKERS else -1] = 1.0
-    return vector
-
+        return getattr(meta, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 def pool_vector(array: np.ndarray) -> np.ndarray:
     """A per-clip vector: a length-1 feature is itself, a sequence gives [mean; std] over time."""
@@ -65,90 +46,69 @@ def pool_vector(array: np.ndarray) -> np.ndarray:
 class FeatureStore:
     """Computes (or reads from cache) and keeps in memory each named feature for a list of samples.
 
-    ``speed`` != 1 makes a speed-perturbed view (`emofuse.features.augment`): audio extractors run
-    on every clip played that many times faster; every other feature (action units, text,
-    metadata) is the original one. Make views with `view`, which shares those.
+    `view` gives the store of an augmented view of the same samples (an
+    `emofuse.inputs.views.AugmentedView`, or a speed factor): the features the view applies to are
+    computed on the transformed source (``view.wrap(extractor)``); every other feature (action
+    units, text, metadata for a speed view) is the original store's, shared.
     """
 
-    def __init__(self, samples: list[Sample], cache_dir: str | Path | None = None, progress: bool = True,
-                 speed: float = 1.0) -> None:
-        from emofuse.features.augment import check_factor
-
+    def __init__(self, samples: list[Sample], cache_dir: str | Path | None = None, progress: bool = True) -> None:
         self.samples = samples
         self.cache_dir = cache_dir
         self.progress = progress
-        self.speed = check_factor(speed)
+        self.augmentation: Any = None  # the AugmentedView of a view store, None for the original
         self._original: FeatureStore | None = None
-        self._views: dict[float, FeatureStore] = {}
+        self._views: dict[Any, FeatureStore] = {}
         self._arrays: dict[str, list[np.ndarray | None]] = {}
 
-    def view(self, speed: float) -> "FeatureStore":
-        """The store of the same samples with audio played ``speed`` times faster (1.0: the original);
-        the same object for the same factor."""
-        from emofuse.features.augment import check_factor
+    @property
+    def speed(self) -> float:
+        """The speed factor of a speed view (1.0 for the original store and other views)."""
+        return float(getattr(self.augmentation, "factor", 1.0))
 
+    def view(self, view: Any) -> "FeatureStore":
+        """The store of ``view`` of the same samples (an AugmentedView, a speed factor, or None /
+        1.0: the original); the same object for the same view, so its arrays stay in memory."""
         original = self._original or self
-        speed = check_factor(speed)
-        if speed == 1.0:
+        view = _as_view(view)
+        if view is None:
             return original
-        if speed not in original._views:  # one view per factor, so its arrays stay in memory
-            store = FeatureStore(self.samples, self.cache_dir, self.progress, speed=speed)
-            store._original = original
-            original._views[speed] = store
-        store = original._views[speed]
+        if view not in original._views:
+            store = FeatureStore(self.samples, self.cache_dir, self.progress)
+            store.augmentation, store._original = view, original
+            original._views[view] = store
+        store = original._views[view]
         if hasattr(original, "labels"):
             store.labels = original.labels
         return store
 
-    def get(self, name: str) -> list[np.ndarray | None]:
-        """One array per sample (``[T, D]``), None where the sample lacks the source."""
-        if self._original is not None and not self._is_audio(name):
-            return self._original.get(name)
-        if name not in self._arrays:
-            self._arrays[name] = self._compute(name)
-        return self._arrays[name]
+    def get(self, name: str, shard: tuple[int, int] | None = None) -> list[np.ndarray | None]:
+        """One array per sample (``[T, D]``), None where the sample lacks the source. With ``shard``
+        (``(k, n)``, `emofuse.features.driver.extract`) only that share of the missing cache
+        entries is computed and the result is not kept (other shards' entries may be None)."""
+        extractor = self.extractor(name)
+        if self._original is not None:
+            if not self.augmentation.applies_to(extractor):
+                return self._original.get(name, shard)
+            extractor = self.augmentation.wrap(extractor)
+        if name in self._arrays:
+            return self._arrays[name]
+        from emofuse.features.driver import extract
+
+        arrays = [None if a is None else np.asarray(a, dtype=np.float32)
+                  for a in extract(extractor, self.samples, self.cache_dir, self.progress, shard)]
+        if shard is None:
+            self._arrays[name] = arrays
+        return arrays
 
     @staticmethod
-    def _is_audio(name: str) -> bool:
-        from emofuse.features import list_extractors
-
-        return name in list_extractors("audio")
-
-    def _compute(self, name: str) -> list[np.ndarray | None]:
-        if name == "speaker_meta":
-            return [speaker_meta_vector(s) for s in self.samples]
-        if name == "speaker_identity":
-            return [speaker_identity_vector(s) for s in self.samples]
-        if name in SOURCE_FEATURES:
-            key = SOURCE_FEATURES[name]
-            out: list[np.ndarray | None] = []
-            for s in self.samples:
-                v = s.sources.get(key)
-                out.append(None if v is None else np.asarray(v, dtype=np.float32).reshape(1, -1))
-            return out
-        from emofuse.features import extract_features, extract_text_features, get_extractor, list_extractors
+    def extractor(name: str) -> Any:
+        """The registered extractor ``name`` with its default options (`ConfigError` listing the features)."""
+        from emofuse.features import get_extractor, list_extractors
 
         if name not in list_extractors(None):
-            raise ConfigError(f"unknown feature {name!r}; available: "
-                              f"{', '.join(sorted([*SOURCE_FEATURES, *list_extractors(None)]))}")
-        extractor = get_extractor(name)
-        if self.speed != 1.0 and extractor.source == "audio":
-            from emofuse.features.augment import SpeedPerturbed
-
-            extractor = SpeedPerturbed(extractor, self.speed)
-        if extractor.source == "text":
-            # a sample without a transcript has the modality absent; an empty one is an error
-            have = [i for i, s in enumerate(self.samples) if s.sources.get("text") is not None]
-            arrays = extract_text_features([self.samples[i].sources["text"] for i in have], extractor, self.cache_dir,
-                                           ids=[self.samples[i].id for i in have], progress=self.progress)
-        else:
-            have = [i for i, s in enumerate(self.samples) if isinstance(s.sources.get("audio"), (str, Path))]
-            arrays = extract_features([Path(self.samples[i].sources["audio"]) for i in have], extractor,
-                                      self.cache_dir, progress=self.progress)
-        out = [None] * len(self.samples)
-        for i, a in zip(have, arrays):
-            out[i] = None if a is None else np.asarray(a, dtype=np.float32)
-        return out
+            raise ConfigError(f"unknown feature {name!r}; available: {', '.join(list_extractors(None))}")
+        return get_extractor(name)
 
     def modality(self, names: list[str], pooled: bool = False) -> list[np.ndarray | None]:
         """Arrays for one modality made of ``names``. Several names must be vectors (or ``pooled``)
@@ -170,6 +130,18 @@ class FeatureStore:
 
     def for_recipe(self, features: dict[str, list[str]], pooled: bool = False) -> dict[str, list[np.ndarray | None]]:
         return {m: self.modality(names, pooled=pooled) for m, names in features.items()}
+
+
+def _as_view(view: Any) -> Any:
+    """An AugmentedView as is; a speed factor as a `SpeedView` (None for 1.0 or None: the original)."""
+    from emofuse.inputs.views import AugmentedView, SpeedView
+
+    if view is None or isinstance(view, AugmentedView):
+        return view
+    from emofuse.features.augment import check_factor
+
+    factor = check_factor(view)
+    return None if factor == 1.0 else SpeedView(factor)
 
 
 def dialogue_windows(arrays: list[np.ndarray | None], samples: list[Sample],

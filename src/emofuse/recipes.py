@@ -134,12 +134,12 @@ def recipe_from_dict(raw: dict[str, Any], default_name: str = "recipe", source: 
 def validate_recipe(recipe: Recipe, source: str) -> None:
     """`ConfigError` naming ``source`` for anything in ``recipe`` that training would trip on later.
     Cheap checks come first: PyTorch is imported only to check the model and its kwargs."""
-    from emofuse.data.record import MODALITIES
+    from emofuse.data.modalities import list_modalities
 
-    unknown = [m for m in recipe.features if m not in MODALITIES]
+    unknown = [m for m in recipe.features if m not in list_modalities()]
     if unknown:
         raise ConfigError(f"{source}: features: unknown modality {reprlib.repr(unknown[0])}; "
-                          f"modalities: {', '.join(MODALITIES)}")
+                          f"modalities: {', '.join(list_modalities())}")
     _check_train(recipe.train, source)
     _check_data(recipe, source)
     known = known_feature_names()
@@ -171,12 +171,11 @@ def validate_recipe(recipe: Recipe, source: str) -> None:
 
 
 def known_feature_names() -> set[str]:
-    """Every feature name a recipe may use: what `emofuse.featuresets.FeatureStore` computes (the
-    registered audio and text extractors) or reads from the samples (``au``, speaker metadata)."""
+    """Every feature name a recipe may use: the registered extractors of every source kind (audio,
+    text, table rows such as ``au``, speaker metadata, signals), which `FeatureStore` computes."""
     from emofuse.features import list_extractors
-    from emofuse.featuresets import SOURCE_FEATURES
 
-    return {*list_extractors(None), *SOURCE_FEATURES}
+    return set(list_extractors(None))
 
 
 def _name(value: Any, source: str) -> str:

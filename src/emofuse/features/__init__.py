@@ -1,27 +1,37 @@
-"""Feature extractors and their on-disk cache: speech (log-mel, MFCC, FrFT-MFCC, eGeMAPS, Whisper)
-and text (MiniLM / any local BERT-like encoder).
+"""Feature extractors, the sources they read and the one driver that caches them: speech (log-mel,
+MFCC, FrFT-MFCC, eGeMAPS, Whisper), text (MiniLM / any local BERT-like encoder), dataset table rows
+(action units), speaker metadata and multichannel signals.
 
-    from emofuse.features import get_extractor, extract_features, extract_text_features
+    from emofuse.features import get_extractor, extract, extract_features, extract_text_features
+    arrays = extract("whisper", samples)                              # per sample [T, D] or None
     feats = extract_features(paths, get_extractor("mfcc", n_mfcc=40))   # list of float32 [T, D]
     sents = extract_text_features(texts, "minilm_pooled")              # list of float32 [1, 384]
 """
 
 from emofuse.features.base import FeatureExtractor, get_extractor, list_extractors, register
-from emofuse.features import egemaps, logmel, mfcc, text, whisper  # noqa: F401  (register the extractors)
-from emofuse.features.cache import CacheWarning, FeatureCache, extract_features, load_feature_file
+from emofuse.features import egemaps, logmel, meta, mfcc, signal, table, text, whisper  # noqa: F401  (register)
+from emofuse.features.cache import CacheWarning, FeatureCache, load_feature_file
+from emofuse.features.driver import extract, extract_features, parse_shard
+from emofuse.features.sources import SourceKind, get_source, list_sources, register_source
 from emofuse.features.text import extract_text_features
 
 __all__ = [
     "CacheWarning",
     "FeatureCache",
     "FeatureExtractor",
+    "SourceKind",
+    "extract",
     "extract_features",
     "extract_text_features",
     "get_extractor",
+    "get_source",
     "list_extractors",
+    "list_sources",
     "load_feature_file",
     "measure_rtf",
+    "parse_shard",
     "register",
+    "register_source",
 ]
 
 

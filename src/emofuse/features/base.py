@@ -1,4 +1,5 @@
-"""The feature-extractor interface and the registry that maps names to extractors."""
+"""The feature-extractor interface (with its declarations: source, modality, produces, frame
+rate) and the registry that maps names to extractors."""
 
 from __future__ import annotations
 
@@ -9,27 +10,46 @@ import numpy as np
 import soxr
 
 from emofuse.errors import ConfigError, DataError
+from emofuse.features.sources import get_source, list_sources
 
 
 class FeatureExtractor:
-    """Turns a mono waveform into a float32 feature matrix ``[T, D]`` (functionals: ``[1, D]``).
+    """Turns one input of a sample into a float32 feature matrix ``[T, D]`` (vectors: ``[1, D]``).
 
     Subclasses are dataclasses whose fields are their configuration; ``name`` + ``config()``
     identify the output exactly and form the cache key, so every field that changes the
     numbers must be a field (and nothing that does not, e.g. thread counts, should be).
+
+    Declarations (class attributes, or properties where they follow the configuration):
+    ``source`` (the source kind read, `emofuse.features.sources`), ``modality`` (the modality
+    it feeds by default, `emofuse.data.modalities`), ``produces`` (``"vector"``: one ``[1, D]``
+    per clip, or ``"sequence"``: ``[T, D]``) and ``frame_rate`` (frames per second of a sequence,
+    None for vectors and for sequences without a time axis, such as text tokens). The driver
+    (`emofuse.features.driver.extract`) calls `process` on inputs the source kind loads.
     """
 
     name: ClassVar[str] = ""
-    #: What the extractor reads: ``"audio"`` (a waveform, ``__call__(wave, sr)``) or ``"text"``
-    #: (strings, ``compute_texts(texts)``; see `emofuse.features.text`).
+    #: The source kind read (`emofuse.features.sources`): ``"audio"`` (a waveform,
+    #: ``__call__(wave, sr)``), ``"text"`` (strings, ``compute_texts``), ``"table"``, ``"meta"``, ``"signal"``.
     source: ClassVar[str] = "audio"
+    #: The modality it feeds by default.
+    modality: ClassVar[str] = "audio"
+    #: ``"vector"`` (``[1, D]`` per clip) or ``"sequence"`` (``[T, D]``).
+    produces: ClassVar[str] = "sequence"
+    #: Frames per second of a sequence (None: a vector, or no time axis).
+    frame_rate: ClassVar[float | None] = None
     #: Rate the extractor works at; other input rates are resampled first.
     sample_rate: ClassVar[int] = 16000
 
     @property
-    def dim(self) -> int:
-        """Feature dimension D."""
+    def dim(self) -> int | None:
+        """Feature dimension D (None where the data decides it, e.g. the columns of a table)."""
         raise NotImplementedError
+
+    def process(self, inputs: list[Any]) -> list[np.ndarray | None]:
+        """Features of several inputs as the source kind loads them (audio: waveforms at
+        ``sample_rate``); None for an input that yields no features (the modality is absent)."""
+        return self.batch(inputs, self.sample_rate)
 
     def config(self) -> dict[str, Any]:
         """JSON-able configuration (dataclass fields not starting with an underscore)."""
@@ -74,23 +94,32 @@ class FeatureExtractor:
 _REGISTRY: dict[str, Callable[..., FeatureExtractor]] = {}
 
 
+PRODUCES = ("vector", "sequence")
+
+
 def register(cls: type[FeatureExtractor]) -> type[FeatureExtractor]:
-    """Class decorator adding an extractor to the registry under ``cls.name``."""
+    """Class decorator adding an extractor to the registry under ``cls.name`` (its declarations
+    are checked: a registered source kind and modality, ``produces`` vector or sequence)."""
+    from emofuse.data.modalities import list_modalities
+
     if not cls.name or cls.name in _REGISTRY:
         raise ValueError(f"extractor name {cls.name!r} is empty or already registered")
+    if cls.source not in list_sources():
+        raise ValueError(f"extractor {cls.name!r}: unknown source {cls.source!r}; sources: {', '.join(list_sources())}")
+    if cls.modality not in list_modalities():
+        raise ValueError(f"extractor {cls.name!r}: unknown modality {cls.modality!r}")
+    if cls.produces not in PRODUCES:
+        raise ValueError(f"extractor {cls.name!r}: produces must be 'vector' or 'sequence', got {cls.produces!r}")
     _REGISTRY[cls.name] = cls
     return cls
 
 
-#: Values of `FeatureExtractor.source`.
-SOURCES = ("audio", "text")
-
-
 def list_extractors(source: str | None = "audio") -> list[str]:
     """Names accepted by `get_extractor`, sorted: the extractors reading ``source`` (``"audio"``
-    by default, ``"text"``), or every extractor when ``source`` is None."""
-    if source is not None and source not in SOURCES:
-        raise ConfigError(f"unknown extractor source {source!r}; choose one of: {', '.join(SOURCES)}")
+    by default; any kind of `emofuse.features.sources.list_sources`), or every extractor when
+    ``source`` is None."""
+    if source is not None:
+        get_source(source)  # ConfigError naming the known kinds
     return sorted(n for n, cls in _REGISTRY.items() if source is None or getattr(cls, "source", "audio") == source)
 
 

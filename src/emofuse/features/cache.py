@@ -1,16 +1,18 @@
-"""On-disk feature cache and the `extract_features` driver.
+"""The on-disk feature cache: one ``.npz`` per input x extractor configuration.
 
-Layout: ``<root>/<extractor name>-<hash of name+config>/<hash of clip>.npz``. A clip's key is the
-SHA-256 of its bytes, so an edited file is recomputed while a copied, moved or re-mounted one (new
-path or mtime, same content) still hits the cache. Entries are written atomically
-(`emofuse.atomic`) and read with ``allow_pickle=False``; an unreadable entry is recomputed with a
-`CacheWarning`. A write that fails (full disk, read-only cache, no permission) is a `DataError`
-naming the cache path.
+Layout: ``<root>/<extractor name>-<hash of name+config>/<entry key>.npz``, where the entry key is
+what the extractor's source kind says (`emofuse.features.sources`): the SHA-256 of a clip's (or
+signal file's) bytes, or of a text. An edited file is recomputed while a copied, moved or
+re-mounted one (new path or mtime, same content) still hits the cache. Entries are written
+atomically (`emofuse.atomic`) and read with ``allow_pickle=False``; an unreadable entry is
+recomputed with a `CacheWarning`. A write that fails (full disk, read-only cache, no permission)
+is a `DataError` naming the cache path.
 
 Concurrent runs on one cache share the work: a run claims each entry it computes with an exclusive
 lock on ``<entry>.lock`` (`EntryLock`, ``flock``); another run skips entries claimed elsewhere, and
 reads them once their lock is released (or computes them itself, if the holder failed). The kernel
 drops a lock when its holder dies, so a run killed with ``kill -9`` leaves no stale lock behind.
+The driver that fills the cache is `emofuse.features.driver.extract`.
 """
 
 from __future__ import annotations
@@ -18,13 +20,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
 import os
-import time
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,12 +34,9 @@ except ImportError:  # Windows: no advisory locks, concurrent runs may compute a
     fcntl = None  # type: ignore[assignment]
 
 from emofuse.atomic import atomic_write_bytes, atomic_write_text, write_error
-from emofuse.audio import load_audio
-from emofuse.errors import ConfigError, DataError
-from emofuse.features.base import FeatureExtractor, get_extractor
-from emofuse.paths import cache_root
-
-log = logging.getLogger(__name__)
+from emofuse.errors import DataError
+from emofuse.features.base import FeatureExtractor
+from emofuse.features.sources import SourceKind, clip_key, get_source, text_key  # noqa: F401  (re-exported)
 
 
 class CacheWarning(UserWarning):
@@ -54,27 +51,6 @@ def config_hash(extractor: FeatureExtractor) -> str:
         payload["identity"] = identity
     blob = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-#: (resolved path, size, mtime_ns) -> content key, so one process hashes each file once.
-_KEY_MEMO: dict[tuple[str, int, int], str] = {}
-
-
-def clip_key(path: str | Path) -> str:
-    """SHA-256 (24 hex digits) of the clip's content (DataError if it cannot be read)."""
-    path = Path(path)
-    try:
-        resolved = path.resolve(strict=True)
-        stat = resolved.stat()
-        memo = (str(resolved), stat.st_size, stat.st_mtime_ns)
-        if memo not in _KEY_MEMO:
-            with open(resolved, "rb") as fh:
-                _KEY_MEMO[memo] = hashlib.file_digest(fh, "sha256").hexdigest()[:24]
-    except FileNotFoundError as exc:
-        raise DataError(path, "file not found") from exc
-    except OSError as exc:
-        raise DataError(path, f"cannot read file ({exc.strerror or exc})") from exc
-    return _KEY_MEMO[memo]
 
 
 class EntryLock:
@@ -134,28 +110,43 @@ def _npz_bytes(**arrays: np.ndarray) -> bytes:
 
 
 class FeatureCache:
-    """Per-clip ``.npz`` feature files for one extractor configuration under ``root``."""
+    """Per-input ``.npz`` feature files for one extractor configuration under ``root``.
 
-    def __init__(self, root: str | Path, extractor: FeatureExtractor) -> None:
+    Entries are keyed as the extractor's source kind says (``source`` overrides it); the methods
+    taking ``raw`` (a clip path, a text) key it first, those taking ``key`` use a computed key."""
+
+    def __init__(self, root: str | Path, extractor: FeatureExtractor, source: str | SourceKind | None = None) -> None:
         self.extractor = extractor
+        kind = source if source is not None else getattr(extractor, "source", "audio")
+        self.source = kind if isinstance(kind, SourceKind) else get_source(kind)
         self.folder = Path(root) / f"{extractor.name}-{config_hash(extractor)}"
 
-    def entry_path(self, clip: str | Path) -> Path:
-        """Where the features of ``clip`` are (or will be) stored."""
-        return self.folder / f"{clip_key(clip)}.npz"
+    def entry_path(self, raw: Any) -> Path:
+        """Where the features of ``raw`` are (or will be) stored."""
+        return self.entry(self.source.key(raw))
 
-    def get(self, clip: str | Path) -> np.ndarray | None:
-        """Cached features of ``clip``, or None when absent or unreadable (then deleted, with a warning)."""
-        entry = self.entry_path(clip)
+    def entry(self, key: str) -> Path:
+        """The entry file of cache key ``key``."""
+        return self.folder / f"{key}.npz"
+
+    def get(self, raw: Any) -> np.ndarray | None:
+        """Cached features of ``raw``, or None when absent or unreadable (then deleted, with a warning)."""
+        return self.load(self.source.key(raw), raw)
+
+    def load(self, key: str, what: Any = None) -> np.ndarray | None:
+        """Cached features of entry ``key`` (``what`` names its input in the warning), or None."""
+        entry = self.entry(key)
         if not entry.is_file():
             return None
+        dim = self.extractor.dim
         try:
             with np.load(entry, allow_pickle=False) as data:
                 features = np.asarray(data["features"], dtype=np.float32)
-            if features.ndim != 2 or features.shape[1] != self.extractor.dim or not np.isfinite(features).all():
+            if features.ndim != 2 or (dim is not None and features.shape[1] != dim) or not np.isfinite(features).all():
                 raise ValueError(f"bad array of shape {features.shape}")
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            warnings.warn(f"{entry}: corrupt cache entry for {clip} ({exc}); recomputing", CacheWarning, stacklevel=2)
+            warnings.warn(f"{entry}: corrupt cache entry for {what if what is not None else key} ({exc}); recomputing",
+                          CacheWarning, stacklevel=2)
             try:
                 entry.unlink(missing_ok=True)
             except OSError:  # a read-only cache: the entry is recomputed (and rewritten, if possible)
@@ -163,9 +154,13 @@ class FeatureCache:
             return None
         return features
 
-    def claim(self, clip: str | Path) -> EntryLock | None:
-        """Claim the entry of ``clip`` for computing (`EntryLock`), or None when another run has it."""
-        entry = self.entry_path(clip)
+    def claim(self, raw: Any) -> EntryLock | None:
+        """Claim the entry of ``raw`` for computing (`EntryLock`), or None when another run has it."""
+        return self.claim_key(self.source.key(raw))
+
+    def claim_key(self, key: str) -> EntryLock | None:
+        """`claim` for a computed cache key."""
+        entry = self.entry(key)
         self._make_folder()
         return EntryLock.claim(entry.with_name(entry.name + ".lock"))
 
@@ -182,169 +177,22 @@ class FeatureCache:
             info["identity"] = self.extractor.identity()
         atomic_write_text(self.folder / "extractor.json", json.dumps(info, indent=2, default=str))
 
-    def describe(self, clip: str | Path) -> str:
-        """What an entry was computed from, stored beside its features: the clip's resolved path."""
-        return str(Path(clip).resolve())
+    def describe(self, raw: Any) -> str:
+        """What an entry was computed from, stored beside its features (a clip's resolved path, a text)."""
+        return self.source.describe(raw)
 
-    def put(self, clip: str | Path, features: np.ndarray) -> Path:
-        """Store ``features`` for ``clip`` atomically; returns the entry path. The folder's
-        ``extractor.json`` (written with the first entry) records the configuration."""
-        entry = self.entry_path(clip)
+    def put(self, raw: Any, features: np.ndarray) -> Path:
+        """Store ``features`` for ``raw`` atomically; returns the entry path."""
+        return self.store(self.source.key(raw), features, self.describe(raw))
+
+    def store(self, key: str, features: np.ndarray, description: str) -> Path:
+        """Store ``features`` under ``key`` atomically, with ``description`` of the input; the
+        folder's ``extractor.json`` (written with the first entry) records the configuration."""
+        entry = self.entry(key)
         self._make_folder()
         atomic_write_bytes(entry, _npz_bytes(features=np.asarray(features, dtype=np.float32),
-                                             source=np.str_(self.describe(clip))))
+                                             source=np.str_(description)))
         return entry
-
-
-def _check_output(extractor: FeatureExtractor, clip: Path, features: np.ndarray) -> np.ndarray:
-    features = np.asarray(features, dtype=np.float32)
-    if features.ndim != 2 or features.shape[0] < 1 or features.shape[1] != extractor.dim:
-        raise DataError(clip, f"{extractor.name} produced shape {features.shape}, expected [T>=1, {extractor.dim}]")
-    if not np.isfinite(features).all():
-        raise DataError(clip, f"{extractor.name} produced NaN or infinite features")
-    return features
-
-
-def extract_features(
-    paths: Sequence[str | Path],
-    extractor: FeatureExtractor | str,
-    cache_dir: str | Path | None = None,
-    *,
-    progress: bool = True,
-    batch_size: int = 8,
-    on_error: Literal["raise", "skip"] = "raise",
-) -> list[np.ndarray | None]:
-    """Features for every audio/video file in ``paths`` (same order), computing only what is not cached.
-
-    Results are stored after each batch, so an interrupted run resumes where it stopped.
-
-    Args:
-        paths: audio or video files.
-        extractor: an extractor or a registered name.
-        cache_dir: cache root; None uses `emofuse.paths.cache_root()`.
-        progress: show a progress bar.
-        batch_size: clips per ``extractor.batch`` call.
-        on_error: ``"raise"`` raises `DataError` naming the file; ``"skip"`` logs the file and
-            reason and returns None in its place.
-    """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if isinstance(extractor, str):
-        extractor = get_extractor(extractor)
-    if extractor.source != "audio":
-        raise ConfigError(f"{extractor.name} reads {extractor.source}, not audio files: "
-                          "use emofuse.features.text.extract_text_features")
-    cache = FeatureCache(cache_root(cache_dir), extractor)
-    clips = [Path(p) for p in paths]
-    results: list[np.ndarray | None] = [None] * len(clips)
-
-    def fail(i: int, exc: DataError) -> None:
-        if on_error == "raise":
-            raise exc
-        log.warning("skipping %s: %s", clips[i], exc.problem)
-
-    todo: list[int] = []
-    for i, clip in enumerate(clips):
-        try:
-            cached = cache.get(clip)
-        except DataError as exc:
-            fail(i, exc)
-            continue
-        if cached is None:
-            todo.append(i)
-        else:
-            results[i] = cached
-
-    bar = _progress_bar(len(clips), len(clips) - len(todo), extractor.name, enabled=progress and bool(todo))
-    locks: dict[int, EntryLock] = {}
-
-    def compute(batch: list[int]) -> None:
-        """Compute and store the claimed clips ``batch``, releasing each claim when done."""
-        indices, waves = [], []
-        for i in batch:
-            try:
-                waves.append(load_audio(clips[i], extractor.sample_rate))
-                indices.append(i)
-            except DataError as exc:
-                locks.pop(i).release()
-                fail(i, exc)
-                bar.update(1)
-        outputs = _run_batch(extractor, waves, [clips[i] for i in indices]) if waves else []
-        for i, features in zip(indices, outputs):
-            try:
-                if isinstance(features, DataError):
-                    raise features
-                features = _check_output(extractor, clips[i], features)
-            except DataError as exc:
-                locks.pop(i).release()
-                fail(i, exc)
-            else:
-                cache.put(clips[i], features)
-                locks.pop(i).release()
-                results[i] = features
-            bar.update(1)
-
-    pending, waiting = todo, False
-    try:
-        while pending:
-            batch, busy, rest = [], [], []
-            for n, i in enumerate(pending):
-                if len(batch) == batch_size:
-                    rest = pending[n:]
-                    break
-                lock = cache.claim(clips[i])
-                if lock is None:  # another run is computing it: come back to it at the end
-                    busy.append(i)
-                    continue
-                cached = cache.get(clips[i])  # another run may have stored it since the first look
-                if cached is None:
-                    locks[i] = lock
-                    batch.append(i)
-                else:
-                    lock.release()
-                    results[i] = cached
-                    bar.update(1)
-            if batch:
-                compute(batch)
-            elif busy:
-                if not waiting:
-                    log.info("%s: waiting for another run computing %d clip(s) in %s", extractor.name, len(busy),
-                             cache.folder)
-                    waiting = True
-                time.sleep(_POLL_SECONDS)
-            pending = rest + busy
-    finally:
-        for lock in locks.values():
-            lock.release()
-        bar.close()
-    return results
-
-
-#: how often a run re-checks entries that another run is computing
-_POLL_SECONDS = 0.2
-
-
-def _run_batch(extractor: FeatureExtractor, waves: list[np.ndarray], clips: list[Path]) -> list:
-    """``extractor.batch``; if a clip makes it fail, retry one by one so the error names that clip."""
-    try:
-        return extractor.batch(waves, extractor.sample_rate)
-    except DataError:
-        pass
-    outputs: list = []
-    for wave, clip in zip(waves, clips):
-        try:
-            outputs.append(extractor(wave, extractor.sample_rate))
-        except DataError as exc:
-            outputs.append(DataError(clip, exc.problem))
-    return outputs
-
-
-def _progress_bar(total: int, done: int, name: str, *, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=done, desc=f"features[{name}]", unit="clip", disable=not enabled)
 
 
 def load_feature_file(path: str | Path) -> np.ndarray:

@@ -69,6 +69,7 @@ class Egemaps(_EgemapsBase):
 
     name = "egemaps"
     level = "Functionals"
+    produces = "vector"
 
     @property
     def dim(self) -> int:
@@ -82,6 +83,8 @@ class EgemapsLld(_EgemapsBase):
 
     name = "egemaps_lld"
     level = "LowLevelDescriptors"
+    produces = "sequence"
+    frame_rate = 100.0  # eGeMAPSv02 low-level descriptors: 10 ms hop
 
     @property
     def dim(self) -> int:

@@ -31,9 +31,16 @@ class LogMel(FeatureExtractor):
         if self.n_fft < 16 or self.hop_length < 1 or self.n_mels < 1:
             raise ValueError("n_fft >= 16, hop_length >= 1 and n_mels >= 1 are required")
 
+    produces = "sequence"
+
     @property
     def dim(self) -> int:
         return self.n_mels
+
+    @property
+    def frame_rate(self) -> float:  # type: ignore[override]
+        """Frames per second: ``sample_rate / hop_length``."""
+        return self.sample_rate / self.hop_length
 
     def compute(self, wave: np.ndarray) -> np.ndarray:
         with warnings.catch_warnings():

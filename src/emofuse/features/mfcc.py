@@ -36,9 +36,16 @@ class _CepstralBase(FeatureExtractor):
         if not 0.0 <= self.preemphasis < 1.0:
             raise ValueError(f"preemphasis must be in [0, 1), got {self.preemphasis}")
 
+    produces = "sequence"
+
     @property
     def dim(self) -> int:
         return 3 * self.n_mfcc
+
+    @property
+    def frame_rate(self) -> float:  # type: ignore[override]
+        """Frames per second: ``sample_rate / hop_length``."""
+        return self.sample_rate / self.hop_length
 
     def frames(self, wave: np.ndarray) -> np.ndarray:
         """Pre-emphasised, Hamming-windowed, centred frames ``[T, n_fft]``."""

@@ -16,7 +16,9 @@ local Hugging Face BERT-like folder (``config.json`` + weights + tokenizer files
 Cache key: the extractor name, its options (``model_path``, ``max_length``, ...) and
 `identity()`, a SHA-256 fingerprint of the model folder's files (config, tokenizer, weights), so a
 re-trained model saved over the same folder gets new cache entries. Entries are keyed by the
-SHA-256 of the text itself. Thread count and batch size are not part of the key.
+SHA-256 of the text itself. Thread count and batch size are not part of the key. Texts are
+extracted by the one driver (`emofuse.features.driver.extract`, source kind ``"text"``);
+`extract_text_features` is its wrapper for plain strings.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import numpy as np
 from emofuse.errors import ConfigError, DataError
 from emofuse.features.base import FeatureExtractor, get_extractor, register
 from emofuse.features.cache import FeatureCache
-from emofuse.paths import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class _TextEncoderBase(FeatureExtractor):
     """Shared options and encoder call of the text extractors (``source = "text"``)."""
 
     source = "text"
+    modality = "text"
 
     model_path: str | None = None
     max_length: int = 256
@@ -183,6 +185,10 @@ class _TextEncoderBase(FeatureExtractor):
         """Features of each string, float32 ``[T, D]`` (all strings in one padded batch)."""
         raise NotImplementedError
 
+    def process(self, inputs: list[Any]) -> list[np.ndarray | None]:
+        """The driver's call: `compute_texts` of one batch of strings."""
+        return self.compute_texts(inputs)
+
 
 @register
 @dataclass
@@ -190,6 +196,7 @@ class MiniLMTokens(_TextEncoderBase):
     """``[T, D]`` last-layer token states (padding removed; [CLS]/[SEP] kept unless disabled)."""
 
     name = "minilm_tokens"
+    produces = "sequence"  # word pieces: no time axis, so no frame_rate
     keep_special_tokens: bool = True
 
     def compute_texts(self, texts: Sequence[str]) -> list[np.ndarray]:
@@ -210,6 +217,7 @@ class MiniLMPooled(_TextEncoderBase):
     """``[1, D]`` masked mean of the token states, L2-normalised (sentence-transformers style)."""
 
     name = "minilm_pooled"
+    produces = "vector"
     normalize: bool = True
 
     def compute_texts(self, texts: Sequence[str]) -> list[np.ndarray]:
@@ -221,19 +229,11 @@ class MiniLMPooled(_TextEncoderBase):
         return [pooled[i : i + 1].astype(np.float32) for i in range(len(texts))]
 
 
-def text_key(text: str) -> str:
-    """Cache key of a text: SHA-256 (24 hex digits) of its UTF-8 bytes."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
-
-
 class TextFeatureCache(FeatureCache):
-    """Per-text ``.npz`` entries (keyed by the text's content) for one text-extractor configuration."""
+    """The cache of a text extractor, keyed by the text whatever the extractor declares."""
 
-    def entry_path(self, clip: str | Path) -> Path:  # ``clip`` is the text here
-        return self.folder / f"{text_key(str(clip))}.npz"
-
-    def describe(self, clip: str | Path) -> str:
-        return str(clip)  # the text itself
+    def __init__(self, root: str | Path, extractor: FeatureExtractor) -> None:
+        super().__init__(root, extractor, source="text")
 
 
 def extract_text_features(
@@ -245,24 +245,19 @@ def extract_text_features(
     progress: bool = True,
     batch_size: int = 64,
 ) -> list[np.ndarray]:
-    """Features ``[T, D]`` of every text (same order), computing only what is not cached.
+    """Features ``[T, D]`` of every text (same order), computing only what is not cached: the
+    driver (`emofuse.features.driver.extract`) on samples holding only these texts.
 
     Identical texts are encoded once; texts are encoded in length-sorted batches of
     ``batch_size`` and each batch is stored at once, so an interrupted run resumes.
 
-    Args:
-        texts: one string per sample.
-        extractor: a text extractor or its registered name.
-        cache_dir: cache root; None uses `emofuse.paths.cache_root()`.
-        ids: sample ids, used in error messages (default: the text's position).
-        progress: show a progress bar.
-        batch_size: texts per encoder call.
-
     Raises:
-        DataError: naming the sample, for an empty (or whitespace-only) or non-string text.
+        DataError: naming the sample (``ids``, default ``text #i``) of an empty, whitespace-only or
+            non-string text, before anything is computed.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    from emofuse.data.record import Sample
+    from emofuse.features.driver import extract
+
     if isinstance(extractor, str):
         extractor = get_extractor(extractor)
     if extractor.source != "text":
@@ -270,37 +265,8 @@ def extract_text_features(
     names = [str(i) for i in ids] if ids is not None else [f"text #{i}" for i in range(len(texts))]
     if len(names) != len(texts):
         raise ValueError(f"{len(names)} ids for {len(texts)} texts")
-    for name, text in zip(names, texts):
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(name, f"{extractor.name}: empty transcript text")
-    cache = TextFeatureCache(cache_root(cache_dir), extractor)
-    found: dict[str, np.ndarray] = {}
-    todo: list[str] = []
-    for text in dict.fromkeys(texts):  # distinct texts, first-seen order
-        cached = cache.get(text)
-        if cached is None:
-            todo.append(text)
-        else:
-            found[text] = cached
-    todo.sort(key=len)
-    from tqdm.auto import tqdm
-
-    with tqdm(total=len(found) + len(todo), initial=len(found), desc=f"features[{extractor.name}]", unit="text",
-              disable=not (progress and todo)) as bar:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
-            try:
-                outputs = extractor.compute_texts(chunk)
-            except DataError as exc:
-                first = next((n for n, t in zip(names, texts) if t in chunk), None)
-                raise DataError(first, f"{exc.problem} (batch starting at this sample)") from exc
-            for text, features in zip(chunk, outputs):
-                features = np.asarray(features, dtype=np.float32)
-                if features.ndim != 2 or features.shape[0] < 1 or features.shape[1] != extractor.dim \
-                        or not np.isfinite(features).all():
-                    sample = names[texts.index(text)]
-                    raise DataError(sample, f"{extractor.name} produced shape {features.shape} or non-finite values")
-                cache.put(text, features)
-                found[text] = features
-            bar.update(len(chunk))
-    return [found[t] for t in texts]
+    samples = [Sample(id=n, speaker="", dataset="", label=None, sources={"text": t}) for n, t in zip(names, texts)]
+    for sample in samples:
+        if sample.sources["text"] is None:
+            raise DataError(sample.id, f"{extractor.name}: empty transcript text")
+    return extract(extractor, samples, cache_dir, progress, batch_size=batch_size)  # type: ignore[return-value]

@@ -146,6 +146,8 @@ class Whisper(_WhisperBase):
     """``[T, 384]`` Whisper tiny.en encoder states, 50 frames/s."""
 
     name = "whisper"
+    produces = "sequence"
+    frame_rate = float(FRAMES_PER_SECOND)
 
     @property
     def dim(self) -> int:
@@ -161,6 +163,7 @@ class WhisperPooled(_WhisperBase):
     """``[1, 768]``: mean then standard deviation of the trimmed encoder states."""
 
     name = "whisper_pooled"
+    produces = "vector"
 
     @property
     def dim(self) -> int:

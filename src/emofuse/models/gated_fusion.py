@@ -35,7 +35,18 @@ from emofuse.models.base import EmotionModel, ModelOutput, masked_mean, presence
 from emofuse.models.layers import masked_softmax
 from emofuse.models.registry import register_model
 
-FUSED_MODALITIES = ("face", "audio", "text")
+#: The paper's fused modalities, in its order (face, audio, text: the order of the gates and of
+#: ``[h_v, h_a, h_t]``); any other registered modality but ``meta`` is fused after them.
+PAPER_ORDER = ("face", "audio", "text")
+
+
+def fused_order(modalities: Sequence[str]) -> tuple[str, ...]:
+    """The fused modalities among ``modalities``: the paper's first, then other registered ones
+    (registry order); ``meta`` conditions the gates instead."""
+    from emofuse.data.modalities import list_modalities
+
+    order = [*PAPER_ORDER, *(m for m in list_modalities() if m not in PAPER_ORDER and m != "meta")]
+    return tuple(m for m in order if m in modalities)
 
 
 def last_valid_state(states: Tensor, mask: Tensor) -> Tensor:
@@ -90,10 +101,13 @@ class GatedFusion(EmotionModel):
         context_modalities: Sequence[str] = (),
     ) -> None:
         super().__init__(num_classes, input_dims)
-        unknown = set(self.modalities) - set(FUSED_MODALITIES) - {"meta"}
+        from emofuse.data.modalities import list_modalities
+
+        unknown = set(self.modalities) - set(list_modalities())
         if unknown:
-            raise ConfigError(f"gated_fusion takes face/audio/text (+ meta); unknown inputs: {sorted(unknown)}")
-        self.fused = tuple(m for m in FUSED_MODALITIES if m in self.input_dims)
+            raise ConfigError(f"gated_fusion takes registered modalities ({', '.join(list_modalities())}); "
+                              f"unknown inputs: {sorted(unknown)}")
+        self.fused = fused_order(self.input_dims)
         if not self.fused:
             raise ConfigError("gated_fusion needs at least one of face/audio/text")
         bad_context = set(context_modalities) - set(self.fused)
