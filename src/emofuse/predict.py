@@ -23,10 +23,11 @@ import numpy as np
 import torch
 
 from emofuse.checkpoint import LoadedCheckpoint, load_members
+from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError, NoSpeechError
-from emofuse.features.augment import speed_perturb
-from emofuse.featuresets import pool_vector
-from emofuse.normalize import apply_standardizer, stats_from_tensors
+from emofuse.inputs.plan import average_over_views
+from emofuse.inputs.store import InputStore
+from emofuse.inputs.views import SpeedView
 
 
 #: `Prediction.status` values: a label was given, or why not.
@@ -159,14 +160,6 @@ def match_transcripts(mapping: dict[str, str], files: list[str | Path],
     return out
 
 
-def _combine(arrays: list[np.ndarray], spec: dict[str, Any]) -> np.ndarray:
-    """One modality's input from its features: a single unpooled feature as it is, otherwise the
-    per-clip vectors (`pool_vector`) concatenated, as `FeatureStore.modality` builds them."""
-    if len(arrays) == 1 and not spec.get("pooled"):
-        return arrays[0].astype(np.float32)
-    return np.concatenate([pool_vector(a) for a in arrays])[None, :]
-
-
 class Predictor:
     """Loads a checkpoint once and predicts for many files (audio; video files give their audio).
 
@@ -205,7 +198,10 @@ class Predictor:
         sources = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
         self.members = load_members([demo_checkpoint_dir() if c is None else c for c in sources])
         self.ckpt = self.members[0]
-        self._stats = [stats_from_tensors(m.extras) for m in self.members]
+        #: how each member builds its inputs (`emofuse.inputs.plan.InputPlan`, saved in the checkpoint)
+        self.plans = [m.input_plan for m in self.members]
+        self.plan = self.plans[0]
+        self._stats = [plan.saved_stats(m.extras) for plan, m in zip(self.plans, self.members)]
         self.stats = self._stats[0]
         self.asr = asr
         self.cache_dir = cache_dir
@@ -256,105 +252,86 @@ class Predictor:
             self._extractors[name] = get_extractor(name, **cfg)
         return self._extractors[name]
 
-    def _audio_features(self, wave: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
-        return _combine([self._extractor(n, spec["configs"].get(n, {}))(wave, 16000) for n in spec["names"]], spec)
+    def prepare_inputs(self, path: str | Path | None, face: np.ndarray | None = None, text: str | None = None, *,
+                       sources: Mapping[str, Any] | None = None
+                       ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Model inputs and masks (batch of one) for a file, as the first member's input plan builds
+        them. Modalities that cannot come from the file (e.g. action units) are taken from ``face``
+        / ``sources`` or marked absent, which every emofuse model accepts. A text modality reads
+        ``text``, else the file's ASR transcript."""
+        store, _ = self._input(None if path is None else Path(path), _given(face, sources), text)
+        return self._tensors(self.plan.arrays(store), self.stats, None if path is None else Path(path))
 
-    def _text_features(self, path: Path, text: str, spec: dict[str, Any]) -> np.ndarray:
-        """Features of a transcript, through the text feature cache (keyed by the text). A
-        ``dialogue_window`` checkpoint gets a window of one turn: this utterance's own vector."""
-        from emofuse.features import extract_text_features
-
-        return _combine([extract_text_features([text], self._extractor(n, spec["configs"].get(n, {})), self.cache_dir,
-                                               ids=[str(path)], progress=False)[0] for n in spec["names"]], spec)
-
-    def prepare_inputs(self, path: str | Path, face: np.ndarray | None = None,
-                       text: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Model inputs and masks (batch of one) for a file. Modalities that cannot come from the
-        file (e.g. action units) are taken from the arguments or marked absent, which every
-        emofuse model accepts. A text modality reads ``text``, else the file's ASR transcript."""
-        inputs, masks, _, _ = self._prepare(Path(path), face, text)
-        return inputs, masks
-
-    def _prepare(self, path: Path | None, face: np.ndarray | None, text: str | None
-                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], str | None, str | None]:
-        """`prepare_inputs` (for the first member) plus the transcript read and its source."""
-        feats, transcript, source, _ = self._features(path, face, text)
-        inputs, masks = self._tensors(feats, self.stats, path)
-        return inputs, masks, transcript, source
-
-    def _features(self, path: Path | None, face: np.ndarray | None, text: str | None, audio_track: int | None = None
-                  ) -> tuple[dict[str, list[np.ndarray | None]], str | None, str | None, dict[float, np.ndarray]]:
-        """Raw (unstandardised) features per modality, the transcript the model read, its source
-        ("given"/"asr") and, for test-time augmentation (`LoadedCheckpoint.test_time_speeds`), the
-        audio features of each speed-perturbed copy by factor. ``path=None`` is a text-only input:
-        every modality but text (and a given face) is absent. The file's audio, when read, must hold
-        ``min_speech`` seconds of speech (`emofuse.vad.check_speech`), else `NoSpeechError`."""
+    def _input(self, path: Path | None, sources: dict[str, Any], text: str | None, audio_track: int | None = None
+               ) -> tuple[InputStore, dict[str, str | None]]:
+        """The store of one input (`InputStore`) and the transcript it read (``{"text", "source"}``,
+        filled when a text feature is computed: "given" or "asr"). ``path=None``: no recording, every
+        audio feature is absent. The file's audio, when read, must hold ``min_speech`` seconds of
+        speech (`emofuse.vad.check_speech`), else `NoSpeechError`."""
         from emofuse.audio import check_file
 
-        views: dict[float, np.ndarray] = {}
         if path is not None:
             check_file(path)
-        if (text is not None or path is None) and (not isinstance(text, str) or not text.strip()):
+        if (text is not None or (path is None and not sources)) and (not isinstance(text, str) or not text.strip()):
             raise DataError(path, "the given transcript is empty")
-        model = self.ckpt.model
-        wave: np.ndarray | None = None
+        wave: list[np.ndarray] = []
+        read: dict[str, str | None] = {"text": None, "source": None}
 
         def waveform() -> np.ndarray:
-            nonlocal wave
-            if wave is None:
+            if not wave:
                 from emofuse.audio import load_audio
                 from emofuse.vad import check_speech
 
-                wave = load_audio(path, max_duration=self.max_duration,
-                                  audio_track=self.audio_track if audio_track is None else audio_track)
+                wave.append(load_audio(path, max_duration=self.max_duration,
+                                       audio_track=self.audio_track if audio_track is None else audio_track))
                 if self.min_speech > 0:
-                    check_speech(wave, 16000, path, self.min_speech)
-            return wave
+                    check_speech(wave[0], 16000, path, self.min_speech)
+            return wave[0]
 
-        transcript: str | None = None
-        source: str | None = None
-        feats: dict[str, list[np.ndarray | None]] = {}
-        for modality, spec in self.ckpt.features.items():
-            if modality == "audio" and path is None:
-                feats[modality] = [None]
-            elif modality == "audio":
-                feats[modality] = [self._audio_features(waveform(), spec)]
-                for speed in sorted({f for member in self.members for f in member.test_time_speeds}):
-                    views[speed] = self._audio_features(speed_perturb(waveform(), speed, 16000), spec)
-            elif modality == "text" and self.reads_text:
+        def transcript() -> str | None:
+            if not self.reads_text:
+                return None
+            if read["source"] is None:
                 if text is not None:
-                    transcript, source = text.strip(), "given"
+                    read.update(text=text.strip(), source="given")
                 elif self.asr and path is not None:
-                    transcript, source = self.transcribe(path, waveform()), "asr"
+                    read.update(text=self.transcribe(path, waveform()), source="asr")
                 else:
                     raise DataError(path, f"{self._needs_transcript()} (speech recognition is switched off)")
-                if transcript:
-                    feats[modality] = [self._text_features(path, transcript, spec)]
-                elif set(model.input_dims) <= {"text", "meta"}:
+                if not read["text"] and set(self.ckpt.model.input_dims) <= {"text", "meta"}:
                     raise DataError(path, f"speech recognition heard no words, and {self._needs_transcript()}")
-                else:  # no words heard: text is absent, the other modalities still count
-                    feats[modality] = [None]
-            elif modality == "face" and face is not None:
-                feats[modality] = [np.asarray(face, dtype=np.float32).reshape(1, -1)]
-            else:
-                if modality == "face" and path is not None:  # never computed from a file, even a video
-                    from emofuse.audio import AudioWarning
+            return read["text"]  # "" (no words heard): the text is absent, the other modalities still count
 
-                    warnings.warn(f"{path}: the face was not used: the model reads a face ({', '.join(spec.get('names', []))}) "
-                                  "but emofuse cannot compute face features from a file yet (even a video); "
-                                  "predicted from the other modalities (pass face= to use one)", AudioWarning,
-                                  stacklevel=2)
-                feats[modality] = [None]
+        sample = Sample(id=str(path), speaker="", dataset="", label=None,
+                        sources={**({} if path is None else {"audio": path}), **sources})
+        return InputStore(sample, self._plan_extractor, waveform=None if path is None else waveform,
+                          transcript=transcript, cache_dir=self.cache_dir), read
+
+    def _plan_extractor(self, name: str) -> Any:
+        """Feature ``name`` with the settings the checkpoint recorded."""
+        configs = next((mp.configs.get(name, {}) for mp in self.plan.modalities.values() if name in mp.names), {})
+        return self._extractor(name, configs)
+
+    def _checked(self, path: Path | None, sources: dict[str, Any], feats: dict[str, list[np.ndarray | None]]) -> None:
+        """Warn when the model reads a face it was not given; refuse an input none of whose
+        modalities could be computed."""
+        model = self.ckpt.model
+        if "face" in self.plan.modalities and path is not None and "face" not in sources and feats["face"][0] is None:
+            from emofuse.audio import AudioWarning  # never computed from a file, even a video
+
+            names = ", ".join(self.plan.modalities["face"].names)
+            warnings.warn(f"{path}: the face was not used: the model reads a face ({names}) "
+                          "but emofuse cannot compute face features from a file yet (even a video); "
+                          "predicted from the other modalities (pass face= to use one)", AudioWarning, stacklevel=3)
         if not any(feats[m][0] is not None for m in feats if m in model.input_dims):
-            what = "this file" if path is not None else "a text alone"
+            what = "this file" if path is not None else "the given sources" if sources else "a text alone"
             raise DataError(path, f"none of the model's modalities ({', '.join(model.input_dims)}) can be computed from {what}")
-        return feats, transcript, source, views
 
     def _tensors(self, feats: dict[str, list[np.ndarray | None]], stats, path: Path | None
                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Standardised model inputs and presence masks (batch of one) from raw per-modality features."""
+        """Standardised model inputs and presence masks (batch of one) from raw per-modality inputs."""
         model = self.ckpt.model
-        feats = apply_standardizer(feats, stats)
+        feats = self.plan.standardized(feats, stats)
         inputs, masks = {}, {}
         for modality, dim in model.input_dims.items():
             arr = feats.get(modality, [None])[0]
@@ -369,12 +346,14 @@ class Predictor:
         return inputs, masks
 
     def predict_file(self, path: str | Path, face: np.ndarray | None = None, text: str | None = None, *,
-                     audio_track: int | None = None) -> Prediction:
+                     audio_track: int | None = None, sources: Mapping[str, Any] | None = None) -> Prediction:
         """Predict one file (see `prepare_inputs` for modalities the file cannot provide).
 
         ``text`` is the file's transcript for a model that reads text; without it such a model
         transcribes the file (Whisper tiny.en). A model without text input ignores ``text`` with a
         `UserWarning`. ``audio_track`` (from 1) overrides the Predictor's for this file.
+        ``sources`` gives further inputs by source, e.g. ``{"face": au_row, "signal": "clip.npz"}``
+        (``face=`` is ``sources={"face": ...}``).
 
         A file with too little speech gets a label-less result, not an exception: ``status``
         "no_speech" or "too_short" and a ``message`` (see `emofuse.vad.check_speech`). Problems
@@ -394,11 +373,9 @@ class Predictor:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", AudioWarning)
             try:
-                feats, transcript, source, views = self._features(Path(path), face, text, audio_track)
+                result = self._run(Path(path), _given(face, sources), text, audio_track)
             except NoSpeechError as exc:
                 result = Prediction.failed(path, exc)
-            else:
-                result = self._predict(str(path), feats, transcript, source, views)
         for w in caught:  # audio problems go into the result; any other warning is passed on
             if issubclass(w.category, AudioWarning):
                 result.warnings.append(str(w.message))
@@ -413,39 +390,63 @@ class Predictor:
         if not self.reads_text:
             raise ConfigError(f"the model reads no text ({', '.join(self.ckpt.model.input_dims)}): "
                               "predict_text needs a checkpoint with a text modality")
-        feats, transcript, source, views = self._features(None, None, text)
-        return self._predict(None, feats, transcript, source, views)
+        return self._run(None, {}, text)
 
-    def _predict(self, path: str | None, feats: dict[str, list[np.ndarray | None]], transcript: str | None,
-                 source: str | None, views: dict[float, np.ndarray]) -> Prediction:
+    def predict_sources(self, sources: Mapping[str, Any], text: str | None = None) -> Prediction:
+        """Predict from inputs given by source without a recording, e.g. ``{"signal": "clip.npz",
+        "face": au_row}`` (and ``text``); the audio modality is absent. ``path`` of the result is None."""
+        return self._run(None, _given(None, sources), text)
+
+    def _run(self, path: Path | None, sources: dict[str, Any], text: str | None,
+             audio_track: int | None = None) -> Prediction:
+        """One input through the input plan: its store, the original inputs, then `_predict`."""
+        store, read = self._input(path, sources, text, audio_track)
+        feats = self.plan.arrays(store)
+        self._checked(path, sources, feats)
+        return self._predict(path, store, feats, read)
+
+    def _predict(self, path: Path | None, store: InputStore, feats: dict[str, list[np.ndarray | None]],
+                 read: dict[str, str | None]) -> Prediction:
         """Class probabilities averaged over members and, per member, over the original input and
-        its test-time speed-perturbed audio copies ``views``; modality weights likewise."""
-        probs, weights = [], []
-        for member, stats in zip(self.members, self._stats):
-            variants = [feats] + [{**feats, "audio": [views[f]]} for f in member.test_time_speeds if f in views]
-            member_probs, member_weights = [], []
-            for variant in variants:
-                inputs, masks = self._tensors(variant, stats, None if path is None else Path(path))
+        the test-time views of its plan that change this input (`average_over_views`); modality
+        weights likewise."""
+        probs, weights, used = [], [], {}
+        for member, plan, stats in zip(self.members, self.plans, self._stats):
+            variants = [feats]
+            for view in plan.test_views:
+                arrays = plan.arrays(store, view)
+                if store.view(view).changed:  # e.g. a speed view of an input without audio repeats the original
+                    variants.append(arrays)
+                    used[view] = True
+
+            def run(arrays: dict[str, list[np.ndarray | None]], member=member, stats=stats) -> dict[str, np.ndarray]:
+                inputs, masks = self._tensors(arrays, stats, path)
                 with torch.no_grad():
                     out = member.model(inputs, masks)
-                member_probs.append(torch.softmax(out.logits.float(), dim=-1)[0].numpy())
+                result = {"probs": torch.softmax(out.logits.float(), dim=-1)[0].numpy()}
                 if "modality_weights" in out.explanations:
-                    member_weights.append(out.explanations["modality_weights"][0].float().numpy())
-            probs.append(np.mean(member_probs, axis=0))
-            if len(member_weights) == len(variants):
-                weights.append(np.mean(member_weights, axis=0))
+                    result["weights"] = out.explanations["modality_weights"][0].float().numpy()
+                return result
+
+            averaged = average_over_views(run, variants)
+            probs.append(averaged["probs"])
+            if "weights" in averaged:
+                weights.append(averaged["weights"])
         mean = np.mean(probs, axis=0)
         explanations: dict[str, Any] = {}
         if weights and len(weights) == len(self.members):
             explanations["modality_weights"] = np.mean(weights, axis=0).tolist()
         if len(self.members) > 1:
             explanations["ensemble_members"] = len(self.members)
-        if views:
-            explanations["test_time_augment"] = sorted(views)
-        return Prediction(path=path, label=self.labels[int(mean.argmax())],
+        speeds = sorted(v.factor for v in used if isinstance(v, SpeedView))
+        if speeds:
+            explanations["test_time_augment"] = speeds
+        if any(not isinstance(v, SpeedView) for v in used):
+            explanations["test_views"] = [v.name for v in used]
+        return Prediction(path=None if path is None else str(path), label=self.labels[int(mean.argmax())],
                           probabilities={lab: float(p) for lab, p in zip(self.labels, mean)},
                           modalities_used=[m for m in self.ckpt.model.input_dims if feats.get(m, [None])[0] is not None],
-                          explanations=explanations, transcript=transcript, transcript_source=source)
+                          explanations=explanations, transcript=read["text"], transcript_source=read["source"])
 
     def predict_files(self, paths: Sequence[str | Path],
                       texts: Mapping[str, str] | Sequence[str | None] | None = None) -> list[Prediction]:
@@ -469,3 +470,17 @@ class Predictor:
             except DataError as exc:
                 results.append(Prediction.failed(path, exc))
         return results
+
+
+def _given(face: np.ndarray | None, sources: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The caller's inputs by source as `Sample.sources` (``face=`` is ``sources={"face": ...}``);
+    the recording is the file path and the transcript ``text=``, never a source here."""
+    given = dict(sources or {})
+    wrong = sorted({"audio", "text"} & set(given))
+    if wrong:
+        raise ConfigError(f"sources {wrong}: pass the recording as the file and the transcript as text=")
+    if face is not None:
+        if "face" in given:
+            raise ConfigError("the face is given twice (face= and sources['face'])")
+        given["face"] = face
+    return given
