@@ -248,7 +248,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     kept = report.good if args.keep_going else samples
     seconds = report.audio_seconds
     hours = "" if not seconds else f", {seconds / 3600:.2f} h of audio" if seconds >= 3600 else f", {seconds:.1f} s of audio"
-    print(f"{args.dataset}: {len(kept)} samples, {len({s.speaker for s in kept})} speakers; "
+    print(f"{data.name}: {len(kept)} samples, {len({s.speaker for s in kept})} speakers; "
           f"{report.checked} files checked, {len(report.bad)} bad{hours}")
     _print_counts("label", [s.label for s in kept], data.labels)
     _print_counts("speaker", [s.speaker for s in kept], None)
@@ -285,17 +285,20 @@ def _print_counts(what: str, values: list, first: Sequence[str] | None) -> None:
 def cmd_extract(args: argparse.Namespace) -> int:
     from emofuse.data.specs import load_dataset
     from emofuse.features.augment import check_factor
+    from emofuse.features.driver import parse_shard
     from emofuse.featuresets import FeatureStore
 
     speeds = [1.0, *(check_factor(f) for f in args.speeds.split(",") if f.strip())]
+    shard = parse_shard(args.shard)
     samples = load_dataset(args.dataset, _dataset_root(args, args.dataset), make_folds=False).samples
     store = FeatureStore(samples, args.cache, progress=not args.quiet)
     for speed in dict.fromkeys(speeds):
         view = store.view(speed)
         for name in args.features.split(","):
-            arrays = view.get(name.strip())
+            arrays = view.get(name.strip(), shard=shard)
             n = sum(a is not None for a in arrays)
-            print(f"{name}{'' if speed == 1.0 else f' (speed {speed:g})'}: {n}/{len(arrays)} clips cached")
+            part = "" if shard is None else f" (after shard {shard[0]}/{shard[1]})"
+            print(f"{name}{'' if speed == 1.0 else f' (speed {speed:g})'}: {n}/{len(arrays)} clips cached{part}")
     return 0
 
 
@@ -421,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", default="whisper,egemaps", help="comma-separated extractor names")
     p.add_argument("--speeds", default="", help="also cache the audio features of speed-perturbed copies at these "
                    "comma-separated factors, e.g. 0.9,1.1 (what recipes with data.speed_perturb read)")
+    p.add_argument("--shard", metavar="K/N", help="compute only the K-th of every N inputs (1-based), so N processes "
+                   "or machines sharing one cache extract the dataset together; rerun without it to check")
     data_opts(p)
     p.set_defaults(func=cmd_extract)
 
