@@ -133,12 +133,12 @@ class FeatureStore:
 
 
 def _as_view(view: Any) -> Any:
-    """An AugmentedView as is; a speed factor as a `SpeedView` (None for 1.0 or None: the original)."""
-    from emofuse.inputs.views import AugmentedView, SpeedView
-
-    if view is None or isinstance(view, AugmentedView):
+    """A view (an `AugmentedView`, or any object with ``applies_to`` and ``wrap``) as is; a speed
+    factor as a `SpeedView` (None for 1.0 or None: the original)."""
+    if view is None or (hasattr(view, "applies_to") and hasattr(view, "wrap")):
         return view
     from emofuse.features.augment import check_factor
+    from emofuse.inputs.views import SpeedView
 
     factor = check_factor(view)
     return None if factor == 1.0 else SpeedView(factor)
