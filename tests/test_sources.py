@@ -124,6 +124,26 @@ def test_source_kinds_and_extractor_declarations():
     assert get_extractor("signal_frames", frame_rate=10).frame_rate == 10.0
 
 
+def test_an_extractor_module_alone_registers_it(tmp_path, monkeypatch):
+    """Adding an extractor is adding its module: the package imports every module it holds."""
+    import emofuse.features as features
+
+    (tmp_path / "test_plugin_extractor.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from emofuse.features.base import FeatureExtractor, register\n"
+        "@register\n@dataclass\nclass Plugin(FeatureExtractor):\n"
+        "    name = 'test_plugin'\n    source = 'meta'\n    modality = 'meta'\n    produces = 'vector'\n")
+    monkeypatch.setattr(features, "__path__", [*features.__path__, str(tmp_path)])
+    try:
+        features._register_extractor_modules()
+        assert "test_plugin" in list_extractors("meta")
+    finally:
+        _REGISTRY.pop("test_plugin", None)
+        import sys
+
+        sys.modules.pop("emofuse.features.test_plugin_extractor", None)
+
+
 def test_register_checks_declarations():
     @dataclass
     class Bad(FeatureExtractor):

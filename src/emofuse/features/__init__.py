@@ -8,8 +8,10 @@ MFCC, FrFT-MFCC, eGeMAPS, Whisper), text (MiniLM / any local BERT-like encoder),
     sents = extract_text_features(texts, "minilm_pooled")              # list of float32 [1, 384]
 """
 
+import importlib
+import pkgutil
+
 from emofuse.features.base import FeatureExtractor, get_extractor, list_extractors, register
-from emofuse.features import egemaps, logmel, meta, mfcc, signal, table, text, whisper  # noqa: F401  (register)
 from emofuse.features.cache import CacheWarning, FeatureCache, load_feature_file
 from emofuse.features.driver import extract, extract_features, parse_shard
 from emofuse.features.sources import SourceKind, get_source, list_sources, register_source
@@ -33,6 +35,21 @@ __all__ = [
     "register",
     "register_source",
 ]
+
+#: Modules of this package that register no extractor and must not be imported here (``speed`` is
+#: also run as ``python -m emofuse.features.speed``, which must not find itself imported already).
+_NOT_EXTRACTOR_MODULES = {"speed"}
+
+
+def _register_extractor_modules() -> None:
+    """Import every module of this package (each registers its extractors when imported), so an
+    extractor is added by adding its module alone."""
+    for info in pkgutil.iter_modules(__path__):
+        if info.name not in _NOT_EXTRACTOR_MODULES:
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_register_extractor_modules()
 
 
 def __getattr__(name: str):
