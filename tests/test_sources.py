@@ -482,3 +482,20 @@ def test_text_cache_entry_paths_are_unchanged(tmp_path, temporary_extractors):
     extract(Echo(), [Sample(id="u", speaker="s", dataset="t", label=None, sources={"text": text})], tmp_path,
             progress=False)
     assert expected.is_file()
+
+
+def test_gated_fusion_reads_the_modality_registry():
+    import torch
+
+    from emofuse import create_model
+    from emofuse.models.gated_fusion import fused_order
+
+    assert fused_order(["signal", "text", "meta", "audio", "face"]) == ("face", "audio", "text", "signal")
+    model = create_model("gated_fusion", num_classes=3, input_dims={"audio": 4, "signal": 5, "meta": 2}, hidden=8,
+                         meta_hidden=4, head_hidden=8)
+    assert model.fused == ("audio", "signal")
+    inputs = {"audio": torch.randn(2, 6, 4), "signal": torch.randn(2, 3, 5), "meta": torch.randn(2, 1, 2)}
+    masks = {m: torch.ones(x.shape[:2], dtype=torch.bool) for m, x in inputs.items()}
+    assert model(inputs, masks).logits.shape == (2, 3)
+    with pytest.raises(ConfigError, match="unknown inputs: \\['smell'\\]"):
+        create_model("gated_fusion", num_classes=3, input_dims={"audio": 4, "smell": 2})
