@@ -146,3 +146,20 @@ def test_ravdess_actors_as_a_manifest(ravdess_manifest, ravdess_au, tmp_path, ca
     assert payload["folds"] == ["fold1", "fold2", "fold3", "fold4"]
     assert payload["labels"] == sorted(set(s.label for s in samples))
     assert payload["results"][0]["wa_mean"] > 0.3  # 8 classes: chance is 1/8
+
+
+def test_seed_ensemble_on_a_manifest_keeps_its_folds_at_the_top(corpus, tmp_path, capsys):
+    """`train --seeds` on a manifest: one folds file in the ensemble folder, where `evaluate` reads it."""
+    recipe = tmp_path / "mlp.yaml"
+    recipe.write_text("model: early_concat\nmodel_kwargs: {hidden: 8}\nfeatures: {face: au}\n"
+                      "train: {batch_size: 16, patience: 1}\n")
+    csv = str(corpus / "corpus.csv")
+    ens = tmp_path / "ens"
+    rc, out, err = _run(["train", str(recipe), "--dataset", csv, "--num-folds", "3", "--fold-seed", "4", "--fold", "2",
+                         "--seeds", "0,1", "--max-epochs", "1", "--out", str(ens), "--quiet"], capsys)
+    assert rc == 0, err
+    assert (ens / "corpus.folds.json").is_file() and not (ens / "seed_0" / "corpus.folds.json").exists()
+    assert json.loads((ens / "corpus.folds.json").read_text())["fold_seed"] == 4
+    rc, out, err = _run(["evaluate", str(ens), "--dataset", csv, "--fold", "2"], capsys)
+    assert rc == 0, err
+    assert json.loads(out)["ensemble_members"] == 2
