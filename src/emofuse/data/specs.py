@@ -227,8 +227,8 @@ def manifest_spec(csv_path: Path, samples: Sequence[Sample]) -> DatasetSpec:
     found = {m for s in samples for m in s.sources if m != "video"}
     if any(str(s.meta.get("gender", "")).upper()[:1] in ("M", "F") for s in samples):
         found.add("meta")
-    return DatasetSpec(name=dataset_name(csv_path), folder=str(csv_path), labels=tuple(labels), loader=prepare_manifest, folds=None,
-                       modalities=frozenset(found))
+    return DatasetSpec(name=dataset_name(csv_path), folder=str(csv_path), labels=tuple(labels),
+                       loader=prepare_manifest, folds=None, modalities=frozenset(found))
 
 
 def load_dataset(name_or_csv: str | Path, data_root: str | Path | None = None, *, strict: bool = False,
@@ -270,17 +270,12 @@ def load_dataset(name_or_csv: str | Path, data_root: str | Path | None = None, *
         return DatasetInstance(spec, samples, list(spec.labels), load_folds(spec.name), source)
     if not make_folds:
         return DatasetInstance(spec, samples, list(spec.labels), [], source)
-    folds, created = _generated_folds(spec, samples, source, num_folds, fold_seed, folds_file, folds_must_exist)
+    from emofuse.splits.generate import manifest_folds
+
+    folds, created = manifest_folds(samples, folds_file, dataset=spec.name, num_folds=num_folds, seed=fold_seed,
+                                    manifest=source.resolve(), must_exist=folds_must_exist)
     if progress and folds_file is not None:
         verb = "wrote" if created else "reusing"
         print(f"{spec.name}: {verb} {len(folds)} speaker-disjoint folds in {folds_file}", file=sys.stderr)
     return DatasetInstance(spec, samples, list(spec.labels), folds, source,
                            Path(folds_file) if folds_file is not None else None)
-
-
-def _generated_folds(spec: DatasetSpec, samples: list[Sample], source: Path, num_folds: int | None,
-                     fold_seed: int | None, folds_file: str | Path | None, must_exist: bool) -> tuple[list[Fold], bool]:
-    from emofuse.splits.generate import manifest_folds
-
-    return manifest_folds(samples, folds_file, dataset=spec.name, num_folds=num_folds, seed=fold_seed,
-                          manifest=source.resolve(), must_exist=must_exist)
