@@ -111,22 +111,12 @@ class FeatureStore:
         return get_extractor(name)
 
     def modality(self, names: list[str], pooled: bool = False) -> list[np.ndarray | None]:
-        """Arrays for one modality made of ``names``. Several names must be vectors (or ``pooled``)
-        and are concatenated; a sample missing any of them has the modality absent (None)."""
-        per_name = [self.get(n) for n in names]
-        out: list[np.ndarray | None] = []
-        for i in range(len(self.samples)):
-            parts = [arrs[i] for arrs in per_name]
-            if any(p is None for p in parts):
-                out.append(None)
-                continue
-            if pooled or len(parts) > 1:
-                if not pooled and any(p.shape[0] != 1 for p in parts):
-                    raise ConfigError(f"features {names} cannot be concatenated: only per-clip vectors can")
-                out.append(np.concatenate([pool_vector(p) for p in parts])[None, :])
-            else:
-                out.append(parts[0])
-        return out
+        """Arrays for one modality made of ``names`` (`emofuse.inputs.plan.modality_arrays`: several
+        names must be vectors, or ``pooled``, and are concatenated; a sample missing any of them
+        has the modality absent, None)."""
+        from emofuse.inputs.plan import modality_arrays
+
+        return modality_arrays([self.get(n) for n in names], names, pooled)
 
     def for_recipe(self, features: dict[str, list[str]], pooled: bool = False) -> dict[str, list[np.ndarray | None]]:
         return {m: self.modality(names, pooled=pooled) for m, names in features.items()}
