@@ -163,3 +163,21 @@ def test_seed_ensemble_on_a_manifest_keeps_its_folds_at_the_top(corpus, tmp_path
     rc, out, err = _run(["evaluate", str(ens), "--dataset", csv, "--fold", "2"], capsys)
     assert rc == 0, err
     assert json.loads(out)["ensemble_members"] == 2
+
+
+def test_prepare_checks_signal_files(tmp_path, capsys):
+    """`prepare` on a manifest with a signal column loads each .npz (not as a video) and names a bad one."""
+    rows = ["id,speaker,label,signal"]
+    for i in range(6):
+        data = np.random.default_rng(i).normal(size=(50, 3)).astype(np.float32)
+        if i == 5:
+            data[3, 1] = np.nan
+        np.savez(tmp_path / f"s{i}.npz", data=data, rate=np.float32(10.0))
+        rows.append(f"c{i},p{i % 3},{'ab'[i % 2]},s{i}.npz")
+    csv = tmp_path / "signals.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    rc, out, err = _run(["prepare", str(csv), "--quiet"], capsys)
+    assert rc == 2 and "6 files checked, 1 bad" in out
+    assert f"bad file: {tmp_path / 's5.npz'}: signal 'data' contains 1 NaN" in err
+    rc, out, err = _run(["prepare", str(csv), "--quiet", "--keep-going"], capsys)
+    assert rc == 0 and "signals: 5 samples, 3 speakers" in out

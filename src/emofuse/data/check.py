@@ -6,7 +6,9 @@ Each distinct file a sample points to is opened, not just listed:
   (readable regular file, known format, plausible sample rate, a duration within the maximum) and a
   short decode of its first `DECODE_SECONDS` seconds with `emofuse.audio.load_audio` (which also catches
   truncated WAV data, corrupt frames and NaN/inf samples);
-- a video-only source must open as a container with a video stream whose first frame decodes.
+- a video-only source must open as a container with a video stream whose first frame decodes;
+- a signal file (``sources["signal"]``, a manifest's ``signal`` column) must load as a ``.npz`` with a
+  finite float ``data`` [T, C] and a positive ``rate`` (`emofuse.features.signal.read_signal_file`).
 
 A whole-file decode would also find damage past the first second, at the cost of decoding every
 clip in full; the header check already refuses a file whose declared length exceeds the maximum.
@@ -42,12 +44,13 @@ class CheckReport:
 
 def media_files(samples: Iterable[Sample]) -> dict[Path, str]:
     """Every distinct file the samples point to, with its kind: ``"audio"`` (decoded for its audio,
-    also a video used as the audio source) or ``"video"`` (a video-only source)."""
+    also a video used as the audio source), ``"signal"`` (a signal file) or ``"video"`` (any other
+    file source, e.g. a video-only one)."""
     files: dict[Path, str] = {}
     for sample in samples:
         for key, source in sample.sources.items():
             if isinstance(source, Path):
-                kind = "audio" if key == "audio" else "video"
+                kind = key if key in ("audio", "signal") else "video"
                 if files.get(source) != "audio":
                     files[source] = kind
     return files
@@ -88,10 +91,21 @@ def check_video(path: Path) -> float:
     return 0.0
 
 
+def check_signal(path: Path) -> float:
+    """Load a signal file and check its arrays (`emofuse.features.signal.read_signal_file`); returns 0."""
+    from emofuse.features.signal import read_signal_file
+
+    read_signal_file(path)
+    return 0.0
+
+
+_CHECKS = {"audio": check_audio, "signal": check_signal, "video": check_video}
+
+
 def check_file_kind(path: Path, kind: str) -> tuple[float, str | None]:
     """Check one file; (audio seconds, None) when it is good, (0, the problem) when it is not."""
     try:
-        return (check_audio if kind == "audio" else check_video)(path), None
+        return _CHECKS[kind](path), None
     except DataError as exc:
         return 0.0, exc.problem
 
