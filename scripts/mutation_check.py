@@ -140,7 +140,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              "((a - mean) / std).astype(np.float32)",
              "(a - mean).astype(np.float32)",
              ("tests/test_ensemble.py::test_ensemble_predictor_averages_members_each_with_its_own_standardisation",
-              "tests/test_training.py::test_run_kfold_standardize_extra_tests_and_fold_callback")),
+              "tests/test_training.py::test_run_kfold_standardize_extra_tests_and_fold_callback", T_GAPS)),
     Mutation("best_epoch_max_mode_inverted", "with a metric to maximise (val_ua), the lowest epoch is kept as best",
              'return score > self.best_score if self.mode == "max" else score < self.best_score',
              'return score < self.best_score if self.mode == "max" else score < self.best_score',

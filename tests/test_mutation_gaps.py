@@ -82,3 +82,25 @@ def test_fit_keeps_the_epoch_with_the_highest_val_ua():
     assert result.best_epoch == int(np.argmax(scores))
     restored = unweighted_accuracy(val.labels, predict_proba(result.model, val).argmax(axis=1))
     assert restored == pytest.approx(result.best_score, abs=1e-6)
+
+
+def test_standardisation_gives_zero_mean_unit_std_on_the_training_frames():
+    """Features far from unit scale (std 100 to 0.01, offsets up to 1000): after standardisation with statistics fitted on
+    the training samples, every dimension of the training frames has mean 0 and std 1, and other
+    samples get ``(x - train mean) / train std``."""
+    from emofuse.normalize import apply_standardizer, fit_standardizer
+
+    rng = np.random.default_rng(0)
+    scale, offset = np.array([100.0, 1.0, 0.01, 5.0]), np.array([1000.0, -3.0, 0.5, 20.0])
+    audio = [rng.normal(size=(int(rng.integers(2, 9)), 4)) * scale + offset for _ in range(12)]
+    face = [None if i % 4 == 0 else rng.normal(size=3) * 50 - 7 for i in range(12)]
+    feats = {"audio": audio, "face": face}
+    train = list(range(8))
+    out = apply_standardizer(feats, fit_standardizer(feats, train))
+    for m in ("audio", "face"):
+        frames = np.concatenate([np.atleast_2d(out[m][i]) for i in train if out[m][i] is not None])
+        np.testing.assert_allclose(frames.mean(0), 0.0, atol=1e-4)
+        np.testing.assert_allclose(frames.std(0), 1.0, rtol=1e-4)
+    raw = np.concatenate([audio[i] for i in train])
+    np.testing.assert_allclose(out["audio"][10], (audio[10] - raw.mean(0)) / raw.std(0), rtol=1e-4, atol=1e-4)
+    assert out["face"][0] is None
