@@ -7,9 +7,10 @@ what Kaldi's and SpeechBrain's ``speed_perturb`` do.
 
 `SpeedPerturbed` wraps any audio extractor so that its output is cached like any other feature
 (the factor is part of the cache key) and the whole pipeline - batching, resume, errors naming the
-file - stays the same. Recipes ask for it with ``data: {speed_perturb: [0.9, 1.1]}`` (training
-copies) and ``test_time_augment: true`` (average the class probabilities over the original and
-the same factors at test time); see docs/usage.md.
+file - stays the same. It is what `emofuse.inputs.views.SpeedView` (the first kind of augmented
+view) wraps audio extractors with. Recipes ask for it with ``data: {speed_perturb: [0.9, 1.1]}``
+(training copies) and ``test_time_augment: true`` (average the class probabilities over the
+original and the same factors at test time); see docs/usage.md, "Input plan".
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ class SpeedPerturbed(FeatureExtractor):
         self.factor = check_factor(factor)
         self.name = f"{inner.name}-speed{self.factor:g}"  # type: ignore[misc]  (instance, not class, name)
         self.sample_rate = inner.sample_rate  # type: ignore[misc]
+        # the inner extractor's declarations (a vector stays a vector; frames keep their rate)
+        self.modality, self.produces = inner.modality, inner.produces  # type: ignore[misc]
+        self.frame_rate = inner.frame_rate  # type: ignore[misc]
 
     @property
     def dim(self) -> int:

@@ -55,6 +55,10 @@ class ModalityPlan:
     pooled: bool = False
     dialogue_window: int | None = None
 
+    def __post_init__(self) -> None:  # settings per name, {} for a feature saved without any
+        object.__setattr__(self, "names", tuple(self.names))
+        object.__setattr__(self, "configs", {n: dict(self.configs.get(n, {})) for n in self.names})
+
     def feature_spec(self) -> dict[str, Any]:
         """The checkpoint's ``features`` entry for this modality (the format older emofuse wrote)."""
         spec: dict[str, Any] = {"names": list(self.names), "configs": {n: dict(self.configs.get(n, {}))
@@ -161,7 +165,8 @@ class InputPlan:
         try:
             tests = speed_views(meta.get("test_time_augment") or [], "meta.test_time_augment")
         except ConfigError as exc:
-            raise ConfigError(f"checkpoint {meta.get('recipe', '')}: {exc}") from None
+            recipe = f" {meta['recipe']}" if meta.get("recipe") else ""
+            raise ConfigError(f"checkpoint{recipe}: meta.test_time_augment: {exc}") from None
         plan.test_views = plan.applicable(tests)
         return plan
 
