@@ -10,8 +10,6 @@ sees a window of one turn at predict time: the file itself.
 
 from __future__ import annotations
 
-import csv
-import json
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError, NoSpeechError
 from emofuse.inputs.plan import average_over_views
 from emofuse.inputs.store import InputStore
+from emofuse.inputs.transcripts import load_transcripts, match_transcripts  # noqa: F401  (public here too)
 from emofuse.inputs.views import SpeedView
 
 
@@ -85,79 +84,10 @@ def sample_clips() -> list[Path]:
 
 
 def feature_spec(names: list[str], configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """How one modality's features are recorded in a checkpoint."""
-    return {"names": list(names), "configs": {n: configs.get(n, {}) for n in names}}
+    """How one modality's features are recorded in a checkpoint (`emofuse.inputs.plan.ModalityPlan`)."""
+    from emofuse.inputs.plan import ModalityPlan
 
-
-def load_transcripts(path: str | Path) -> dict[str, str]:
-    """File -> transcript mapping from a ``.json`` object (``{"clip.wav": "text", ...}``) or a
-    ``.csv`` with columns ``file`` and ``text``. Errors name the mapping file and the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "transcripts file not found")
-    suffix = path.suffix.lower()
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(path, f"cannot read transcripts file: {exc}") from None
-    pairs: list[tuple[str, Any, str]] = []  # (file, text, where)
-    if suffix == ".json":
-        try:
-            data = json.loads(content)
-        except json.JSONDecodeError as exc:
-            raise DataError(path, f"transcripts file is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise DataError(path, 'transcripts JSON must be an object {"file": "transcript", ...}, '
-                                  f"got {type(data).__name__}")
-        pairs = [(str(k), v, f"entry {k!r}") for k, v in data.items()]
-    elif suffix == ".csv":
-        reader = csv.DictReader(content.splitlines())
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        if "file" not in columns or "text" not in columns:
-            raise DataError(path, f"transcripts CSV needs the columns 'file' and 'text'; found {columns}")
-        for row_number, row in enumerate(reader, start=2):
-            row = {(k or "").strip(): v for k, v in row.items()}
-            pairs.append(((row.get("file") or "").strip(), row.get("text"), f"line {row_number}"))
-    else:
-        raise DataError(path, f"transcripts must be a .json or .csv file, not {suffix or 'a file without extension'}")
-    mapping: dict[str, str] = {}
-    for name, text, where in pairs:
-        if not name:
-            raise DataError(path, f"{where}: empty file name")
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(path, f"{where}: the transcript of {name} is empty or not a string")
-        if name in mapping and mapping[name] != text.strip():
-            raise DataError(path, f"{where}: {name} has two different transcripts")
-        mapping[name] = text.strip()
-    if not mapping:
-        raise DataError(path, "transcripts file holds no transcripts")
-    return mapping
-
-
-def match_transcripts(mapping: dict[str, str], files: list[str | Path],
-                      source: str | Path | None = None) -> dict[str, str]:
-    """The transcript of each file in ``files`` that ``mapping`` names, keyed by the file as given.
-
-    A mapping key matches a file when it is the file as given, the same path (relative keys are
-    resolved from the current folder), or the file's name alone (when no other key is a path to
-    it). Files without an entry are left out (they fall back to speech recognition)."""
-    by_path = {str(Path(k).expanduser().resolve()): v for k, v in mapping.items()}
-    out: dict[str, str] = {}
-    by_name: dict[str, list[str]] = {}  # file name -> input files matched by their name alone
-    for f in files:
-        key = str(f)
-        resolved = str(Path(f).expanduser().resolve())
-        if key in mapping:
-            out[key] = mapping[key]
-        elif resolved in by_path:
-            out[key] = by_path[resolved]
-        elif Path(f).name in mapping:
-            out[key] = mapping[Path(f).name]
-            by_name.setdefault(Path(f).name, []).append(key)
-    clashes = sorted(n for n, matched in by_name.items() if len(set(matched)) > 1)
-    if clashes:
-        raise DataError(source, f"the file names {clashes} match several input files: key the transcripts by path")
-    return out
+    return ModalityPlan(tuple(names), configs).feature_spec()
 
 
 class Predictor:
@@ -329,21 +259,18 @@ class Predictor:
 
     def _tensors(self, feats: dict[str, list[np.ndarray | None]], stats, path: Path | None
                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Standardised model inputs and presence masks (batch of one) from raw per-modality inputs."""
-        model = self.ckpt.model
-        feats = self.plan.standardized(feats, stats)
-        inputs, masks = {}, {}
-        for modality, dim in model.input_dims.items():
-            arr = feats.get(modality, [None])[0]
-            if arr is None:
-                inputs[modality] = torch.zeros(1, 1, dim)
-                masks[modality] = torch.zeros(1, 1, dtype=torch.bool)
-            else:
-                if arr.shape[-1] != dim:
-                    raise DataError(path, f"{modality} features have dimension {arr.shape[-1]}, the model expects {dim}")
-                inputs[modality] = torch.from_numpy(arr).unsqueeze(0)
-                masks[modality] = torch.ones(1, arr.shape[0], dtype=torch.bool)
-        return inputs, masks
+        """Standardised model inputs and presence masks (batch of one) from raw per-modality inputs,
+        collated as in training (`emofuse.training.data.collate`: an absent modality is zeros, masked)."""
+        from emofuse.training.data import FeatureDataset, collate
+
+        dims = self.ckpt.model.input_dims
+        feats = self.plan.standardized({m: feats.get(m, [None]) for m in dims}, stats)
+        for modality, dim in dims.items():
+            if feats[modality][0] is not None and feats[modality][0].shape[-1] != dim:
+                raise DataError(path, f"{modality} features have dimension {feats[modality][0].shape[-1]}, "
+                                      f"the model expects {dim}")
+        batch = collate([FeatureDataset(feats, None, [str(path)], dims=dims)[0]])
+        return batch["inputs"], batch["masks"]
 
     def predict_file(self, path: str | Path, face: np.ndarray | None = None, text: str | None = None, *,
                      audio_track: int | None = None, sources: Mapping[str, Any] | None = None) -> Prediction:
