@@ -307,3 +307,36 @@ def test_one_sample_gets_the_same_input_in_training_evaluation_and_prediction(da
     expected = np.mean([probs for _, probs in evaluated], axis=0)
     np.testing.assert_allclose([prediction.probabilities[lab] for lab in predictor.labels], expected, atol=1e-6)
     assert prediction.explanations["test_time_augment"] == [0.9]
+
+
+def test_a_signal_modality_is_predicted_through_the_same_plan(tmp_path):
+    """A modality beyond audio/face/text: the signal file given as ``sources=`` gets the inputs a
+    `FeatureStore` builds for the same sample (standardised with the saved statistics)."""
+    from emofuse.features.signal import write_signal_file
+    from emofuse.normalize import stats_to_tensors
+
+    rng = np.random.default_rng(3)
+    signals = [write_signal_file(tmp_path / f"s{i}.npz", rng.normal(size=(200 + 10 * i, 3)), 50.0) for i in range(6)]
+    clip = _tone(tmp_path / "clip.wav", 240.0)
+    plan = InputPlan({"audio": ModalityPlan(("mfcc",), {"mfcc": get_extractor("mfcc").config()}),
+                      "signal": ModalityPlan(("signal_frames",), {"signal_frames": get_extractor("signal_frames").config()})})
+    samples = [Sample(f"x{i}", "s", "t", "happy", {"audio": clip, "signal": p}) for i, p in enumerate(signals)]
+    store = FeatureStore(samples, tmp_path / "cache", progress=False)
+    arrays = plan.arrays(store)
+    stats = plan.fit_standardizer(arrays, range(len(samples)))
+    dims = {m: arrays[m][0].shape[-1] for m in arrays}
+    torch.manual_seed(0)
+    model = create_model("early_concat", num_classes=len(LABELS), input_dims=dims, hidden=8)
+    folder = save_checkpoint(tmp_path / "ckpt", model, labels=LABELS, features=plan.feature_specs(), input_plan=plan,
+                             extras=stats_to_tensors(stats))
+    predictor = Predictor(folder, min_speech=0, cache_dir=tmp_path / "cache")
+    expected = plan.standardized(arrays, stats)
+    inputs, masks = predictor.prepare_inputs(clip, sources={"signal": signals[2]})
+    for m in ("audio", "signal"):
+        np.testing.assert_array_equal(inputs[m][0].numpy(), expected[m][2])
+    alone = predictor.predict_sources({"signal": signals[2]})
+    assert alone.ok and alone.modalities_used == ["signal"] and alone.path is None
+    both = predictor.predict_file(clip, sources={"signal": signals[2]})
+    assert both.modalities_used == ["audio", "signal"] and both.probabilities != alone.probabilities
+    with pytest.raises(ConfigError, match="transcript as text="):
+        predictor.predict_sources({"text": "hello"})
