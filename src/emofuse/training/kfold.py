@@ -250,12 +250,13 @@ def run_kfold(
             holding ``seed``, ``metrics`` and ``stats`` (standardisation statistics or None),
             e.g. to save a checkpoint per fold.
         train_views: augmented copies of the features, view name -> features like ``features``
-            (e.g. ``{"speed0.9": ..., "speed1.1": ...}`` from speed-perturbed audio,
-            `emofuse.features.augment`). Each training (and refit) sample is added once per view;
-            validation uses the original features only; standardisation statistics come from the
-            original training features.
+            (the training views of an `emofuse.inputs.plan.InputPlan`, ``plan.view_arrays(store)``,
+            e.g. ``{"speed0.9": ..., "speed1.1": ...}`` from speed-perturbed audio). Each training
+            (and refit) sample is added once per view; validation uses the original features only;
+            standardisation statistics come from the original training features.
         test_views: test-time augmentation: test probabilities (and those of ``extra_tests``)
-            are averaged over the original features and these views.
+            are averaged over the original features and these views
+            (`emofuse.inputs.plan.average_over_views`, through `predict_proba_mean`).
     """
     from emofuse.splits import partition
 
