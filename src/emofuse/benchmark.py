@@ -316,7 +316,7 @@ def _table_title(dataset: str | DatasetInstance, fold_list) -> str:
 CODE_SOURCES: dict[str, tuple[str, ...]] = {
     "neural_model": ("models",),
     "classical_model": ("baselines.py",),
-    "features": ("features", "featuresets.py", "audio.py", "normalize.py", "data"),
+    "features": ("features", "featuresets.py", "inputs", "audio.py", "normalize.py", "data"),
     "training": ("training", "benchmark.py", "metrics.py", "splits"),
 }
 
@@ -410,10 +410,10 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
     todo = [r for r in recipes if keys[r.name] not in finished]
     for name in sorted({f for r in todo for f in r.feature_names}):  # extract (cached) before timing
         store.get(name)
-    for recipe in todo:  # and their speed-perturbed copies (kept in memory by the store's views)
-        for speed in sorted({*recipe.train_speeds, *recipe.test_speeds}):
+    for recipe in todo:  # and their augmented views (speed copies; kept in memory by the store's views)
+        for view in InputPlan.from_recipe(recipe).views:
             for name in recipe.feature_names:
-                store.view(speed).get(name)
+                store.view(view).get(name)
     rows: list[dict[str, Any]] = []
     report = Path(report_dir) if report_dir else None
     results = {
