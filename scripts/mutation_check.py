@@ -96,13 +96,15 @@ MUTATIONS: tuple[Mutation, ...] = (
              "        shared = set()",
              ("tests/test_splits.py", "tests/test_training.py::test_run_kfold_rejects_unknown_label_and_overlapping_fold",
               T_GAPS)),
-    Mutation("checkpoint_unpickle_fallback", "checkpoint weights that are not safetensors are unpickled with torch.load",
-             "        state = load_file(str(weights_path), device=map_location)\n    except FileNotFoundError:",
-             "        try:\n            state = load_file(str(weights_path), device=map_location)\n"
-             "        except FileNotFoundError:\n            raise\n        except Exception:\n"
-             "            state = torch.load(str(weights_path), map_location=map_location, weights_only=False)\n"
-             "    except FileNotFoundError:",
-             ("tests/test_no_unpickling.py",)),
+    Mutation("checkpoint_extras_unpickled", "checkpoint extras that are not safetensors are unpickled (pickle fallback)",
+             "        extras = load_file(str(path), device=map_location)\n    except Exception as exc:",
+             "        try:\n            extras = load_file(str(path), device=map_location)\n"
+             "        except Exception:\n            import pickle\n\n"
+             "            extras = pickle.loads(path.read_bytes())\n"
+             "    except Exception as exc:",
+             # the run-time checks first: the static source scan (last) would catch it on its own
+             ("tests/test_checkpoint_validation.py::test_pickled_extras_are_refused_and_never_unpickled",
+              "tests/test_no_unpickling.py")),
     Mutation("checkpoint_nan_weights", "checkpoint weights holding NaN/inf are accepted",
              "broken = [k for k, v in state.items() if v.is_floating_point() and not _finite(v)]",
              "broken = []",
