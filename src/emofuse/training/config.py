@@ -17,6 +17,10 @@ LOSSES = ("ce", "focal")
 MONITORS = {"val_ua": "max", "val_wa": "max", "val_loss": "min"}
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "32", "32-true", "16-mixed", "bf16-mixed", "64", "64-true")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+#: Lightning strategies whose processes each run `fit` to its end (launched by torchrun, SLURM or
+#: Lightning itself); spawn-based and sharded strategies are not offered
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
 
 
 @dataclass
@@ -33,7 +37,9 @@ class TrainConfig:
     probability of hiding a present modality during training (at least one present modality is
     always kept). ``precision="auto"`` means ``bf16-mixed`` (or ``16-mixed``) on a GPU and
     ``32-true`` on CPU; ``accelerator="auto"`` uses a CUDA GPU when available, else the CPU;
-    ``devices="auto"`` means one device.
+    ``devices="auto"`` means one device. ``devices`` > 1 or ``num_nodes`` > 1 run one process per
+    device (``strategy="auto"`` then means Lightning's choice, ``"ddp"`` asks for
+    DistributedDataParallel); see `emofuse.training.fit.build_trainer`.
 
     ``refit``: after early stopping, `emofuse.training.run_kfold` trains a fresh model (same seed)
     on the training **and** validation speakers for the number of epochs early stopping chose
@@ -62,6 +68,8 @@ class TrainConfig:
     precision: str = "auto"
     accelerator: str = "auto"
     devices: int | str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
     num_workers: int = 0
     progress: bool = False
     refit: bool = False
@@ -121,10 +129,14 @@ class TrainConfig:
             raise bad("label_smoothing", "must be in [0, 1)")
         if str(self.precision) not in PRECISIONS:
             raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
-        if self.accelerator not in ("auto", "cpu", "gpu", "cuda"):
+        if self.accelerator not in ACCELERATORS:
             raise bad("accelerator", "must be auto, cpu or gpu")
         if not (self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1)):
             raise bad("devices", "must be 'auto' or a positive integer")
+        if self.strategy not in STRATEGIES:
+            raise bad("strategy", f"must be one of {', '.join(STRATEGIES)}")
+        if not isinstance(self.num_nodes, int) or isinstance(self.num_nodes, bool) or self.num_nodes < 1:
+            raise bad("num_nodes", "must be a positive integer")
         if not isinstance(self.refit, bool):
             raise bad("refit", "must be true or false")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:

@@ -1,9 +1,8 @@
-"""`fit` a model with Lightning (early stopping, best weights restored) and predict with it."""
+"""`fit` a model with Lightning (early stopping, best weights restored from a checkpoint) and predict with it."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import tempfile
@@ -11,18 +10,19 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightning
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from emofuse.models.base import EmotionModel
 from emofuse.training.config import TrainConfig
-from emofuse.training.data import FeatureDataset, collate
+from emofuse.training.data import FeatureDataset
+from emofuse.training.datamodule import FeatureDataModule, make_loader
 from emofuse.training.losses import inverse_frequency_weights
 from emofuse.training.task import EmotionTask
 
@@ -63,36 +63,40 @@ class Predictions:
     embeddings: np.ndarray | None = None
 
 
-class BestWeights(Callback):
-    """Keeps an in-memory CPU copy of the model weights at the best value of ``monitor``."""
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint keeping the weights of the best epoch by ``monitor`` (strictly
+    better than every earlier epoch; an epoch whose score is NaN is never kept).
 
-    def __init__(self, monitor: str, mode: str) -> None:
-        self.monitor = monitor
-        self.mode = mode
-        self.best_score = math.nan
-        self.best_epoch = -1
-        self.state: dict[str, Tensor] | None = None
+    Only the weights are saved (``save_weights_only``), into ``dirpath``; on several processes
+    rank zero writes and all ranks agree on each decision (Lightning's own logic)."""
 
-    def _better(self, score: float) -> bool:
-        if math.isnan(score):
+    def __init__(self, dirpath: str | Path, monitor: str, mode: str) -> None:
+        super().__init__(dirpath=dirpath, filename="best-{epoch}", monitor=monitor, mode=mode, save_top_k=1,
+                         save_weights_only=True, save_last=False, auto_insert_metric_name=False,
+                         enable_version_counter=False)
+
+    def check_monitor_top_k(self, trainer: lightning.Trainer, current: Tensor | None = None) -> bool:
+        if current is not None and bool(torch.isnan(current)):
+            trainer.strategy.reduce_boolean_decision(False)  # every rank takes part in the decision
             return False
-        if math.isnan(self.best_score):
-            return True
-        return score > self.best_score if self.mode == "max" else score < self.best_score
+        return super().check_monitor_top_k(trainer, current)
 
-    def on_validation_end(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
-            return
-        score = float(trainer.callback_metrics[self.monitor])
-        if self._better(score):
-            self.best_score = score
-            self.best_epoch = int(trainer.current_epoch)
-            self.state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.model.state_dict().items()}
+
+def load_best_weights(task: lightning.LightningModule, checkpoint: BestCheckpoint) -> tuple[int, float] | None:
+    """Load the weights ``checkpoint`` kept into ``task`` (read as tensors only, nothing is
+    unpickled); returns ``(epoch, score)`` of the kept epoch, or None when no epoch was kept."""
+    path = checkpoint.best_model_path
+    if not path:
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    task.load_state_dict(state["state_dict"])
+    return int(state["epoch"]), float(checkpoint.best_model_score)
 
 
 def resolve_hardware(cfg: TrainConfig) -> tuple[str, int, str]:
     """``(accelerator, devices, precision)`` for the Trainer: ``auto`` picks a CUDA GPU when one
-    is available (one device, bf16-mixed or 16-mixed) and otherwise the CPU with 32-bit floats."""
+    is available (bf16-mixed or 16-mixed) and otherwise the CPU with 32-bit floats; ``devices``
+    ``auto`` is one device."""
     accelerator = cfg.accelerator
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
@@ -108,6 +112,38 @@ def resolve_hardware(cfg: TrainConfig) -> tuple[str, int, str]:
     elif precision in ("32", "64"):
         precision = f"{precision}-true"
     return accelerator, devices, precision
+
+
+def build_trainer(cfg: TrainConfig, root_dir: str | Path, callbacks: Sequence[Callback] = (),
+                  **overrides: Any) -> lightning.Trainer:
+    """The Lightning Trainer of one `fit`, from ``cfg``: hardware (`resolve_hardware`),
+    ``strategy``, ``num_nodes``, epochs, gradient clipping; no logger, no sanity validation,
+    deterministic algorithms (warning only), progress bar and model summary when ``cfg.progress``.
+
+    ``root_dir`` receives anything Lightning writes. Checkpointing is on exactly when a
+    ModelCheckpoint is among ``callbacks``. ``overrides`` are passed to the Trainer last."""
+    accelerator, devices, precision = resolve_hardware(cfg)
+    options: dict[str, Any] = dict(
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=precision,
+        max_epochs=cfg.max_epochs,
+        min_epochs=cfg.min_epochs,
+        gradient_clip_val=cfg.grad_clip,
+        callbacks=list(callbacks),
+        logger=False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        enable_progress_bar=cfg.progress,
+        enable_model_summary=cfg.progress,
+        num_sanity_val_steps=0,
+        deterministic="warn",
+        default_root_dir=str(root_dir),
+        log_every_n_steps=1,
+    )
+    options.update(overrides)
+    return lightning.Trainer(**options)
 
 
 @contextlib.contextmanager
@@ -145,16 +181,6 @@ def _restore_determinism() -> Iterator[None]:
         torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
-def make_loader(ds: FeatureDataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                num_workers: int = 0) -> DataLoader:
-    """A DataLoader over ``ds`` using `collate`. When shuffling, a final batch of a single sample
-    is dropped (BatchNorm cannot train on it); the generator is seeded for reproducibility."""
-    drop_last = shuffle and len(ds) > batch_size and len(ds) % batch_size == 1
-    gen = torch.Generator().manual_seed(int(seed)) if shuffle else None
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, drop_last=drop_last,
-                      generator=gen, num_workers=num_workers, persistent_workers=num_workers > 0)
-
-
 def fit(
     model: EmotionModel,
     train_ds: FeatureDataset,
@@ -176,44 +202,22 @@ def fit(
     weights = inverse_frequency_weights(train_ds.labels, model.num_classes) if cfg.class_weights else None
     model.train()  # Lightning keeps submodule modes: an eval-mode model would train without dropout
     task = EmotionTask(model, cfg, weights)
-    accelerator, devices, precision = resolve_hardware(cfg)
-    has_val = val_ds is not None and len(val_ds) > 0
-    best = BestWeights(cfg.monitor, cfg.monitor_mode)
-    callbacks: list[Callback] = []
-    if has_val:
-        callbacks += [EarlyStopping(monitor=cfg.monitor, mode=cfg.monitor_mode, patience=cfg.patience), best]
-    train_loader = make_loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers)
-    val_loader = make_loader(val_ds, max(cfg.batch_size, 64), num_workers=cfg.num_workers) if has_val else None
-
+    data = FeatureDataModule.from_config(cfg, train_ds, val_ds)
     with tempfile.TemporaryDirectory(prefix="emofuse-fit-") as tmp, _quiet(not cfg.progress), _restore_determinism():
-        trainer = lightning.Trainer(
-            accelerator=accelerator,
-            devices=devices,
-            precision=precision,
-            max_epochs=cfg.max_epochs,
-            min_epochs=cfg.min_epochs,
-            gradient_clip_val=cfg.grad_clip,
-            callbacks=callbacks,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=cfg.progress,
-            enable_model_summary=cfg.progress,
-            num_sanity_val_steps=0,
-            deterministic="warn",
-            default_root_dir=tmp,
-            log_every_n_steps=1,
-        )
+        callbacks: list[Callback] = []
+        best = BestCheckpoint(Path(tmp) / "best", cfg.monitor, cfg.monitor_mode) if data.has_val else None
+        if best is not None:
+            callbacks += [EarlyStopping(monitor=cfg.monitor, mode=cfg.monitor_mode, patience=cfg.patience), best]
+        trainer = build_trainer(cfg, tmp, callbacks)
         start = time.perf_counter()
-        trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        trainer.fit(task, datamodule=data)
         seconds = time.perf_counter() - start
+        kept = load_best_weights(task, best) if best is not None else None
+        trainer.strategy.barrier("emofuse-best-weights")  # rank zero's folder stays until every rank read it
 
-    history = copy.deepcopy(task.history)
+    history = [dict(row) for row in task.history]
     stopped = int(history[-1]["epoch"]) if history else 0
-    if has_val and best.state is not None:
-        model.load_state_dict(best.state)
-        best_epoch, best_score = best.best_epoch, best.best_score
-    else:
-        best_epoch, best_score = stopped, math.nan
+    best_epoch, best_score = kept if kept is not None else (stopped, math.nan)
     model.cpu().eval()
     return FitResult(model=model, best_epoch=best_epoch, best_score=best_score, history=history,
                      train_seconds=seconds, monitor=cfg.monitor, stopped_epoch=stopped)
