@@ -2,6 +2,10 @@
 
 A write that fails (full disk, read-only file system, no permission) leaves no partial file and
 raises `emofuse.errors.DataError` naming the target path and the reason (`write_error`).
+
+These primitives write on every process of a multi-process run on purpose: each rank writes its
+own shard of the feature cache. Results and reports are written on rank zero only, by their
+writers (`emofuse.reports`; `emofuse.training.distributed.rank_zero_only` for others).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Benchmark JSON format::
      ...extra top-level keys allowed}
 
 NaN/inf floats are written as ``null`` (JSON has no NaN); numpy scalars and arrays become plain
-JSON numbers and lists.
+JSON numbers and lists. In a multi-process run only rank zero writes files
+(`emofuse.training.distributed.is_rank_zero`); the other ranks return the path unwritten.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 from emofuse.atomic import atomic_write_bytes
 from emofuse.errors import DataError
+from emofuse.training.distributed import is_rank_zero
 
 REQUIRED_KEYS = ("model", "modalities", "wa_mean", "wa_std", "ua_mean", "ua_std", "macro_f1_mean",
                  "macro_f1_std", "train_seconds")
@@ -58,14 +60,18 @@ def json_text(data: Any, indent: int | None = 2) -> str:
 def write_json_atomic(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented strict JSON (`json_text`) to ``path`` atomically (temp file + os.replace)."""
     path = Path(path)
+    if not is_rank_zero():  # one writer in a multi-process run
+        return path
     text = json_text(data) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))
     return path
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write UTF-8 text to ``path`` atomically."""
+    """Write UTF-8 text to ``path`` atomically (on rank zero only)."""
     path = Path(path)
+    if not is_rank_zero():
+        return path
     atomic_write_bytes(path, text.encode("utf-8"))
     return path
 
@@ -220,6 +226,8 @@ def plot_robustness(results: dict[str, Any], path: str | Path, title: str | None
     rates = _drop_rates(rows)
     if not rows or not rates:
         return None
+    if not is_rank_zero():
+        return Path(path)
     fig = Figure(figsize=(7.0, 4.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -282,6 +290,8 @@ def plot_confusion(
     n = len(labels)
     if counts.shape != (n, n):
         raise ValueError(f"confusion matrix shape {counts.shape} does not match {n} labels")
+    if not is_rank_zero():
+        return Path(path)
     totals = counts.sum(axis=1, keepdims=True)
     norm = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=np.float64), where=totals > 0)
     size = max(4.0, 0.75 * n + 2.0)

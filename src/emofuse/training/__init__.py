@@ -1,4 +1,5 @@
-"""Training: configuration, losses, datasets, the Lightning task, `fit` and the k-fold runner.
+"""Training: configuration, losses, datasets and their data module, the Lightning task and Trainer,
+`fit`, the k-fold runner and the rank-zero guards of multi-process runs.
 
 The names below are imported on first use, so that ``emofuse.training.config`` (recipe
 validation) does not import PyTorch Lightning.
@@ -11,6 +12,9 @@ import types
 _SOURCES = {
     "TrainConfig": "config", "load_train_config": "config",
     "FeatureDataset": "data", "collate": "data", "modality_dropout": "data",
+    "FeatureDataModule": "datamodule", "make_loader": "datamodule",
+    "is_rank_zero": "distributed", "rank_zero_only": "distributed",
+    "build_trainer": "fit",
     "FitResult": "fit", "Predictions": "fit", "fit": "fit", "predict_outputs": "fit", "predict_proba": "fit",
     "predict_proba_mean": "fit",
     "FoldRun": "kfold", "KFoldResult": "kfold", "run_kfold": "kfold",

@@ -19,6 +19,7 @@ from emofuse.metrics import aggregate, classification_metrics
 from emofuse.models.base import EmotionModel
 from emofuse.training.config import TrainConfig
 from emofuse.training.data import FeatureDataset
+from emofuse.training.distributed import is_rank_zero, rank_zero_only
 from emofuse.training.fit import FitResult, fit, predict_proba_mean
 
 FeatureColumn = Sequence[np.ndarray | None] | Mapping[str, np.ndarray | None]
@@ -240,7 +241,8 @@ def run_kfold(
         seeds: every fold is trained once per seed (the seed drives model initialisation,
             shuffling and dropout); metrics aggregate over folds x seeds.
         out_dir: when given, ``kfold.json`` (all runs, predictions, config) and
-            ``confusion.png`` (summed over runs) are written there.
+            ``confusion.png`` (summed over runs) are written there (by rank zero only, as are
+            the progress lines, when several processes run).
         standardize: z-score every modality with statistics of the fold's training samples
             only (`emofuse.normalize`); the statistics are passed to ``on_fold_end``.
         extra_tests: further test conditions evaluated with the same trained model, e.g.
@@ -261,6 +263,7 @@ def run_kfold(
     from emofuse.splits import partition
 
     cfg = cfg or TrainConfig()
+    progress = progress and is_rank_zero()  # several processes: one prints, one writes (below)
     label_names = [str(n) for n in label_names]
     if len(set(label_names)) != len(label_names) or len(label_names) < 2:
         raise ConfigError(f"label_names must be at least two distinct names, got {label_names}")
@@ -360,7 +363,7 @@ def run_kfold(
         print(f"all runs ({len(runs)}): WA {agg['wa_mean']:.3f} ± {agg['wa_std']:.3f}  "
               f"UA {agg['ua_mean']:.3f} ± {agg['ua_std']:.3f}  macro-F1 {agg['macro_f1_mean']:.3f}",
               file=sys.stderr)
-    if out_dir is not None:
+    if out_dir is not None and is_rank_zero():
         from emofuse.reports import plot_confusion, write_json_atomic
 
         out_path = Path(out_dir)
@@ -384,6 +387,7 @@ def _refit(build_model: Callable[[], EmotionModel], idx: Sequence[int], sources:
                                train_seconds=first.train_seconds + refitted.train_seconds)
 
 
+@rank_zero_only
 def _report(run: FoldRun) -> None:
     m = run.metrics
     best = "n/a" if math.isnan(run.best_score) else f"{run.best_score:.3f}"
