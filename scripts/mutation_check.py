@@ -11,7 +11,7 @@ and must pass. A snippet not found exactly once is reported as stale (the code m
 snippet) and makes the script exit non-zero. The repository itself is never modified.
 
     OMP_NUM_THREADS=1 python scripts/mutation_check.py [--root REPO] [--only ID,...] [--json OUT]
-                                                       [--jobs N] [--timeout S] [--list]
+                                                       [--jobs N] [--timeout S] [--machine M] [--list]
 
 Exit status: 0 when every mutation is caught; 1 when one survived, timed out or is stale; 3 when
 the unmutated copy fails its tests.
@@ -144,16 +144,16 @@ MUTATIONS: tuple[Mutation, ...] = (
              ("tests/test_ensemble.py::test_ensemble_predictor_averages_members_each_with_its_own_standardisation",
               "tests/test_training.py::test_run_kfold_standardize_extra_tests_and_fold_callback", T_GAPS)),
     Mutation("best_epoch_max_mode_inverted", "with a metric to maximise (val_ua), the lowest epoch is kept as best",
-             'return score > self.best_score if self.mode == "max" else score < self.best_score',
-             'return score < self.best_score if self.mode == "max" else score < self.best_score',
+             "monitor=monitor, mode=mode, save_top_k=1,",
+             'monitor=monitor, mode="min" if mode == "max" else mode, save_top_k=1,',
              ("tests/test_training.py::test_fit_restores_best_epoch_not_last", T_GAPS)),
     Mutation("fold_std_population", "fold/seed std uses the population formula (ddof=0), not the sample std",
              'out[f"{k}_std"] = float(values.std(ddof=1)) if values.size > 1 else 0.0',
              'out[f"{k}_std"] = float(values.std(ddof=0)) if values.size > 1 else 0.0',
              ("tests/test_metrics.py",)),
     Mutation("best_epoch_not_restored", "fit keeps the last epoch's weights instead of the best validation epoch's",
-             "        model.load_state_dict(best.state)",
-             "        pass",
+             '    task.load_state_dict(state["state_dict"])',
+             "    pass",
              ("tests/test_training.py::test_fit_restores_best_epoch_not_last",)),
 )
 
@@ -307,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--jobs", type=int, default=1, help="mutations run at once (default 1)")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per pytest run (default 600)")
+    ap.add_argument("--machine", help="machine description for the JSON (default: from platform)")
     ap.add_argument("--list", action="store_true", help="check the snippets and list the mutations; run nothing")
     args = ap.parse_args(argv)
     root = args.root.resolve()
@@ -334,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"caught {caught} of {len(results)}")
     if args.json:
         report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}",
+                  "machine": args.machine or f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}",
                   "command": " ".join(["python", "scripts/mutation_check.py", *(argv or sys.argv[1:])]),
                   "baseline": {"status": outcome, "seconds": secs, "tests": tests},
                   "caught": caught, "total": len(results), "results": [asdict(r) for r in results]}
