@@ -189,8 +189,10 @@ class Predictor:
         them. Modalities that cannot come from the file (e.g. action units) are taken from ``face``
         / ``sources`` or marked absent, which every emofuse model accepts. A text modality reads
         ``text``, else the file's ASR transcript."""
-        store, _ = self._input(None if path is None else Path(path), _given(face, sources), text)
-        return self._tensors(self.plan.arrays(store), self.stats, None if path is None else Path(path))
+        path, given = None if path is None else Path(path), _given(face, sources)
+        feats = self.plan.arrays(self._input(path, given, text)[0])
+        self._checked(path, given, feats)
+        return self._tensors(feats, self.stats, path)
 
     def _input(self, path: Path | None, sources: dict[str, Any], text: str | None, audio_track: int | None = None
                ) -> tuple[InputStore, dict[str, str | None]]:
