@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -336,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "machine": args.machine or f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}",
-                  "command": " ".join(["python", "scripts/mutation_check.py", *(argv or sys.argv[1:])]),
+                  "command": shlex.join(["python", "scripts/mutation_check.py", *(argv or sys.argv[1:])]),
                   "baseline": {"status": outcome, "seconds": secs, "tests": tests},
                   "caught": caught, "total": len(results), "results": [asdict(r) for r in results]}
         args.json.parent.mkdir(parents=True, exist_ok=True)
