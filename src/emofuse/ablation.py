@@ -10,12 +10,11 @@
   +contrastive -> +transformer) from ``configs/of_cmaer_cat_ladder.yaml``.
 
 Both return benchmark-format results (`emofuse.reports.check_results`). ``emofuse ablation
-tfn-subsets|ladder DATASET`` runs them from the command line (parser in `emofuse.cli`).
+tfn-subsets|ladder DATASET`` runs them from the command line (`emofuse.cli.ablation`).
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
 import sys
@@ -479,62 +478,3 @@ def load_ablation_data(dataset: str, data_root: str | Path | None, *, labels: st
     if labels:
         label_map = [x.strip() for x in labels.split(",") if x.strip()]
     return data.samples, label_map, select_folds(data.folds, folds), data.name
-
-
-def _write_outputs(results: dict[str, Any], out: str | None, markdown_path: str | None, table_md: str) -> None:
-    from emofuse.reports import check_results, markdown_table, write_json_atomic, write_text_atomic
-
-    check_results(results, out)
-    if out:
-        write_json_atomic(Path(out), results)
-    if markdown_path:
-        head = [f"# {results['title']}", ""]
-        for key in ("dataset", "date", "folds", "seeds", "features", "features_note", "label_sources"):
-            if results.get(key) is not None:
-                head.append(f"- **{key}**: {results[key]}")
-        text = "\n".join(head) + "\n\n" + table_md + "\n## All rows\n\n" + markdown_table(results)
-        write_text_atomic(Path(markdown_path), text)
-
-
-def cmd_ablation(args: argparse.Namespace) -> int:
-    """Entry point of ``emofuse ablation``."""
-    from emofuse.paths import data_root
-
-    features = parse_features(args.features)
-    if args.target == "ladder":
-        load_ladder(args.ladder)  # config errors first, before the data is read
-    root = data_root(args.data)
-    samples, labels, folds, name = load_ablation_data(
-        args.dataset, root, labels=args.labels, num_folds=args.num_folds, folds=args.folds, fold_seed=args.fold_seed,
-        folds_dir=Path(args.out).parent if args.out else None, progress=not args.quiet)
-    store = FeatureStore(samples, args.cache, progress=not args.quiet)
-    store.labels = labels
-    from emofuse.cli import parse_seeds
-
-    seeds = parse_seeds(args.seeds)
-    title = f"{name}: {len(folds)} speaker-disjoint fold(s)"
-    if args.target == "tfn-subsets":
-        sources = [s.strip() for s in args.label_sources.split(",")] if args.label_sources else None
-        results = tfn_subset_grid(samples, store, folds, labels=labels, features=features, label_sources=sources,
-                                  dataset=name, seeds=seeds, max_epochs=args.max_epochs, progress=not args.quiet)
-        print(grid_table(results, title=f"TFN WA, {title}"))
-        table_md = grid_table(results, markdown=True)
-    else:
-        from emofuse.benchmark import _finished_rows
-        from emofuse.reports import write_json_atomic
-
-        finished = {} if args.fresh or not args.out else _finished_rows(Path(args.out))
-
-        def save_partial(partial: dict[str, Any]) -> None:
-            if args.out:
-                write_json_atomic(Path(args.out), {**partial, "complete": False})
-
-        results = of_cmaer_cat_ladder(samples, store, folds, labels=labels, ladder=args.ladder, features=features,
-                                      dataset=name, seeds=seeds, max_epochs=args.max_epochs,
-                                      progress=not args.quiet, finished=finished, on_rung=save_partial)
-        results["complete"] = True
-        print(ladder_table(results, title=f"OF-CMAER-CAT ladder, {title} ({results['features_note']})"))
-        table_md = ladder_table(results, markdown=True)
-    results["command"] = " ".join(["emofuse", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("emofuse") else None
-    _write_outputs(results, args.out, args.markdown, table_md)
-    return 0
