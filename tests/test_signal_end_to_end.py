@@ -182,3 +182,16 @@ def test_signal_fusion_benchmark_train_evaluate_predict(corpus, tmp_path, capsys
     same = predictor.predict_file(clip.with_suffix(".wav"), sources={"signal": clip.with_suffix(".npz")})
     probs = np.array([same.probabilities[label] for label in config["labels"]])
     np.testing.assert_allclose(probs, eval_probs[i], rtol=1e-5, atol=1e-6)
+
+    # the same prediction through the command: the signal file given with --source signal=FILE
+    answer = tmp_path / "pred.json"
+    rc, out, err = _run(["predict", str(corpus / "held.wav"), "--source", f"signal={corpus / 'held.npz'}",
+                         "--model", str(ckpt), "--min-speech", "0", "--json", str(answer)], capsys)
+    assert rc == 0, err
+    printed = json.loads(answer.read_text())["predictions"][0]
+    assert printed["label"] == "happy" and printed["modalities_used"] == held.modalities_used
+    assert printed["probabilities"] == pytest.approx(held.probabilities, rel=1e-6)
+
+    # without its signal the clip is predicted from the audio alone, which knows nothing of the label
+    deaf = predictor.predict_file(corpus / "held.wav")
+    assert deaf.ok and deaf.modalities_used == ["audio"] and deaf.probabilities != held.probabilities
