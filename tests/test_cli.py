@@ -160,6 +160,33 @@ def test_parser_does_not_import_torch():
     assert out.strip() == "[]"
 
 
+def test_no_command_help_imports_numpy_or_torch():
+    """Each command lives in its own module (`emofuse.cli.<command>`) that imports numpy, PyTorch and
+    the emofuse modules using them only when it runs: building the parser, ``emofuse --help`` and every
+    ``emofuse COMMAND --help`` leave them unimported."""
+    import subprocess
+    import sys
+
+    from emofuse.cli import COMMANDS
+
+    heavy = "('numpy', 'torch', 'librosa', 'sklearn', 'scipy', 'soundfile')"
+    code = ("import sys, contextlib, io\n"
+            "from emofuse.cli import build_parser, main\n"
+            f"heavy = {heavy}\n"
+            "def loaded(): return sorted(m for m in heavy if m in sys.modules)\n"
+            "build_parser(); print('parser', loaded())\n"
+            f"for cmd in [[], *([c] for c in {list(COMMANDS)!r})]:\n"
+            "    with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "        try: main([*cmd, '--help'])\n"
+            "        except SystemExit as exc: assert exc.code == 0, cmd\n"
+            "    assert 'usage: emofuse' in out.getvalue(), cmd\n"
+            "    print(' '.join(cmd) or '--help', loaded())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    lines = out.strip().splitlines()
+    assert len(lines) == len(COMMANDS) + 2
+    assert [line.split(" ", 1)[1] for line in lines] == ["[]"] * len(lines), out
+
+
 def test_predict_path_imports_no_scipy_sklearn_matplotlib_or_lightning(tmp_path):
     """Cold `emofuse predict` start-up: the predict code path (Predictor + demo model + a prediction)
     leaves the heavy libraries it does not need unimported (scipy.fft alone costs ~0.4 s)."""

@@ -22,11 +22,9 @@ How each number is obtained:
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -287,22 +285,3 @@ def format_complexity_table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"Batch size {r['batch_size']}, {r['num_classes']} classes, median of {r['repeats']} runs, "
                      f"{r['threads']} CPU thread(s).")
     return "\n".join(lines) + "\n"
-
-
-def cmd_complexity(args: argparse.Namespace) -> int:
-    """``emofuse complexity``: print the table, optionally save JSON / Markdown."""
-    from emofuse.atomic import atomic_write_text
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else None
-    rows = complexity_table(names, batch_size=args.batch_size, repeats=args.repeats)
-    table = format_complexity_table(rows)
-    print(table, end="")
-    if args.json:
-        from emofuse.reports import json_text
-
-        atomic_write_text(Path(args.json), json_text(rows))  # strict JSON: NaN/inf become null
-    if args.markdown:
-        atomic_write_text(Path(args.markdown), table)
-    return 0

@@ -20,7 +20,6 @@ with matplotlib's Agg canvas (no pyplot state) and written atomically.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
@@ -293,19 +292,3 @@ def explain_file(checkpoint_dir: str | Path, path: str | Path, out_dir: str | Pa
     atomic_write_text(summary, json_text(result, indent=1))  # strict JSON: NaN/inf become null
     result["summary"] = str(summary)
     return result
-
-
-def cmd_explain(args: argparse.Namespace) -> int:
-    """``emofuse explain CHECKPOINT FILE --out DIR``."""
-    face = None
-    if args.face:
-        try:
-            face = np.load(args.face, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DataError(args.face, f"cannot read action units (.npy): {exc}") from None
-    result = explain_file(args.checkpoint, args.file, args.out, face=face)
-    print(f"{Path(args.file).name}: {result['label']} "
-          f"({result['probabilities'][result['label']]:.2f}); wrote {len(result['files'])} plots to {args.out}")
-    for f in result["files"]:
-        print(f"  {f}")
-    return 0

@@ -21,8 +21,10 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # imported where used: listing the datasets stays free of numpy
+    import numpy as np
 
 from emofuse.data.record import Sample
 from emofuse.atomic import atomic_write_bytes
@@ -111,6 +113,8 @@ def _resolve(base: Path, value: str) -> Path:
 
 
 def _load_face(path: Path, csv_path: Path, where: str) -> np.ndarray:
+    import numpy as np
+
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -194,6 +198,8 @@ def write_manifest(samples: Sequence[Sample], csv_path: str | Path) -> Path:
     """
     csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
+    import numpy as np
+
     base = csv_path.parent.resolve()
     label_cols = sorted({k if k.startswith("label_") else f"label_{k}" for s in samples for k in s.extra_labels})
     meta_cols = sorted({k for s in samples for k, v in s.meta.items()

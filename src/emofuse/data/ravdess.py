@@ -13,8 +13,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # imported where used: listing the datasets stays free of numpy
+    import numpy as np
 
 from emofuse.data.manifest import MissingReport, read_csv_rows
 from emofuse.data.record import Sample
@@ -138,6 +140,8 @@ def read_au_csv(au_csv: str | Path) -> tuple[tuple[str, ...], dict[tuple[str, ..
     columns = tuple(c for c in header if _AU_COLUMN.match(c))
     if not columns:
         raise DataError(au_csv, "no action-unit columns (AUxx_r / AUxx_c) found")
+    import numpy as np
+
     table: dict[tuple[str, ...], tuple[str, np.ndarray]] = {}
     for row in rows:
         clip = row["clip_id"].strip()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is not imported at run time: `emofuse COMMAND --help` lists datasets without it
+    import numpy as np
 
 from emofuse.data.modalities import list_modalities
 
-Source = Path | np.ndarray | str
+Source = Union[Path, "np.ndarray", str]
 """A modality source: a media file (`Path`), a feature array (`np.ndarray`) or raw text (`str`)."""
 
 

@@ -1,0 +1,7 @@
+"""``python -m emofuse.cli``: the ``emofuse`` command."""
+
+import sys
+
+from emofuse.cli import main
+
+sys.exit(main())

@@ -1,0 +1,54 @@
+"""``emofuse benchmark DATASET|features``: k-fold benchmark of baselines and models, or extractor speed."""
+
+from __future__ import annotations
+
+import argparse
+
+from emofuse.cli.common import (DATASET_HELP, FOLD_SEED_HELP, FOLDS_HELP, HelpFormatter, data_dir, data_opts,
+                                dataset_root, parse_seeds)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("benchmark", help="k-fold benchmark of baselines and models (one table)",
+                              formatter_class=HelpFormatter)
+    p.add_argument("target", help=DATASET_HELP + "; or 'features' for extractor speed. A manifest's folds are "
+                   "written beside --out (else in --report-dir) and reused")
+    p.add_argument("--models", default="default", help="'default', 'all', or comma-separated recipe/model names")
+    p.add_argument("--out", help="write results JSON here (updated after every model; rerunning the same "
+                   "command resumes, reusing finished rows)")
+    p.add_argument("--fresh", action="store_true", help="recompute every row even if --out has it")
+    p.add_argument("--report-dir", help="write results.md and confusion-matrix PNGs here")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument("--folds", help="comma-separated fold numbers (default: all)")
+    p.add_argument("--num-folds", type=int, metavar="K", help=FOLDS_HELP)
+    p.add_argument("--fold-seed", type=int, metavar="S", help=FOLD_SEED_HELP)
+    p.add_argument("--max-epochs", type=int, help="override every recipe's max_epochs (quick runs)")
+    p.add_argument("--robustness", action="store_true",
+                   help="also test each neural model with single modalities and random modality drop rates 0.1-0.5")
+    p.add_argument("--features", default="logmel,mfcc,frft_mfcc,egemaps,egemaps_lld,whisper", help="for 'features'")
+    p.add_argument("--clips", type=int, default=40, help="for 'features': number of clips")
+    data_opts(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.target != "features" and args.models not in ("default", "all"):
+        from emofuse.recipes import load_recipe
+
+        for name in filter(None, map(str.strip, args.models.split(","))):
+            load_recipe(name)  # recipe errors first, before the data and the heavy imports
+    from emofuse import benchmark
+
+    if args.target == "features":
+        rows = benchmark.feature_speed(data_dir(args), args.features.split(","), n_clips=args.clips)
+        from emofuse.reports import json_text
+
+        for r in rows:
+            print(json_text(r, indent=None))
+        return 0
+    benchmark.run_benchmark(args.target, dataset_root(args, args.target), models=args.models, out=args.out,
+                            report_dir=args.report_dir, cache_dir=args.cache, seeds=parse_seeds(args.seeds),
+                            folds=args.folds, max_epochs=args.max_epochs, progress=not args.quiet,
+                            robustness=args.robustness, resume=not args.fresh, num_folds=args.num_folds,
+                            fold_seed=args.fold_seed)
+    return 0

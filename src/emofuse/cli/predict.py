@@ -1,0 +1,154 @@
+"""``emofuse predict FILE... [--text|--transcripts] [--source MODALITY=PATH]``: predict files' emotions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from emofuse.cli.common import check_output, checkpoint_files, print_predictions
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("predict", help="predict the emotion of audio (or video) files",
+                              epilog="Each file is predicted on its own: a file that gets no label (unreadable, no "
+                                     "speech, too short) prints an error line and the others still print. Exit status: "
+                                     "0 if every file got a label, 2 if some did not or on bad input, 1 on an "
+                                     "unexpected error.")
+    p.add_argument("files", nargs="*", help="wav/flac/mp3/mp4 files (none: predict --text alone, for text models)")
+    p.add_argument("--model", action="append", metavar="CHECKPOINT",
+                   help="checkpoint folder (default: the shipped demo model); repeat it for a seed ensemble "
+                        "(e.g. 'emofuse train --seeds 0,1,2' output): their probabilities are averaged")
+    p.add_argument("--json", help="write predictions as JSON to this file ('-' for stdout): {\"predictions\": "
+                   "[...], \"ok\": N, \"failed\": N}; never one of the inputs, a directory or a special file")
+    text = p.add_mutually_exclusive_group()
+    text.add_argument("--text", help="transcript of FILE (one file only), for models that read text; without it "
+                      "they transcribe the speech offline with Whisper tiny.en")
+    text.add_argument("--transcripts", metavar="MAPPING", help="transcripts of several files: a .json object "
+                      "{\"clip.wav\": \"text\"} or a .csv with columns file,text (keys: the path as given, the same "
+                      "path, or the file name); files it does not name are transcribed")
+    p.add_argument("--source", action="append", metavar="MODALITY=PATH",
+                   help="another input of FILE (one file only) for a model that reads that modality, e.g. "
+                        "signal=clip.npz (a multichannel signal) or face=au.npy (the clip's action units); "
+                        "repeat it for several modalities")
+    p.add_argument("--no-asr", action="store_true", help="never transcribe: a text model's file without a transcript "
+                   "is an error")
+    p.add_argument("--max-duration", type=float, metavar="SECONDS", help="refuse files longer than this (default: "
+                   "$EMOFUSE_MAX_DURATION, else 600 s)")
+    p.add_argument("--audio-track", type=int, metavar="N", help="in files with several audio tracks, use track N "
+                   "(from 1; default: the track with the most speech, named in a warning)")
+    p.add_argument("--min-speech", type=float, metavar="SECONDS", help="seconds of detected speech a file needs for "
+                   "a label (default 0.5; 0 turns the speech check off, e.g. for shouted speech the detector misses)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit 0 when every file got a label, 2 when some did not (each named on stderr and in the JSON)."""
+    from emofuse.errors import ConfigError
+
+    sources = parse_sources(args.source, args.files)
+    inputs = [*args.files, *([args.transcripts] if args.transcripts else []), *sources.values(),
+              *checkpoint_files(args.model)]
+    check_output(args.json, inputs)  # before any model is loaded
+
+    from emofuse.predict import Predictor, load_transcripts, match_transcripts
+
+    if not args.files:  # text alone
+        if args.text is None:
+            raise ConfigError("give audio/video files, or --text \"...\" alone for a model that reads text")
+        predictor = Predictor(args.model, asr=False)
+        print_predictions([predictor.predict_text(args.text)], args.json)
+        return 0
+    if args.text is not None and len(args.files) != 1:
+        raise ConfigError(f"--text is the transcript of one file, got {len(args.files)} files: "
+                          "use --transcripts FILE.json/.csv for several")
+    transcripts: dict[str, str] = {}
+    if args.transcripts:  # read first, so a bad mapping fails before any model is loaded
+        transcripts = match_transcripts(load_transcripts(args.transcripts), args.files, args.transcripts)
+    elif args.text is not None:
+        transcripts = {str(args.files[0]): args.text}
+    predictor = Predictor(args.model, asr=not args.no_asr, max_duration=args.max_duration, audio_track=args.audio_track,
+                          min_speech=args.min_speech)
+    if (args.text is not None or args.transcripts) and not predictor.reads_text:
+        print(f"emofuse: warning: the model reads no text ({', '.join(predictor.ckpt.model.input_dims)}); "
+              "--text/--transcripts ignored", file=sys.stderr)
+        transcripts = {}
+    if sources:
+        preds = [_predict_with_sources(predictor, args.files[0], transcripts.get(str(args.files[0])), sources)]
+    else:
+        preds = predictor.predict_files(args.files, transcripts)
+    return 2 if print_predictions(preds, args.json) else 0
+
+
+def parse_sources(items: list[str] | None, files: list[str]) -> dict[str, Path]:
+    """``--source MODALITY=PATH`` options as ``{modality: path}``, checked before any model is
+    loaded: one input file, a registered modality read from a file of its own (not the recording
+    or the transcript), each modality once, an existing file (`ConfigError` / `DataError` otherwise)."""
+    if not items:
+        return {}
+    from emofuse.data.modalities import get_modality
+    from emofuse.errors import ConfigError, DataError
+
+    if len(files) != 1:
+        raise ConfigError(f"--source gives more inputs of one file, got {len(files)} files: give exactly one FILE")
+    sources: dict[str, Path] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not value:
+            raise ConfigError(f"--source must be MODALITY=PATH (e.g. signal=clip.npz), got {item!r}")
+        modality = get_modality(name)  # an unknown one lists the registered modalities
+        if name in ("audio", "text") or not modality.sources:
+            what = {"audio": "the recording is the FILE argument", "text": "give the transcript with --text"}
+            raise ConfigError(f"--source {name}: {what.get(name, 'it comes from the sample fields, not a file')}")
+        if name in sources:
+            raise ConfigError(f"--source {name} is given twice")
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise DataError(path, f"--source {name}: " + ("not a file" if path.exists() else "file not found"))
+        sources[name] = path
+    return sources
+
+
+def _predict_with_sources(predictor: Any, path: str, text: str | None, sources: dict[str, Path]) -> Any:
+    """One file's prediction with its ``--source`` inputs, as `Predictor.predict_files` gives it
+    (a file that cannot be used gets a label-less result). A modality the model does not read is
+    dropped with a warning; one its features read from a table row (e.g. ``au``) is loaded from the
+    ``.npy`` file, the others are passed as paths."""
+    from emofuse.data.modalities import get_modality
+    from emofuse.errors import DataError
+    from emofuse.features.base import list_extractors
+    from emofuse.predict import Prediction
+
+    table = set(list_extractors("table"))
+    dims = predictor.ckpt.model.input_dims
+    given: dict[str, Any] = {}
+    for name, file in sources.items():
+        plan = predictor.plan.modalities.get(name)
+        if plan is None or name not in dims:
+            print(f"emofuse: warning: the model reads no {name} ({', '.join(dims)}); --source {name}={file} ignored",
+                  file=sys.stderr)
+            continue
+        given[get_modality(name).sources[0]] = _load_row(file, name) if table & set(plan.names) else file
+    try:
+        return predictor.predict_file(path, text=text, sources=given)
+    except DataError as exc:
+        return Prediction.failed(path, exc)
+
+
+def _load_row(path: Path, modality: str) -> Any:
+    """A per-clip numeric row (``.npy``, e.g. action units) as float32, checked finite."""
+    import numpy as np
+
+    from emofuse.errors import DataError
+
+    try:
+        row = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(path, f"--source {modality}: cannot read a numeric row (.npy): {exc}") from None
+    if not isinstance(row, np.ndarray) or row.dtype.kind not in "fiu" or row.ndim not in (1, 2) or row.size == 0:
+        raise DataError(path, f"--source {modality}: expected a non-empty numeric 1-D or 2-D array (.npy)")
+    if not np.isfinite(row).all():
+        raise DataError(path, f"--source {modality}: contains NaN or inf")
+    return row.astype(np.float32)
