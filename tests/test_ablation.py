@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from emofuse import ablation
+from emofuse import ablation, ablation_ladder
 from emofuse.data import prepare_manifest
 from emofuse.errors import ConfigError, DataError
 from emofuse.featuresets import FeatureStore
@@ -162,7 +162,7 @@ def test_label_outside_the_label_map_raises_before_training(tmp_path):
 
 
 def test_ladder_has_one_row_per_rung(dataset):
-    base, rungs = ablation.load_ladder()
+    base, rungs = ablation_ladder.load_ladder()
     assert [r.name for r in rungs] == ["cnn_only", "+cmaa", "+awom", "+contrastive", "+transformer"]
     assert rungs[0].model_kwargs["use_cmaa"] is False and rungs[-1].model_kwargs["use_transformer"] is True
     assert rungs[0].model_kwargs["d_model"] == base.model_kwargs["d_model"]
@@ -170,23 +170,23 @@ def test_ladder_has_one_row_per_rung(dataset):
     store = FeatureStore(samples, progress=False)
     folds = ablation.speaker_folds(samples, 4)[:1]
     partial_counts = []
-    res = ablation.of_cmaer_cat_ladder(samples, store, folds, labels=LABELS,
-                                       features={"audio": ["mfcc"], "face": ["au"]}, max_epochs=1, progress=False,
-                                       on_rung=lambda r: partial_counts.append(len(r["results"])))
+    res = ablation_ladder.of_cmaer_cat_ladder(samples, store, folds, labels=LABELS,
+                                              features={"audio": ["mfcc"], "face": ["au"]}, max_epochs=1,
+                                              progress=False, on_rung=lambda r: partial_counts.append(len(r["results"])))
     check_results(res)
     assert partial_counts == list(range(1, len(rungs) + 1))
     assert [r["rung"] for r in res["results"]] == [r.name for r in rungs]
     assert all(r["modalities"] == ["audio", "face"] for r in res["results"])
-    table = ablation.ladder_table(res, markdown=True)
+    table = ablation_ladder.ladder_table(res, markdown=True)
     assert table.count("\n") == 2 + len(rungs) and "+transformer" in table
 
     # resume: rungs finished by an interrupted run are reused (same run key), the rest retrained
     finished = {r["run_key"]: r for r in res["results"][:2]}
     trained = []
-    again = ablation.of_cmaer_cat_ladder(samples, store, folds, labels=LABELS,
-                                         features={"audio": ["mfcc"], "face": ["au"]}, max_epochs=1,
-                                         progress=False, finished=finished,
-                                         on_rung=lambda r: trained.append(r["results"][-1]["rung"]))
+    again = ablation_ladder.of_cmaer_cat_ladder(samples, store, folds, labels=LABELS,
+                                                features={"audio": ["mfcc"], "face": ["au"]}, max_epochs=1,
+                                                progress=False, finished=finished,
+                                                on_rung=lambda r: trained.append(r["results"][-1]["rung"]))
     assert again["results"][:2] == res["results"][:2]
     assert trained == [r.name for r in rungs]  # called after every rung, reused ones included
     assert [r["wall_seconds"] for r in again["results"][2:]] != [r["wall_seconds"] for r in res["results"][2:]]
@@ -200,24 +200,35 @@ def test_ladder_with_several_seeds_reports_the_seed_ensemble():
                            "macro_f1_mean": 0.81, "macro_f1_std": 0.03}},
         {"rung": "+cmaa", "wa_mean": 0.81, "wa_std": 0.01, "ua_mean": 0.8, "ua_std": 0.02, "macro_f1_mean": 0.79,
          "macro_f1_std": 0.02, "train_seconds": 60.0}]}
-    md = ablation.ladder_table(res, markdown=True)
+    md = ablation_ladder.ladder_table(res, markdown=True)
     assert "| ensemble WA | ensemble UA | ensemble macro-F1 |" in md
     assert "| cnn_only | 0.800 ± 0.010 | 0.790 ± 0.020 | 0.780 ± 0.020 | 50.0 s | 0.830 ± 0.020 (3 seeds) |" in md
     assert md.rstrip().endswith("| n/a | n/a | n/a |")
-    assert "(3 seeds)" in ablation.ladder_table(res)
+    assert "(3 seeds)" in ablation_ladder.ladder_table(res)
 
 
 def test_ladder_falls_back_when_config_features_do_not_exist():
     configured = {"audio": ["logmel"], "face": ["openface_au"], "text": ["minilm_tokens"]}
-    feats, note = ablation.ladder_features(configured, ["audio", "face"])
+    feats, note = ablation_ladder.ladder_features(configured, ["audio", "face"])
     assert feats == {"audio": ["whisper"], "face": ["au"]}
     assert "openface_au" in note and "minilm_tokens" not in note  # text is not a modality of this dataset
-    feats, note = ablation.ladder_features({"audio": ["mfcc"], "face": ["au"]}, ["audio", "face"])
+    feats, note = ablation_ladder.ladder_features({"audio": ["mfcc"], "face": ["au"]}, ["audio", "face"])
     assert feats == {"audio": ["mfcc"], "face": ["au"]}
+
+
+def test_ladder_names_still_importable_from_ablation():
+    """The ladder moved to emofuse.ablation_ladder; emofuse.ablation still gives its public names."""
+    from emofuse.ablation import FALLBACK_LADDER_FEATURES, load_ladder
+
+    assert load_ladder is ablation_ladder.load_ladder
+    assert ablation.of_cmaer_cat_ladder is ablation_ladder.of_cmaer_cat_ladder
+    assert FALLBACK_LADDER_FEATURES == {"audio": ["whisper"], "face": ["au"]}
+    with pytest.raises(AttributeError, match="no_such_name"):
+        ablation.no_such_name  # noqa: B018
 
 
 def test_bad_ladder_config_is_a_config_error(tmp_path):
     bad = tmp_path / "ladder.yaml"
     bad.write_text("base: of_cmaer_cat\nrungs: [{name: a, model_kwargs: {use_cmaa: false}, extra: 1}]\n")
     with pytest.raises(ConfigError, match="rungs\\[0\\]"):
-        ablation.load_ladder(bad)
+        ablation_ladder.load_ladder(bad)
