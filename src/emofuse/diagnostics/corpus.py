@@ -236,22 +236,20 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def _cases() -> list[Case]:
-    """Every case, in the order they are run."""
-    clips = [c.name for c in sample_clips()]
-    s0 = clips[0]
-    cases: list[Case] = []
+#: ``add(name, filename, expected, description, build=None, **case_fields)``: appends one `Case`
+Add = Callable[..., None]
 
-    def add(name: str, filename: str | None, expected: tuple[str, ...], description: str,
-            build: Callable[[Path, Material], None] | None = None, **kw) -> None:
-        cases.append(Case(name, filename, expected, description, build, **kw))
 
-    # references: the sample clips themselves (their labels are what derived files should keep)
+def _references(add: Add, clips: list[str]) -> None:
+    """References: the sample clips themselves (their labels are what derived files should keep)."""
     for i, clip in enumerate(clips):
         add(f"ref_{i}", f"ref_{clip}", OK, f"sample clip {clip} as shipped (reference label)",
             lambda p, m, i=i: shutil.copyfile(m.clips[i], p), source=clip)
 
-    # empty and truncated files
+
+def _empty_and_truncated(add: Add, clips: list[str]) -> None:
+    """Empty and truncated files."""
+    s0 = clips[0]
     add("empty_wav", "empty.wav", ERROR, "0-byte .wav", raw_bytes(b""))
     add("empty_mp4", "empty.mp4", ERROR, "0-byte .mp4", raw_bytes(b""))
     add("wav_zero_samples", "zero_samples.wav", ERROR + ("too_short",),
@@ -277,7 +275,10 @@ def _cases() -> list[Case]:
     add("mp3_truncated", "truncated.mp3", ERROR + OK, "MP3 cut to half (its Xing header declares the full "
         "length): an error or a result with a truncation warning", truncated(speech_mp3), warn="", source=s0)
 
-    # containers and codecs that work
+
+def _working_containers(add: Add, clips: list[str]) -> None:
+    """Containers and codecs that work."""
+    s0 = clips[0]
     add("mp4_aac", "speech.mp4", OK, "MP4: AAC speech + a tiny video stream", speech_mp4, source=s0)
     add("mp3", "speech.mp3", OK, "MP3 speech", speech_mp3, source=s0)
     add("ogg_vorbis", "speech.ogg", OK, "Ogg Vorbis speech", speech_wav("VORBIS", fmt="OGG"), source=s0)
@@ -285,7 +286,10 @@ def _cases() -> list[Case]:
     add("mka_aac", "speech.mka", OK, "Matroska audio, AAC",
         lambda p, m: write_av(p, [m.speech()], fmt="matroska"), source=s0)
 
-    # wrong containers
+
+def _wrong_containers(add: Add, clips: list[str]) -> None:
+    """Wrong containers."""
+    s0 = clips[0]
     noise_bytes = rng().integers(0, 256, 65536, dtype=np.uint8).tobytes()
     add("random_flac", "random.flac", ERROR, "64 KB of random bytes named .flac (says: not an audio file)",
         raw_bytes(noise_bytes), wording=NOT_AUDIO)
@@ -313,7 +317,10 @@ def _cases() -> list[Case]:
     add("wav_no_data_chunk", "no_data_chunk.wav", ERROR + ("too_short",),
         "RIFF/WAVE with a fmt chunk and no data chunk", lambda p, m: write_riff(p, b"", SR, data_chunk=False))
 
-    # sample rates
+
+def _sample_rates(add: Add, clips: list[str]) -> None:
+    """Sample rates."""
+    s0 = clips[0]
     for rate in (8000, 44100, 96000, 192000):
         add(f"rate_{rate}", f"rate_{rate}.wav", OK, f"speech resampled to {rate} Hz", speech_wav(rate=rate),
             source=s0)
@@ -325,7 +332,10 @@ def _cases() -> list[Case]:
         declared_rate(500_000, 0.5))
     add("rate_0hz", "rate_0hz.wav", ERROR, "WAV header declaring 0 Hz", declared_rate(0, nbytes=20_000))
 
-    # sample formats
+
+def _sample_formats(add: Add, clips: list[str]) -> None:
+    """Sample formats."""
+    s0 = clips[0]
     for subtype in ("PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ALAW", "ULAW", "IMA_ADPCM",
                     "MS_ADPCM"):
         add(f"wav_{subtype.lower()}", f"wav_{subtype.lower()}.wav", OK, f"WAV, {subtype} samples",
@@ -338,7 +348,10 @@ def _cases() -> list[Case]:
     add("wav_inf", "inf.wav", ERROR, "float WAV with an infinite sample",
         samples(lambda m: np.concatenate([m.speech(), [np.inf]]), "FLOAT"))
 
-    # channels
+
+def _channels(add: Add, clips: list[str]) -> None:
+    """Channels."""
+    s0 = clips[0]
     add("stereo", "stereo.wav", OK, "stereo speech", channels([1.0, 0.8]), source=s0)
     add("ch6", "ch6.wav", OK, "6-channel speech (5.1-like gains)", channels([1, .8, .6, .5, .4, .3]), source=s0)
     add("ch32", "ch32.wav", OK, "32-channel speech", channels([1 / (1 + k / 8) for k in range(32)]), source=s0)
@@ -348,7 +361,10 @@ def _cases() -> list[Case]:
         "mix is silent. No label from the silent mix: no_speech, or a channel with speech used and named "
         "in a warning", channels([1.0, -1.0]), warn="")
 
-    # non-speech
+
+def _non_speech(add: Add, clips: list[str]) -> None:
+    """Non-speech."""
+    s0 = clips[0]
     add("silence_3s", "silence_3s.wav", NO_SPEECH, "3 s of digital silence", samples(lambda m: np.zeros(3 * SR)))
     add("silence_10min", "silence_10min.wav", NO_SPEECH + ERROR, "10 min of digital silence (no_speech; "
         "an error is also right when 10 min is over the configured maximum duration)",
@@ -368,7 +384,10 @@ def _cases() -> list[Case]:
         samples(lambda m: np.concatenate([np.zeros(8 * SR), m.speech(), np.zeros(20 * SR - 8 * SR - m.speech().size)])),
         source=s0)
 
-    # levels
+
+def _levels(add: Add, clips: list[str]) -> None:
+    """Levels."""
+    s0 = clips[0]
     add("float_1e6", "float_1e6.wav", OK + ERROR, "float WAV of speech scaled by 1e6 (a result with an "
         "out-of-range warning, or an error)", samples(lambda m: m.speech() * 1e6, "FLOAT"), warn="", source=s0)
     add("float_over_1", "float_over_1.wav", OK, "float WAV of speech peaking at 1.5 (out of range: warning)",
@@ -376,7 +395,10 @@ def _cases() -> list[Case]:
     add("clipped", "clipped.wav", OK, "speech amplified 30x and clipped at full scale (warning)",
         samples(lambda m: np.clip(m.speech() * 30, -1, 1)), warn="", source=s0)
 
-    # several audio tracks
+
+def _several_tracks(add: Add, clips: list[str]) -> None:
+    """Several audio tracks."""
+    s0 = clips[0]
     add("two_tracks_mp4", "two_tracks.mp4", OK, "MP4 with video, a silent first audio track and speech on "
         "the second: the speech track is used and named in a warning",
         lambda p, m: write_av(p, [np.zeros_like(m.speech()), m.speech()], fmt="mp4", video=True),
@@ -385,7 +407,10 @@ def _cases() -> list[Case]:
         "(named in a warning)", lambda p, m: write_av(p, [np.zeros_like(m.speech()), m.speech()], fmt="matroska"),
         warn="track", source=s0)
 
-    # special files and paths
+
+def _special_files(add: Add, clips: list[str]) -> None:
+    """Special files and paths."""
+    s0 = clips[0]
     add("fifo", "fifo.wav", ERROR, "a named pipe (FIFO) nobody writes to: refused, never waited on",
         lambda p, m: os.mkfifo(p), max_seconds=5)
     add("directory", "folder.wav", ERROR, "a directory named .wav", lambda p, m: p.mkdir())
@@ -401,13 +426,46 @@ def _cases() -> list[Case]:
         "'empty'", fixed_path="/proc/self/status", wording=r"^(?!.*\bempty\b)")
     add("unreadable", "unreadable.wav", ERROR, "a speech WAV without read permission", unreadable)
 
-    # odd file names (valid speech)
+
+def _odd_names(add: Add, clips: list[str]) -> None:
+    """Odd file names (valid speech)."""
+    s0 = clips[0]
     for name, filename in [("name_spaces", "with  spaces .wav"), ("name_unicode", "ünïcødé 情感 😀.wav"),
                            ("name_dash", "-x.wav"), ("name_long", "long_" + "n" * 240 + ".wav"),
                            ("name_newline", "new\nline.wav"), ("name_glob", "glob[ab]*?{c,d}.wav"),
                            ("name_quotes", "quote'\"$HOME`x`;.wav"), ("name_no_ext", "no_extension"),
                            ("name_upper", "UPPER.WAV"), ("name_dots", "..dots...wav")]:
         add(name, filename, OK, f"speech WAV named {filename!r}", speech_wav(), source=s0)
+
+
+#: The case builders, one per kind of input, in the order the cases are run.
+_CATEGORIES: tuple[Callable[[Add, list[str]], None], ...] = (
+    _references,
+    _empty_and_truncated,
+    _working_containers,
+    _wrong_containers,
+    _sample_rates,
+    _sample_formats,
+    _channels,
+    _non_speech,
+    _levels,
+    _several_tracks,
+    _special_files,
+    _odd_names,
+)
+
+
+def _cases() -> list[Case]:
+    """Every case, in the order they are run."""
+    clips = [c.name for c in sample_clips()]
+    cases: list[Case] = []
+
+    def add(name: str, filename: str | None, expected: tuple[str, ...], description: str,
+            build: Callable[[Path, Material], None] | None = None, **kw) -> None:
+        cases.append(Case(name, filename, expected, description, build, **kw))
+
+    for category in _CATEGORIES:
+        category(add, clips)
     return cases
 
 
