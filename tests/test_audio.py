@@ -383,3 +383,20 @@ def test_fifo_and_directory_are_refused_without_waiting(tmp_path: Path) -> None:
     worker.join(5)
     assert result and "named pipe" in str(result[0])
     _expect_data_error(tmp_path, "not a regular file: it is a directory")
+
+
+def test_checks_module_names_are_reexported_by_emofuse_audio(tmp_path: Path, monkeypatch) -> None:
+    """The file/header checks live in emofuse.audio_checks; emofuse.audio still gives the same objects,
+    and load_audio calls the checks module's functions (patch them there, not on emofuse.audio)."""
+    import emofuse.audio_checks as checks
+
+    for name in ("AudioWarning", "check_file", "max_duration_limit", "DEFAULT_MAX_DURATION", "MAX_DURATION_ENV",
+                 "MIN_SAMPLE_RATE", "MAX_SAMPLE_RATE", "CLIP_LEVEL", "CLIP_SHARE"):
+        assert getattr(audio_mod, name) is getattr(checks, name), name
+        assert name in audio_mod.__all__
+    assert set(audio_mod.__all__) <= set(dir(audio_mod))
+    path = _write(tmp_path / "tone.wav", _tone(1.0, 16000), 16000)
+    monkeypatch.delenv("EMOFUSE_MAX_DURATION", raising=False)
+    monkeypatch.setattr(checks, "DEFAULT_MAX_DURATION", 0.5)
+    with pytest.raises(DataError, match="maximum of 0.5 s"):
+        load_audio(path)

@@ -19,37 +19,46 @@ scale, channels that cancel out when mixed (the strongest channel is used instea
 container that decodes much shorter than it declares (truncated), and, for a file with
 several audio tracks, which track was used (the one with the most speech, see
 `emofuse.vad`, unless ``audio_track`` picks one).
+
+The file and header checks and the warnings live in `emofuse.audio_checks`; their public names
+are importable from here too.
 """
 
 from __future__ import annotations
 
-import errno
 import itertools
 import math
-import os
-import stat
-import struct
-import warnings
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from emofuse.errors import ConfigError, DataError
+from emofuse.audio_checks import (  # the header and file checks, and the warnings (public names re-exported)
+    CLIP_LEVEL,
+    CLIP_SHARE,
+    DEFAULT_MAX_DURATION,
+    MAX_DURATION_ENV,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    AudioWarning,
+    _check_declared,
+    _check_rate,
+    _limit_text,
+    _wav_missing_bytes,
+    _warn,
+    _warn_levels,
+    check_file,
+    max_duration_limit,
+)
+from emofuse.errors import DataError
 
-#: sample rates outside this range are refused as implausible before any decoding
-MIN_SAMPLE_RATE = 4_000
-MAX_SAMPLE_RATE = 384_000
-#: the longest file decoded whole, in seconds (override: EMOFUSE_MAX_DURATION, ``max_duration``).
-#: 10 minutes keep `emofuse predict` with the demo model under 1 GB (Whisper features grow with length).
-DEFAULT_MAX_DURATION = 600.0
-MAX_DURATION_ENV = "EMOFUSE_MAX_DURATION"
+__all__ = ["CANCEL_RATIO", "CLIP_LEVEL", "CLIP_SHARE", "DEFAULT_MAX_DURATION", "MAX_DURATION_ENV", "MAX_SAMPLE_RATE",
+           "MIN_SAMPLE_RATE", "TRACK_PROBE_SECONDS", "TRUNCATION_SECONDS", "TRUNCATION_SHARE", "AudioWarning",
+           "audio_duration", "check_file", "load_audio", "max_duration_limit"]
+
 #: samples per block (all channels together) when streaming; keeps peak memory small
 _BLOCK_SAMPLES = 1 << 20
-#: a sample this close to full scale counts as clipped; warn when this share of samples is
-CLIP_LEVEL = 0.999
-CLIP_SHARE = 0.001
 #: the mono mix "cancels" when its energy is this far below the strongest channel's (-20 dB)
 CANCEL_RATIO = 0.01
 #: a container decoding this much shorter than it declares is reported as truncated
@@ -57,28 +66,6 @@ TRUNCATION_SECONDS = 0.25
 TRUNCATION_SHARE = 0.05
 #: seconds of each audio track that speech detection hears when choosing among several
 TRACK_PROBE_SECONDS = 30.0
-
-
-class AudioWarning(UserWarning):
-    """A file decoded, but with a problem worth knowing (clipping, truncation, the track used, ...)."""
-
-
-def max_duration_limit(max_duration: float | None = None) -> float:
-    """The maximum duration in seconds: ``max_duration``, else ``$EMOFUSE_MAX_DURATION``, else the default."""
-    if max_duration is None:
-        text = os.environ.get(MAX_DURATION_ENV, "").strip()
-        if not text:
-            return DEFAULT_MAX_DURATION
-        try:
-            max_duration = float(text)
-        except ValueError:
-            raise ConfigError(f"{MAX_DURATION_ENV} must be a number of seconds, got {text!r}") from None
-        source = MAX_DURATION_ENV
-    else:
-        source = "the maximum duration"
-    if not max_duration > 0:  # also refuses NaN
-        raise ConfigError(f"{source} must be a positive number of seconds, got {max_duration}")
-    return float(max_duration)
 
 
 def load_audio(path: str | Path, target_sr: int = 16000, *, max_seconds: float | None = None,
@@ -153,66 +140,6 @@ def audio_duration(path: str | Path) -> float:
     return load_audio(path, target_sr=16000).size / 16000.0
 
 
-def check_file(path: str | Path) -> None:
-    """Raise `DataError` unless ``path`` is a readable, non-empty regular file; say what it is instead."""
-    path = Path(path)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        if path.is_symlink():
-            raise DataError(path, f"broken symbolic link: its target {os.readlink(path)} does not exist") from None
-        raise DataError(path, "file not found") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise DataError(path, "symbolic link loop: the link leads back to itself, never to a file") from None
-        raise DataError(path, f"cannot access the file: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise DataError(path, f"not a regular file: it is a {_file_kind(st.st_mode)}")
-    if not os.access(path, os.R_OK):
-        raise DataError(path, "permission denied: the file is not readable")
-    if st.st_size == 0:
-        if _has_content(path):
-            raise DataError(path, "not a regular file on disk: it reports a size of 0 bytes yet has content "
-                                  "(a special file such as those under /proc or /sys)")
-        raise DataError(path, "file is empty (0 bytes)")
-
-
-def _file_kind(mode: int) -> str:
-    kinds = [(stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"),
-             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")]
-    return next((name for test, name in kinds if test(mode)), "special file")
-
-
-def _has_content(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            return bool(handle.read(1))
-    except OSError:
-        return False
-
-
-def _check_rate(path: Path, sr: int) -> None:
-    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
-        raise DataError(path, f"implausible sample rate {sr} Hz in the header (accepted: "
-                              f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz); refused before decoding")
-
-
-def _check_declared(path: Path, seconds: float | None, limit: float | None) -> None:
-    """Refuse a file whose header declares more than ``limit`` seconds (before decoding it)."""
-    if limit is not None and seconds is not None and seconds > limit:
-        raise DataError(path, f"the header declares {seconds:.1f} s of audio, more than the maximum of "
-                              f"{_limit_text(limit)}; refused before decoding")
-
-
-def _limit_text(limit: float) -> str:
-    return (f"{limit:g} s per file (raise it with --max-duration, ${MAX_DURATION_ENV} or the "
-            "max_duration argument)")
-
-
-def _warn(path: Path, message: str) -> None:
-    warnings.warn(f"{path}: {message}", AudioWarning, stacklevel=3)
-
-
 class _Mono:
     """Mixes blocks ``[frames, channels]`` to mono (or takes one ``channel``) and resamples them
     block by block, noting the peak level, clipped samples and per-channel energies."""
@@ -284,14 +211,6 @@ class _Mono:
         return wave
 
 
-def _warn_levels(path: Path, mono: _Mono) -> None:
-    if mono.peak > 1.0 + 1e-6:
-        _warn(path, f"samples beyond full scale: peak {mono.peak:.3g} where full scale is 1.0 (float samples "
-                    "out of range)")
-    if mono.samples and mono.clipped / mono.samples >= CLIP_SHARE:
-        _warn(path, f"clipping: {100 * mono.clipped / mono.samples:.2g}% of the samples are at full scale")
-
-
 # --- soundfile (wav, flac, ogg, aiff, ...) ---------------------------------------------------
 
 def _soundfile_info(path: Path):
@@ -328,29 +247,6 @@ def _soundfile_decoder(path: Path, info, target_sr: int, max_seconds: float | No
         return mono
 
     return decode
-
-
-def _wav_missing_bytes(path: Path) -> int:
-    """Bytes a RIFF/WAVE ``data`` chunk declares beyond the end of the file (0 if complete or not WAV).
-
-    libsndfile silently shortens such files, so truncation is detected from the header here.
-    Streaming writers put 0 or 0xFFFFFFFF in the size field; those count as complete.
-    """
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        head = handle.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return 0
-        pos = 12
-        while pos + 8 <= size:
-            handle.seek(pos)
-            chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
-            if chunk_id == b"data":
-                if chunk_size in (0, 0xFFFFFFFF):
-                    return 0
-                return max(0, pos + 8 + chunk_size - size)
-            pos += 8 + chunk_size + (chunk_size & 1)
-    return 0
 
 
 # --- PyAV (mp4, mkv, webm, mp3, m4a, ...) ----------------------------------------------------
