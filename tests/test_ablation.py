@@ -1,4 +1,4 @@
-"""Ablations (emofuse.ablation) on a tiny synthetic manifest dataset with per-modality labels."""
+"""Ablations (emofuse.experiments.ablation) on a tiny synthetic manifest dataset with per-modality labels."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from emofuse import ablation, ablation_ladder
+from emofuse.experiments import ablation, ladder as ablation_ladder
 from emofuse.data import prepare_manifest
 from emofuse.errors import ConfigError, DataError
-from emofuse.featuresets import FeatureStore
-from emofuse.reports import check_results
-from emofuse.splits import check_disjoint, partition
+from emofuse.features.store import FeatureStore
+from emofuse.evaluation.reports import check_results
+from emofuse.data.splits import check_disjoint, partition
 
 LABELS = ["anger", "joy", "sad"]
 SPEAKERS = ["s1", "s2", "s3", "s4"]
@@ -217,8 +217,8 @@ def test_ladder_falls_back_when_config_features_do_not_exist():
 
 
 def test_ladder_names_still_importable_from_ablation():
-    """The ladder moved to emofuse.ablation_ladder; emofuse.ablation still gives its public names."""
-    from emofuse.ablation import FALLBACK_LADDER_FEATURES, load_ladder
+    """The ladder moved to emofuse.experiments.ladder; emofuse.experiments.ablation still gives its public names."""
+    from emofuse.experiments.ablation import FALLBACK_LADDER_FEATURES, load_ladder
 
     assert load_ladder is ablation_ladder.load_ladder
     assert ablation.of_cmaer_cat_ladder is ablation_ladder.of_cmaer_cat_ladder

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import emofuse.audio as audio_mod
-from emofuse.audio import AudioWarning, audio_duration, check_file, load_audio
+import emofuse.media.audio as audio_mod
+from emofuse.media.audio import AudioWarning, audio_duration, check_file, load_audio
 from emofuse.errors import ConfigError, DataError
-from emofuse.predict import sample_clips
+from emofuse.inference.predictor import sample_clips
 
 
 def _tone(seconds: float, sr: int, freq: float = 440.0) -> np.ndarray:
@@ -386,9 +386,9 @@ def test_fifo_and_directory_are_refused_without_waiting(tmp_path: Path) -> None:
 
 
 def test_checks_module_names_are_reexported_by_emofuse_audio(tmp_path: Path, monkeypatch) -> None:
-    """The file/header checks live in emofuse.audio_checks; emofuse.audio still gives the same objects,
-    and load_audio calls the checks module's functions (patch them there, not on emofuse.audio)."""
-    import emofuse.audio_checks as checks
+    """The file/header checks live in emofuse.media.checks; emofuse.media.audio still gives the same objects,
+    and load_audio calls the checks module's functions (patch them there, not on emofuse.media.audio)."""
+    import emofuse.media.checks as checks
 
     for name in ("AudioWarning", "check_file", "max_duration_limit", "DEFAULT_MAX_DURATION", "MAX_DURATION_ENV",
                  "MIN_SAMPLE_RATE", "MAX_SAMPLE_RATE", "CLIP_LEVEL", "CLIP_SHARE"):

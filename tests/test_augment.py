@@ -12,15 +12,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from emofuse.baselines import fit_predict_logreg
-from emofuse.checkpoint import save_checkpoint
+from emofuse.training.classical import fit_predict_logreg
+from emofuse.inference.checkpoint import save_checkpoint
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError
 from emofuse.features import extract_features, get_extractor
 from emofuse.features.augment import SpeedPerturbed, check_factors, speed_perturb
-from emofuse.featuresets import FeatureStore
+from emofuse.features.store import FeatureStore
 from emofuse.models import create_model
-from emofuse.predict import Predictor
+from emofuse.inference.predictor import Predictor
 from emofuse.recipes import recipe_from_dict
 from emofuse.training import TrainConfig, predict_proba, run_kfold
 
@@ -146,7 +146,7 @@ def test_run_kfold_adds_training_copies_and_averages_test_views(monkeypatch):
     assert result.train_views == ["speed0.9"] and result.summary("m", ["audio", "face"])["test_views"] == ["speed0.9"]
     # the test probabilities are the mean over the original and the view, both standardised with
     # the statistics of the original training features
-    from emofuse.normalize import apply_standardizer
+    from emofuse.inputs.normalize import apply_standardizer
     from emofuse.training import FeatureDataset
 
     model, stats = models[0]
@@ -231,7 +231,7 @@ def test_predictor_averages_over_test_time_speed_copies(tmp_path):
     sf.write(clip, wave, SR, subtype="FLOAT")
     sf.write(slow_clip, speed_perturb(wave, 0.9, SR), SR, subtype="FLOAT")
     sf.write(fast_clip, speed_perturb(wave, 1.1, SR), SR, subtype="FLOAT")
-    # a synthetic tone, not speech: the speech check (emofuse.vad) is switched off with min_speech=0
+    # a synthetic tone, not speech: the speech check (emofuse.media.vad) is switched off with min_speech=0
     dim = get_extractor("mfcc").dim
     features = {"audio": {"names": ["mfcc"], "configs": {"mfcc": get_extractor("mfcc").config()}}}
     torch.manual_seed(0)
@@ -253,7 +253,7 @@ def test_predictor_averages_over_test_time_speed_copies(tmp_path):
 
 @pytest.mark.realdata
 def test_benchmark_with_speed_perturbation_on_real_data(ravdess_au, tmp_path):
-    from emofuse.benchmark import run_benchmark
+    from emofuse.experiments.benchmark import run_benchmark
 
     recipe = tmp_path / "lr_aug.yaml"
     recipe.write_text("model: logreg\nfeatures: {audio: mfcc, face: au}\n"
@@ -269,7 +269,7 @@ def test_benchmark_with_speed_perturbation_on_real_data(ravdess_au, tmp_path):
     assert aug["wa_mean"] > 2 / 8  # at least twice the 8-class chance level
     assert json.loads(out.read_text())["results"][0]["test_time_augment"] == [0.9]
     # a checkpoint remembers its test-time augmentation: evaluate reproduces the training score
-    from emofuse.benchmark import evaluate_checkpoint, train_recipe
+    from emofuse.experiments.benchmark import evaluate_checkpoint, train_recipe
 
     neural = tmp_path / "mlp_aug.yaml"
     neural.write_text("model: early_concat\nmodel_kwargs: {hidden: 16}\nfeatures: {audio: mfcc, face: au}\n"
@@ -283,7 +283,7 @@ def test_benchmark_with_speed_perturbation_on_real_data(ravdess_au, tmp_path):
 
 
 def test_augmented_views_skip_recipes_without_audio_features():
-    from emofuse.benchmark import augmented_views
+    from emofuse.experiments.benchmark import augmented_views
 
     recipe = recipe_from_dict({"model": "early_concat", "features": {"face": "au"},
                                "data": {"speed_perturb": [0.9], "test_time_augment": True}})

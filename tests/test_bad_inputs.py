@@ -20,7 +20,7 @@ import soundfile as sf
 from emofuse.diagnostics import bad_inputs as bi
 from emofuse.diagnostics.corpus import NO_SPEECH, Case, cases, generate
 from emofuse.errors import DataError, NoSpeechError
-from emofuse.predict import Prediction, Predictor
+from emofuse.inference.predictor import Prediction, Predictor
 
 TIMEOUT_S = 30
 MEMORY_CAP_MB = 3072

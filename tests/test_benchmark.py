@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from emofuse.baselines import fit_predict_logreg
+from emofuse.training.classical import fit_predict_logreg
 from emofuse.cli import main
 
 
@@ -49,7 +49,7 @@ def test_benchmark_ravdess_action_units_writes_results(ravdess_au, tmp_path):
     assert rc == 0 and again == rows
 
     # an interrupted run (one row written, complete: false) resumes: only the missing row runs
-    import emofuse.benchmark as bench
+    import emofuse.experiments.benchmark as bench
 
     ran = []
     real_run = bench.run_classical
@@ -84,7 +84,7 @@ def test_benchmark_ravdess_action_units_writes_results(ravdess_au, tmp_path):
 
 
 def test_run_key_tracks_what_changes_the_numbers():
-    from emofuse.benchmark import run_key
+    from emofuse.experiments.benchmark import run_key
     from emofuse.recipes import load_recipe
 
     recipe = load_recipe("tfn_whisper_au")
@@ -103,13 +103,14 @@ def test_run_key_tracks_what_changes_the_numbers():
 def _copy_code(root, dest):
     import shutil
 
-    from emofuse.benchmark import CODE_SOURCES
+    from emofuse.experiments.benchmark import CODE_SOURCES
 
     for part in {p for parts in CODE_SOURCES.values() for p in parts}:
         src = root / part
         if src.is_dir():
             shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
         else:
+            (dest / part).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / part)
 
 
@@ -118,10 +119,10 @@ def test_code_fingerprint_changes_with_the_code_that_computes_a_row(tmp_path):
     classical ones alone; an unchanged copy of the code gives the same fingerprint (rows reused)."""
     from pathlib import Path
 
-    import emofuse.benchmark as bench
+    import emofuse.experiments.benchmark as bench
     from emofuse.recipes import load_recipe
 
-    root = Path(bench.__file__).resolve().parent
+    root = Path(bench.__file__).resolve().parents[1]
     copy = tmp_path / "emofuse"
     copy.mkdir()
     _copy_code(root, copy)
@@ -136,7 +137,7 @@ def test_code_fingerprint_changes_with_the_code_that_computes_a_row(tmp_path):
     tfn.write_text(tfn.read_text().replace("dropout", "dropout ", 1))
     assert bench.code_fingerprint(neural, edited) != bench.code_fingerprint(neural)
     assert bench.code_fingerprint(classical, edited) == bench.code_fingerprint(classical)
-    for part, recipe in (("features/mfcc.py", classical), ("training/fit.py", neural), ("baselines.py", classical)):
+    for part, recipe in (("features/mfcc.py", classical), ("training/fit.py", neural), ("training/classical.py", classical)):
         again = tmp_path / part.replace("/", "_")
         again.mkdir()
         _copy_code(root, again)
@@ -145,7 +146,7 @@ def test_code_fingerprint_changes_with_the_code_that_computes_a_row(tmp_path):
 
 
 def test_a_stored_row_from_older_code_is_not_reused(tmp_path, monkeypatch):
-    import emofuse.benchmark as bench
+    import emofuse.experiments.benchmark as bench
     from emofuse.recipes import load_recipe
 
     recipe = load_recipe("tfn_whisper_au")
@@ -158,7 +159,7 @@ def test_a_stored_row_from_older_code_is_not_reused(tmp_path, monkeypatch):
 
 
 def test_resume_refuses_an_unreadable_results_file(tmp_path):
-    from emofuse.benchmark import _finished_rows
+    from emofuse.experiments.benchmark import _finished_rows
     from emofuse.errors import DataError
 
     bad = tmp_path / "results.json"

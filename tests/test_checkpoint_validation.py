@@ -13,12 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from emofuse.checkpoint import load_checkpoint, save_checkpoint
+from emofuse.inference.checkpoint import load_checkpoint, save_checkpoint
 from emofuse.cli import main
 from emofuse.features import get_extractor
 from emofuse.models import create_model
-from emofuse.normalize import stats_to_tensors
-from emofuse.predict import sample_clips
+from emofuse.inputs.normalize import stats_to_tensors
+from emofuse.inference.predictor import sample_clips
 
 LABELS = ["neutral", "happy", "sad"]
 DIM = get_extractor("mfcc").dim

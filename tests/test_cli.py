@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from emofuse.cli import main
-from emofuse.predict import Predictor, sample_clips
+from emofuse.inference.predictor import Predictor, sample_clips
 
 SR = 16000
 
@@ -229,12 +229,12 @@ def test_seeds_option_is_checked():
 
 def _refuse_model_loading(monkeypatch):
     """Output checks come before any model is loaded: loading one fails the test."""
-    import emofuse.predict
+    import emofuse.inference.predictor
 
     def boom(*args, **kwargs):
         raise AssertionError("a model was loaded before the output path was checked")
 
-    monkeypatch.setattr(emofuse.predict.Predictor, "__init__", boom)
+    monkeypatch.setattr(emofuse.inference.predictor.Predictor, "__init__", boom)
 
 
 @pytest.mark.parametrize("how", ["same", "hard_link", "symlink", "relative", "transcripts"])
@@ -351,7 +351,7 @@ def test_all_good_batch_exits_zero_with_counts(tmp_path, capsys):
 
 def test_prediction_json_never_holds_nan(tmp_path, capsys):
     from emofuse.cli import _print_predictions
-    from emofuse.predict import Prediction
+    from emofuse.inference.predictor import Prediction
 
     def strict(text):
         return json.loads(text, parse_constant=lambda c: pytest.fail(f"JSON holds {c}"))
@@ -384,7 +384,7 @@ def test_an_os_error_naming_a_file_is_a_one_line_exit_2(monkeypatch, capsys, tmp
 
 
 def test_demo_json_output_that_is_a_shipped_file_is_refused(capsys, monkeypatch):
-    from emofuse.predict import demo_checkpoint_dir
+    from emofuse.inference.predictor import demo_checkpoint_dir
 
     _refuse_model_loading(monkeypatch)
     for shipped in (sample_clips()[0], demo_checkpoint_dir() / "config.json"):

@@ -11,14 +11,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from emofuse.checkpoint import save_checkpoint
+from emofuse.inference.checkpoint import save_checkpoint
 from emofuse.cli import main
 from emofuse.features import get_extractor
 from emofuse.features.signal import write_signal_file
 from emofuse.inputs import InputPlan
 from emofuse.inputs.plan import ModalityPlan
 from emofuse.models import create_model
-from emofuse.predict import Predictor
+from emofuse.inference.predictor import Predictor
 
 SR = 16000
 LABELS = ["neutral", "happy", "sad"]

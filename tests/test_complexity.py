@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from emofuse.complexity import (RAVDESS_FEATURE_SHAPES, complexity_table, format_complexity_table,
+from emofuse.experiments.complexity import (RAVDESS_FEATURE_SHAPES, complexity_table, format_complexity_table,
                                 model_complexity, peak_train_memory_bytes, scenario_spec)
 from emofuse.errors import ConfigError
 from emofuse.models import list_models

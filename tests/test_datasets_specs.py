@@ -1,5 +1,5 @@
 """Dataset specifications (emofuse.data.specs) and the folds generated for a corpus without
-packaged ones (emofuse.splits.generate): the registry is the one list of corpora."""
+packaged ones (emofuse.data.splits.generate): the registry is the one list of corpora."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from emofuse.data.record import Sample
 from emofuse.data.specs import (DatasetSpec, dataset_name, folds_file_for, get_dataset, list_datasets, load_dataset,
                                 register_dataset, unregister_dataset)
 from emofuse.errors import ConfigError, DataError
-from emofuse.splits import check_disjoint, check_folds_file, load_folds, partition
-from emofuse.splits.generate import manifest_folds, speaker_folds
+from emofuse.data.splits import check_disjoint, check_folds_file, load_folds, partition
+from emofuse.data.splits.generate import manifest_folds, speaker_folds
 
 CORPORA = {"ravdess": ("emofuse.data.ravdess", "RAVDESS_LABELS"), "cremad": ("emofuse.data.cremad", "CREMAD_LABELS"),
            "iemocap": ("emofuse.data.iemocap", "IEMOCAP_LABELS"), "meld": ("emofuse.data.meld", "MELD_LABELS")}
@@ -88,10 +88,10 @@ def toy(tmp_path):
 
 
 def test_a_registered_spec_reaches_every_command(toy, capsys):
-    from emofuse import benchmark
+    from emofuse.experiments import benchmark
     from emofuse.cli import main
     from emofuse.data import DATASETS, default_labels, prepare
-    from emofuse.splits import SPLIT_DATASETS
+    from emofuse.data.splits import SPLIT_DATASETS
 
     spec, root = toy
     for command in ("prepare", "extract", "train", "evaluate", "benchmark", "ablation"):
@@ -118,14 +118,14 @@ def test_packaged_folds_refuse_fold_options(tmp_path):
 
 
 def test_benchmark_title_says_when_folds_are_not_speaker_disjoint():
-    from emofuse.benchmark import _table_title
+    from emofuse.experiments.benchmark import _table_title
 
     assert _table_title("meld", [1]) == "meld: official train/dev/test split (dialogue-disjoint, NOT speaker-disjoint)"
     assert _table_title("ravdess", [1] * 6) == "ravdess: 6 speaker-disjoint folds"
 
 
 def test_textless_datasets_come_from_the_specs():
-    from emofuse import ablation
+    from emofuse.experiments import ablation
 
     assert ablation.TEXTLESS_DATASETS == ("cremad", "ravdess")
     faces = [Sample(id="x", speaker="s", dataset="ravdess", label="calm",
@@ -260,7 +260,7 @@ def test_manifest_names_never_shadow_a_registered_corpus(tmp_path):
 
 
 def test_ablation_writes_and_reuses_the_manifest_folds(tmp_path):
-    from emofuse.ablation import load_ablation_data
+    from emofuse.experiments.ablation import load_ablation_data
 
     rows = [f"c{i},p{i % 4},{'ab'[i % 2]},c{i}.wav" for i in range(8)]
     for i in range(8):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from emofuse import benchmark
-from emofuse.featuresets import speaker_meta_vector
+from emofuse.experiments import benchmark
+from emofuse.features.store import speaker_meta_vector
 
 
 def _cremad(root):
@@ -100,7 +100,7 @@ def _tone_mp4(path, seconds: float = 0.8):
 def audio_face_checkpoint(tmp_path):
     import torch
 
-    from emofuse.checkpoint import save_checkpoint
+    from emofuse.inference.checkpoint import save_checkpoint
     from emofuse.features import get_extractor
     from emofuse.models import create_model
 
@@ -116,7 +116,7 @@ def test_predict_on_a_video_says_the_face_was_not_used(tmp_path, audio_face_chec
     import numpy as np
 
     from emofuse.cli import main
-    from emofuse.predict import Predictor
+    from emofuse.inference.predictor import Predictor
 
     video = _tone_mp4(tmp_path / "clip.mp4")
     predictor = Predictor(audio_face_checkpoint, min_speech=0)  # a tone, not speech: speech check off

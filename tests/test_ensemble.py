@@ -10,12 +10,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from emofuse.checkpoint import checkpoint_members, save_checkpoint, save_ensemble
+from emofuse.inference.checkpoint import checkpoint_members, save_checkpoint, save_ensemble
 from emofuse.cli import main
 from emofuse.errors import ConfigError, DataError
 from emofuse.models import create_model
-from emofuse.normalize import stats_to_tensors
-from emofuse.predict import Predictor
+from emofuse.inputs.normalize import stats_to_tensors
+from emofuse.inference.predictor import Predictor
 
 LABELS = ["neutral", "happy", "sad"]
 FACE_SPEC = {"face": {"names": ["au"], "configs": {}}}
@@ -100,7 +100,7 @@ def test_train_seed_ensemble_resumes_and_evaluates(ravdess_au, tmp_path, capsys)
 
 
 def test_explain_refuses_an_ensemble_folder(tmp_path, clip):
-    from emofuse.explain import explain_file
+    from emofuse.inference.explain import explain_file
 
     _face_checkpoint(tmp_path / "ens" / "seed_0", 0, 0.0)
     _face_checkpoint(tmp_path / "ens" / "seed_1", 1, 0.0)
@@ -121,7 +121,7 @@ def test_printed_prediction_says_it_is_an_ensemble(tmp_path, clip, capsys):
 
 @pytest.mark.realdata
 def test_benchmark_with_seeds_reports_and_plots_the_seed_ensemble(ravdess_au, tmp_path):
-    from emofuse.benchmark import run_benchmark
+    from emofuse.experiments.benchmark import run_benchmark
 
     recipe = tmp_path / "au_mlp.yaml"
     recipe.write_text("model: early_concat\nmodel_kwargs: {hidden: 16}\nfeatures: {face: au}\n"

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from emofuse.errors import DataError
-from emofuse.explain import explain_batch_outputs, explain_file, feature_frame_rate
+from emofuse.inference.explain import explain_batch_outputs, explain_file, feature_frame_rate
 from emofuse.models import create_model
 from emofuse.models.registry import _REGISTRY
-from emofuse.predict import demo_checkpoint_dir, sample_clips
+from emofuse.inference.predictor import demo_checkpoint_dir, sample_clips
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -99,7 +99,7 @@ def test_explain_file_demo(tmp_path):
     assert weights.ndim == 1 and (weights >= 0).all()
     assert weights.sum() == pytest.approx(1.0, abs=1e-5)
     # Whisper states at 50/s averaged by frame_stride 4: one weight per 80 ms of the clip
-    from emofuse.audio import load_audio
+    from emofuse.media.audio import load_audio
 
     seconds = len(load_audio(clip)) / 16000
     assert len(weights) == pytest.approx(seconds * 50 / 4, abs=2)

@@ -15,16 +15,16 @@ import pytest
 import soundfile as sf
 import torch
 
-from emofuse.checkpoint import load_checkpoint, save_checkpoint
+from emofuse.inference.checkpoint import load_checkpoint, save_checkpoint
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError
 from emofuse.features import get_extractor
 from emofuse.features.base import FeatureExtractor
-from emofuse.featuresets import FeatureStore
+from emofuse.features.store import FeatureStore
 from emofuse.inputs import AugmentedView, InputPlan, SpeedView, average_over_views, register_view, view_from_dict
 from emofuse.inputs.plan import ModalityPlan
 from emofuse.models import create_model
-from emofuse.predict import Predictor, demo_checkpoint_dir
+from emofuse.inference.predictor import Predictor, demo_checkpoint_dir
 from emofuse.recipes import Recipe, recipe_from_dict
 
 from test_train_checkpoints import data_root  # noqa: F401  (the fake RAVDESS fixture)
@@ -154,7 +154,7 @@ def test_test_time_averaging_is_the_mean_of_the_views_probabilities():
 
 def test_the_k_fold_and_classical_paths_average_through_it(monkeypatch):
     import emofuse.inputs.plan as plan_module
-    from emofuse.baselines import fit_predict_logreg
+    from emofuse.training.classical import fit_predict_logreg
     from emofuse.training.data import FeatureDataset
     from emofuse.training.fit import predict_proba, predict_proba_mean
 
@@ -270,7 +270,7 @@ class _Recorder:
 
 def test_one_sample_gets_the_same_input_in_training_evaluation_and_prediction(data_root, tmp_path,  # noqa: F811
                                                                               monkeypatch):
-    from emofuse.benchmark import evaluate_checkpoint, train_recipe
+    from emofuse.experiments.benchmark import evaluate_checkpoint, train_recipe
 
     recipe = tmp_path / "mlp_sp.yaml"
     recipe.write_text("model: early_concat\nmodel_kwargs: {hidden: 8}\nfeatures: {audio: mfcc, face: au}\n"
@@ -292,7 +292,7 @@ def test_one_sample_gets_the_same_input_in_training_evaluation_and_prediction(da
     forward = model.forward
     model.forward = lambda inputs, masks: (seen.append({m: t[0].numpy().copy() for m, t in inputs.items()}),
                                            forward(inputs, masks))[1]
-    from emofuse.benchmark import load_dataset
+    from emofuse.experiments.benchmark import load_dataset
 
     face = next(s.sources["face"] for s in load_dataset("ravdess", data_root) if s.id == clip.stem)
     prediction = predictor.predict_file(clip, face=face)
@@ -313,7 +313,7 @@ def test_a_signal_modality_is_predicted_through_the_same_plan(tmp_path):
     """A modality beyond audio/face/text: the signal file given as ``sources=`` gets the inputs a
     `FeatureStore` builds for the same sample (standardised with the saved statistics)."""
     from emofuse.features.signal import write_signal_file
-    from emofuse.normalize import stats_to_tensors
+    from emofuse.inputs.normalize import stats_to_tensors
 
     rng = np.random.default_rng(3)
     signals = [write_signal_file(tmp_path / f"s{i}.npz", rng.normal(size=(200 + 10 * i, 3)), 50.0) for i in range(6)]

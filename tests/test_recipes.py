@@ -7,7 +7,7 @@ import pytest
 
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError
-from emofuse.featuresets import FeatureStore, pool_vector, speaker_normalize
+from emofuse.features.store import FeatureStore, pool_vector, speaker_normalize
 from emofuse.models import list_models
 from emofuse.recipes import builtin_recipe_names, load_recipe, recipe_from_dict
 from emofuse.training.config import load_train_config
@@ -32,7 +32,7 @@ def test_builtin_recipes_name_registered_models_and_valid_training_configs():
 
 
 def test_default_benchmark_recipes_exist():
-    from emofuse.benchmark import DEFAULT_RECIPES
+    from emofuse.experiments.benchmark import DEFAULT_RECIPES
 
     names = set(builtin_recipe_names())
     assert set(DEFAULT_RECIPES["ravdess"]) <= names
@@ -116,7 +116,7 @@ def test_speaker_normalize_uses_each_speakers_own_statistics():
 
 
 def test_recipes_resolved_per_dataset_modalities():
-    from emofuse.benchmark import DEFAULT_RECIPES, _feature_specs, resolve_recipes
+    from emofuse.experiments.benchmark import DEFAULT_RECIPES, _feature_specs, resolve_recipes
 
     meld = resolve_recipes("all", "meld")
     assert {r.name for r in meld} == {"logreg_minilm", "gated_fusion_meld"}  # meld-text has text (+ meta) only

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from emofuse.errors import DataError
-from emofuse.reports import format_table, markdown_table, plot_confusion, read_results, write_results
+from emofuse.evaluation.reports import format_table, markdown_table, plot_confusion, read_results, write_results
 
 
 def _results() -> dict:
@@ -96,7 +96,7 @@ def _with_robustness() -> dict:
 
 
 def test_robustness_table_and_report(tmp_path):
-    from emofuse.reports import robustness_table
+    from emofuse.evaluation.reports import robustness_table
 
     table = robustness_table(_with_robustness())
     lines = table.strip().splitlines()
@@ -109,7 +109,7 @@ def test_robustness_table_and_report(tmp_path):
 
 
 def test_plot_robustness_writes_png_or_nothing(tmp_path):
-    from emofuse.reports import plot_robustness
+    from emofuse.evaluation.reports import plot_robustness
 
     out = plot_robustness(_with_robustness(), tmp_path / "rob.png", title="t")
     assert out == tmp_path / "rob.png" and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

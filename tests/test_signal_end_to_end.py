@@ -1,7 +1,7 @@
 """A new source, end to end: a synthetic multichannel physiological-like ``signal`` modality, one
 ``.npz`` per clip named by a manifest's ``signal`` column, is extracted and cached, benchmarked in a
 fusion recipe written as YAML, trained, evaluated and predicted through the commands a user runs
-(`emofuse.cli.main`) and `emofuse.predict.Predictor` (docs/features.md, "A new modality:
+(`emofuse.cli.main`) and `emofuse.inference.predictor.Predictor` (docs/features.md, "A new modality:
 physiological signals"). The signal carries the label and the audio does not, so the scores prove
 the signal reached the model."""
 
@@ -152,7 +152,7 @@ def test_signal_fusion_benchmark_train_evaluate_predict(corpus, tmp_path, capsys
     config = json.loads((ckpt / "config.json").read_text())
     test_speakers = config["meta"]["test_speakers"]
 
-    from emofuse import benchmark
+    from emofuse.experiments import benchmark
 
     seen: list[tuple[list[str], np.ndarray]] = []
     original = benchmark._view_averaged_probs
@@ -170,7 +170,7 @@ def test_signal_fusion_benchmark_train_evaluate_predict(corpus, tmp_path, capsys
     (ids, eval_probs), = seen
 
     # predict: an unlisted, unambiguous clip with its signal, and one test clip as evaluate saw it
-    from emofuse.predict import Predictor
+    from emofuse.inference.predictor import Predictor
 
     predictor = Predictor(ckpt, min_speech=0)
     held = predictor.predict_file(corpus / "held.wav", sources={"signal": corpus / "held.npz"})

@@ -20,7 +20,7 @@ from emofuse.features import FeatureCache, get_extractor, list_extractors, list_
 from emofuse.features.base import _REGISTRY, FeatureExtractor, register
 from emofuse.features.driver import extract, parse_shard
 from emofuse.features.signal import read_signal_file, write_signal_file
-from emofuse.featuresets import FeatureStore
+from emofuse.features.store import FeatureStore
 
 SR = 16000
 
@@ -159,7 +159,7 @@ def test_register_checks_declarations():
 
 
 def test_explain_uses_the_declared_frame_rate(temporary_extractors):
-    from emofuse.explain import feature_frame_rate
+    from emofuse.inference.explain import feature_frame_rate
 
     def spec(name, **cfg):
         return {"names": [name], "configs": {name: cfg}, "pooled": False}

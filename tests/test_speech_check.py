@@ -14,8 +14,8 @@ import soundfile as sf
 
 from emofuse.cli import main
 from emofuse.errors import DataError, NoSpeechError
-from emofuse.predict import Predictor, sample_clips
-from emofuse.vad import (
+from emofuse.inference.predictor import Predictor, sample_clips
+from emofuse.media.vad import (
     FRAME,
     MIN_SPEECH_SECONDS,
     SAMPLE_RATE,

@@ -10,7 +10,7 @@ import pytest
 
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, SpeakerOverlapError
-from emofuse.splits import (SPLIT_DATASETS, Fold, _compact_json, _generate, check_disjoint, check_folds_file,
+from emofuse.data.splits import (SPLIT_DATASETS, Fold, _compact_json, _generate, check_disjoint, check_folds_file,
                             group_of, load_folds, partition)
 
 
@@ -23,7 +23,7 @@ def _samples(speakers, per=2):
 def test_shipped_files_are_valid_and_match_generator(dataset):
     folds = load_folds(dataset)
     check_folds_file(folds)
-    shipped = (resources.files("emofuse.splits") / f"{dataset}.json").read_text()
+    shipped = (resources.files("emofuse.data.splits") / f"{dataset}.json").read_text()
     assert shipped == _compact_json(_generate()[dataset]) + "\n"
 
 
@@ -47,7 +47,7 @@ def test_other_protocols():
 
 
 def test_meld_warns_not_speaker_disjoint(caplog):
-    with caplog.at_level(logging.WARNING, logger="emofuse.splits"):
+    with caplog.at_level(logging.WARNING, logger="emofuse.data.splits"):
         (fold,) = load_folds("meld")
     assert fold.group_by == "meta.split" and "NOT speaker-disjoint" in caplog.text
     samples = _samples(["train", "dev", "test"])
@@ -57,7 +57,7 @@ def test_meld_warns_not_speaker_disjoint(caplog):
 def test_partition_drops_unlisted_with_log(caplog):
     fold = Fold("f", train=("a", "b"), val=("c",), test=("d",))
     samples = _samples(["a", "b", "c", "d", "z"], per=1)
-    with caplog.at_level(logging.WARNING, logger="emofuse.splits"):
+    with caplog.at_level(logging.WARNING, logger="emofuse.data.splits"):
         tr, va, te = partition(samples, fold)
     assert (tr, va, te) == ([0, 1], [2], [3]) and "1 sample(s)" in caplog.text and "z" in caplog.text
 

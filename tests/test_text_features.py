@@ -12,7 +12,7 @@ from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError
 from emofuse.features import extract_features, extract_text_features, get_extractor, list_extractors
 from emofuse.features.cache import config_hash
-from emofuse.featuresets import (FeatureStore, apply_dialogue_context, dialogue_windows, speaker_identity_vector)
+from emofuse.features.store import (FeatureStore, apply_dialogue_context, dialogue_windows, speaker_identity_vector)
 
 SENTENCES = ["Kids are talking by the door", "Dogs are sitting by the door",
              "Oh my God, I can't believe you did that to me! Get out of my apartment right now!"]
@@ -237,7 +237,7 @@ def test_dialogue_windows_absent_turns_no_dialogue_and_errors():
 
 
 def test_neural_setup_builds_windows_for_context_modalities():
-    from emofuse.benchmark import neural_setup
+    from emofuse.experiments.benchmark import neural_setup
     from emofuse.recipes import recipe_from_dict
 
     samples, vectors = _meld_like()

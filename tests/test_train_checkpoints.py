@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from emofuse.baselines import fit_predict_logreg
-from emofuse.benchmark import train_recipe
+from emofuse.training.classical import fit_predict_logreg
+from emofuse.experiments.benchmark import train_recipe
 from emofuse.cli import main
-from emofuse.normalize import apply_standardizer
+from emofuse.inputs.normalize import apply_standardizer
 
 SR = 16000
 EMOTIONS = 8
@@ -106,7 +106,7 @@ def test_stale_ensemble_members_are_retrained(data_root, tmp_path, caplog):
     assert [_meta(out / f"seed_{s}")["train_config"]["max_epochs"] for s in (0, 1)] == [1, 1]
     train_recipe(str(recipe), "ravdess", data_root, max_epochs=1, **args)  # same setup: resumed, kept
     assert stamps() == first
-    with caplog.at_level(logging.WARNING, logger="emofuse.benchmark"):
+    with caplog.at_level(logging.WARNING, logger="emofuse.experiments.benchmark"):
         train_recipe(str(recipe), "ravdess", data_root, max_epochs=2, **args)  # another epoch cap
     second = stamps()
     assert all(a != b for a, b in zip(first, second))
@@ -114,7 +114,7 @@ def test_stale_ensemble_members_are_retrained(data_root, tmp_path, caplog):
     assert "train.max_epochs 1 -> 2" in caplog.text and "seed_1" in caplog.text
     recipe.write_text(MLP.replace("hidden: 8", "hidden: 12") % "")  # same name, other content
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="emofuse.benchmark"):
+    with caplog.at_level(logging.WARNING, logger="emofuse.experiments.benchmark"):
         train_recipe(str(recipe), "ravdess", data_root, max_epochs=2, **args)
     assert "recipe.model_kwargs" in caplog.text and all(a != b for a, b in zip(second, stamps()))
 
@@ -129,7 +129,7 @@ def _proba(model: torch.nn.Module, stats, columns: dict[str, np.ndarray]) -> np.
 
 @pytest.mark.parametrize("classes", [[0, 1, 2, 3], [1, 3], [0, 2, 3]], ids=["multinomial", "binary", "one_absent"])
 def test_exported_logreg_gives_sklearns_probabilities(classes):
-    from emofuse.baselines import export_logreg
+    from emofuse.training.classical import export_logreg
 
     rng = np.random.default_rng(0)
     y = np.array(classes * (120 // len(classes)))
@@ -145,10 +145,10 @@ def test_exported_logreg_gives_sklearns_probabilities(classes):
 
 
 def test_logreg_recipe_trains_a_checkpoint_that_predicts_and_evaluates(data_root, tmp_path, capsys):
-    from emofuse.benchmark import classical_data, fit_classical_fold, load_dataset
+    from emofuse.experiments.benchmark import classical_data, fit_classical_fold, load_dataset
     from emofuse.data import default_labels
-    from emofuse.featuresets import FeatureStore
-    from emofuse.predict import Predictor, sample_clips
+    from emofuse.features.store import FeatureStore
+    from emofuse.inference.predictor import Predictor, sample_clips
 
     recipe = _recipe(tmp_path, "lr", "model: logreg\nfeatures: {audio: mfcc, face: au}\n")
     out = tmp_path / "lr_ckpt"
@@ -185,6 +185,6 @@ def _load(path: Path):
 
 
 def _fold1():
-    from emofuse.splits import load_folds
+    from emofuse.data.splits import load_folds
 
     return load_folds("ravdess")[0]

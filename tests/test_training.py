@@ -11,7 +11,7 @@ from torch import nn
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError, SpeakerOverlapError
 from emofuse.models.base import EmotionModel, ModelOutput, masked_mean, presence
-from emofuse.splits import Fold
+from emofuse.data.splits import Fold
 from emofuse.training import (
     FeatureDataset,
     TrainConfig,

@@ -205,7 +205,7 @@ def test_rank_zero_only_runs_on_rank_zero_at_call_time(rank):
 
 
 def _write_every_report(folder):
-    from emofuse.reports import plot_confusion, write_json_atomic, write_results, write_text_atomic
+    from emofuse.evaluation.reports import plot_confusion, write_json_atomic, write_results, write_text_atomic
 
     row = {"model": "m", "modalities": ["audio"], "wa_mean": 0.5, "wa_std": 0.0, "ua_mean": 0.5, "ua_std": 0.0,
            "macro_f1_mean": 0.5, "macro_f1_std": 0.0, "train_seconds": 1.0}

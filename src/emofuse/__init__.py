@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["__version__", "create_model", "list_models", "register_model"]
+__all__ = ["Predictor", "__version__", "create_model", "list_models", "register_model"]
 
 
 def __getattr__(name: str) -> Any:
-    """The registry functions, imported on first use so that ``import emofuse`` (and the CLI's
+    """The registry functions and `Predictor`, imported on first use so that ``import emofuse`` (and the CLI's
     ``--help``) does not pay for importing PyTorch."""
     if name in ("create_model", "list_models", "register_model"):
         from emofuse.models import registry
 
         return getattr(registry, name)
+    if name in ("Predictor", "Prediction"):
+        from emofuse.inference import predictor
+
+        return getattr(predictor, name)
     raise AttributeError(f"module 'emofuse' has no attribute {name!r}")

@@ -5,7 +5,7 @@ raises `emofuse.errors.DataError` naming the target path and the reason (`write_
 
 These primitives write on every process of a multi-process run on purpose: each rank writes its
 own shard of the feature cache. Results and reports are written on rank zero only, by their
-writers (`emofuse.reports`; `emofuse.training.distributed.rank_zero_only` for others).
+writers (`emofuse.evaluation.reports`; `emofuse.training.distributed.rank_zero_only` for others).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ class EmofuseError(Exception):
 class DataError(EmofuseError):
     """A file or record is missing, malformed or unusable. The message always names the file."""
 
-    #: the per-file status a batch prediction reports for this error (see `emofuse.predict.Prediction`)
+    #: the per-file status a batch prediction reports for this error (see `emofuse.inference.predictor.Prediction`)
     status = "error"
 
     def __init__(self, path: str | Path | None, problem: str) -> None:

@@ -1,5 +1,5 @@
 """``emofuse ablation tfn-subsets|ladder DATASET``: the TFN modality-subset x label-source grid, or
-the OF-CMAER-CAT component ladder (the studies themselves are in `emofuse.ablation`)."""
+the OF-CMAER-CAT component ladder (the studies themselves are in `emofuse.experiments.ablation`)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen ablation, print its table and write --out / --markdown."""
-    from emofuse import ablation
-    from emofuse.featuresets import FeatureStore
+    from emofuse.experiments import ablation
+    from emofuse.features.store import FeatureStore
     from emofuse.paths import data_root
 
     features = ablation.parse_features(args.features)
@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
 def _ladder(args: argparse.Namespace, samples: Any, store: Any, folds: Any, common: dict[str, Any]) -> dict[str, Any]:
     """The ladder's results, resuming finished rungs from --out (unless --fresh) and saving it
     (marked incomplete) after every rung."""
-    from emofuse.ablation import of_cmaer_cat_ladder
-    from emofuse.benchmark import _finished_rows
-    from emofuse.reports import write_json_atomic
+    from emofuse.experiments.ablation import of_cmaer_cat_ladder
+    from emofuse.experiments.benchmark import _finished_rows
+    from emofuse.evaluation.reports import write_json_atomic
 
     finished = {} if args.fresh or not args.out else _finished_rows(Path(args.out))
 
@@ -90,7 +90,7 @@ def _ladder(args: argparse.Namespace, samples: Any, store: Any, folds: Any, comm
 
 def _write_outputs(results: dict[str, Any], out: str | None, markdown_path: str | None, table_md: str) -> None:
     """Check the results, then write the JSON (--out) and the Markdown (--markdown: the table and every row)."""
-    from emofuse.reports import check_results, markdown_table, write_json_atomic, write_text_atomic
+    from emofuse.evaluation.reports import check_results, markdown_table, write_json_atomic, write_text_atomic
 
     check_results(results, out)
     if out:

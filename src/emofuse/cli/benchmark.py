@@ -37,11 +37,11 @@ def run(args: argparse.Namespace) -> int:
 
         for name in filter(None, map(str.strip, args.models.split(","))):
             load_recipe(name)  # recipe errors first, before the data and the heavy imports
-    from emofuse import benchmark
+    from emofuse.experiments import benchmark
 
     if args.target == "features":
         rows = benchmark.feature_speed(data_dir(args), args.features.split(","), n_clips=args.clips)
-        from emofuse.reports import json_text
+        from emofuse.evaluation.reports import json_text
 
         for r in rows:
             print(json_text(r, indent=None))

@@ -143,7 +143,7 @@ def print_predictions(preds, as_json: str | None) -> int:
             console.print(f"transcript ({source}): {p.transcript!r}", markup=False)
     failed = sum(not p.ok for p in preds)
     if as_json:
-        from emofuse.reports import json_text
+        from emofuse.evaluation.reports import json_text
 
         payload = json_text({"predictions": [p.to_dict() for p in preds], "ok": len(preds) - failed,
                              "failed": failed})

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from emofuse.atomic import atomic_write_text
-    from emofuse.complexity import complexity_table, format_complexity_table
+    from emofuse.experiments.complexity import complexity_table, format_complexity_table
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     table = format_complexity_table(rows)
     print(table, end="")
     if args.json:
-        from emofuse.reports import json_text
+        from emofuse.evaluation.reports import json_text
 
         atomic_write_text(Path(args.json), json_text(rows))  # strict JSON: NaN/inf become null
     if args.markdown:

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
 
     samples = Path(str(resources.files("emofuse") / "assets" / "samples"))
     check_output(args.json, [*checkpoint_files(None), *samples.iterdir()])  # the shipped model and clips
-    from emofuse.predict import Predictor, sample_clips
+    from emofuse.inference.predictor import Predictor, sample_clips
 
     predictor = Predictor()
     clips = sample_clips()

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from emofuse.errors import DataError
-    from emofuse.explain import explain_file
+    from emofuse.inference.explain import explain_file
 
     face = None
     if args.face:

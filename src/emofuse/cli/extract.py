@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from emofuse.data.specs import load_dataset
     from emofuse.features.augment import check_factor
     from emofuse.features.driver import parse_shard
-    from emofuse.featuresets import FeatureStore
+    from emofuse.features.store import FeatureStore
 
     speeds = [1.0, *(check_factor(f) for f in args.speeds.split(",") if f.strip())]
     shard = parse_shard(args.shard)

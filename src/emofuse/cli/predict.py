@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
               *checkpoint_files(args.model)]
     check_output(args.json, inputs)  # before any model is loaded
 
-    from emofuse.predict import Predictor, load_transcripts, match_transcripts
+    from emofuse.inference.predictor import Predictor, load_transcripts, match_transcripts
 
     if not args.files:  # text alone
         if args.text is None:
@@ -119,7 +119,7 @@ def _predict_with_sources(predictor: Any, path: str, text: str | None, sources: 
     from emofuse.data.modalities import get_modality
     from emofuse.errors import DataError
     from emofuse.features.base import list_extractors
-    from emofuse.predict import Prediction
+    from emofuse.inference.predictor import Prediction
 
     table = set(list_extractors("table"))
     dims = predictor.ckpt.model.input_dims

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from emofuse.recipes import load_recipe
 
     load_recipe(args.recipe)  # every recipe error first, before the data and the heavy imports
-    from emofuse import benchmark
+    from emofuse.experiments import benchmark
 
     benchmark.train_recipe(args.recipe, args.dataset, dataset_root(args, args.dataset), out_dir=Path(args.out),
                            fold=args.fold, cache_dir=args.cache, max_epochs=args.max_epochs, progress=not args.quiet,

@@ -2,9 +2,9 @@
 
 Each distinct file a sample points to is opened, not just listed:
 
-- an audio source (or a video used for its audio) gets a header check with `emofuse.audio.audio_duration`
+- an audio source (or a video used for its audio) gets a header check with `emofuse.media.audio.audio_duration`
   (readable regular file, known format, plausible sample rate, a duration within the maximum) and a
-  short decode of its first `DECODE_SECONDS` seconds with `emofuse.audio.load_audio` (which also catches
+  short decode of its first `DECODE_SECONDS` seconds with `emofuse.media.audio.load_audio` (which also catches
   truncated WAV data, corrupt frames and NaN/inf samples);
 - a video-only source must open as a container with a video stream whose first frame decodes;
 - a signal file (``sources["signal"]``, a manifest's ``signal`` column) must load as a ``.npz`` with a
@@ -58,7 +58,7 @@ def media_files(samples: Iterable[Sample]) -> dict[Path, str]:
 
 def check_audio(path: Path) -> float:
     """Header check plus a decode of the first `DECODE_SECONDS`; returns the duration in seconds."""
-    from emofuse.audio import audio_duration, load_audio, max_duration_limit
+    from emofuse.media.audio import audio_duration, load_audio, max_duration_limit
 
     seconds = audio_duration(path)
     limit = max_duration_limit()
@@ -71,7 +71,7 @@ def check_audio(path: Path) -> float:
 
 def check_video(path: Path) -> float:
     """Open ``path`` as a container and decode the first frame of its video stream; returns 0."""
-    from emofuse.audio import check_file
+    from emofuse.media.audio import check_file
 
     check_file(path)
     import av
@@ -120,7 +120,7 @@ def check_samples(samples: Sequence[Sample], *, jobs: int | None = None, progres
     progress bar on stderr unless ``progress`` is False."""
     from tqdm.auto import tqdm
 
-    from emofuse.audio import AudioWarning
+    from emofuse.media.audio import AudioWarning
 
     files = media_files(samples)
     report = CheckReport(checked=len(files))

@@ -132,7 +132,7 @@ def prepare_cremad(root: str | Path, *, demographics_csv: str | Path | None = No
 # The dataset specification (see emofuse.data.specs).
 
 def _folds_protocol() -> dict:
-    from emofuse.splits import rotating_folds
+    from emofuse.data.splits import rotating_folds
 
     actors = [str(a) for a in range(1001, 1092)]
     groups = [actors[k::5] for k in range(5)]

@@ -135,7 +135,7 @@ def prepare_iemocap(root: str | Path, *, four_class: bool = True, excited_as_hap
 # The dataset specification (see emofuse.data.specs).
 
 def _folds_protocol() -> dict:
-    from emofuse.splits import rotating_folds
+    from emofuse.data.splits import rotating_folds
 
     groups = [[f"Ses{s:02d}F", f"Ses{s:02d}M"] for s in range(1, 6)]
     return {

@@ -1,7 +1,7 @@
 """MELD loader: ``{train,dev,test}_sent_emo.csv`` utterances, optional ``dia{D}_utt{U}.mp4`` clips.
 
 The official split is dialogue-disjoint, not speaker-disjoint: the Friends cast speaks in
-all three parts (see `emofuse.splits`).
+all three parts (see `emofuse.data.splits`).
 """
 
 from __future__ import annotations

@@ -288,7 +288,7 @@ def _loader_options(data_root: Path) -> dict:
 
 
 def _folds_protocol() -> dict:
-    from emofuse.splits import rotating_folds
+    from emofuse.data.splits import rotating_folds
 
     groups = [[f"{a:02d}" for a in range(g * 4 + 1, g * 4 + 5)] for g in range(6)]
     return {
@@ -312,7 +312,7 @@ register_dataset(DatasetSpec(
         "logreg_egemaps", "logreg_whisper", "logreg_au", "logreg_egemaps_au", "logreg_whisper_au",
         "logreg_whisper_egemaps_au", "attention_pooling_audio", "early_concat_whisper_au", "tfn_whisper_au",
         "attention_pooling_whisper_au",
-        # the same with transductive speaker normalisation (reported separately, see featuresets.py)
+        # the same with transductive speaker normalisation (reported separately, see emofuse.features.store)
         *_SPKN, "attention_pooling_audio_spkn", "early_concat_whisper_au_spkn",
         "tfn_whisper_au_spkn", "attention_pooling_whisper_au_spkn",
     ),

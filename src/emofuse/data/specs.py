@@ -3,13 +3,13 @@
 Each corpus module (``emofuse/data/ravdess.py``, ...) ends with ``register_dataset(DatasetSpec(...))``:
 its folder under the data root, label set, packaged folds file, the modalities it provides, its
 benchmark line-ups and whether its folds are speaker-independent. Everything else (``emofuse
-prepare|extract|train|evaluate|benchmark|ablation``, `emofuse.data.prepare`, `emofuse.splits`) reads
-the registry, so adding a corpus is one module plus one folds file (``emofuse/splits/<name>.json``).
+prepare|extract|train|evaluate|benchmark|ablation``, `emofuse.data.prepare`, `emofuse.data.splits`) reads
+the registry, so adding a corpus is one module plus one folds file (``emofuse/data/splits/<name>.json``).
 The registry finds corpus modules itself: every module of the ``emofuse.data`` package is imported
 on first use.
 
 `load_dataset` also takes a CSV manifest path in place of a name (a user's own corpus): its label
-set is read from the file and speaker-disjoint folds are generated (`emofuse.splits.generate`).
+set is read from the file and speaker-disjoint folds are generated (`emofuse.data.splits.generate`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from emofuse.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from emofuse.data.record import Sample
-    from emofuse.splits import Fold
+    from emofuse.data.splits import Fold
 
 log = logging.getLogger("emofuse.data")
 
@@ -48,7 +48,7 @@ class DatasetSpec:
         folder: its folder under the data root (``$EMOFUSE_DATA``); the root itself is used when absent.
         labels: the class list in the model's output order.
         loader: ``loader(folder, **options) -> list[Sample]`` (keyword-only options, ``strict`` among them).
-        folds: stem of the packaged folds file in ``emofuse/splits/`` (None: folds are generated).
+        folds: stem of the packaged folds file in ``emofuse/data/splits/`` (None: folds are generated).
         modalities: what the loaded samples provide (recipes needing more are left out of ``--models all``).
         default_recipes: ``--models default`` line-up.
         all_recipes: ``--models all`` line-up (None: the defaults + every fitting built-in recipe).
@@ -56,7 +56,7 @@ class DatasetSpec:
         note: said with every result when not speaker-independent (and shown in ``emofuse prepare``).
         options: ``options(data_root) -> dict`` of loader options found under the data root
             (RAVDESS: its action-unit table).
-        folds_protocol: ``() -> dict`` building the packaged folds file (`emofuse.splits._generate`).
+        folds_protocol: ``() -> dict`` building the packaged folds file (`emofuse.data.splits._generate`).
     """
 
     name: str
@@ -240,7 +240,7 @@ def load_dataset(name_or_csv: str | Path, data_root: str | Path | None = None, *
     Args:
         strict: fail on any missing optional piece instead of warning (registered corpora).
         num_folds, fold_seed: for generated folds (a manifest, or a spec without packaged folds):
-            K and seed (defaults: `emofuse.splits.generate.default_num_folds`, 0 - or the saved file's).
+            K and seed (defaults: `emofuse.data.splits.generate.default_num_folds`, 0 - or the saved file's).
         folds_file: where generated folds are written and reused (None: generated in memory only).
         folds_must_exist: a missing ``folds_file`` is an error (evaluating a checkpoint).
         make_folds: False leaves generated folds out (``folds`` empty: ``emofuse prepare``/``extract``
@@ -248,7 +248,7 @@ def load_dataset(name_or_csv: str | Path, data_root: str | Path | None = None, *
         progress: say on stderr which folds file was written or reused.
         **opts: further loader options (override the spec's `DatasetSpec.options`).
     """
-    from emofuse.splits import load_folds
+    from emofuse.data.splits import load_folds
 
     if is_manifest(name_or_csv):
         from emofuse.data.manifest import prepare_manifest
@@ -264,13 +264,13 @@ def load_dataset(name_or_csv: str | Path, data_root: str | Path | None = None, *
         spec = get_dataset(str(name_or_csv))
         if spec.folds is not None and (num_folds is not None or fold_seed is not None):
             raise ConfigError(f"--num-folds/--fold-seed generate folds for a CSV manifest; {spec.name} has "
-                              f"packaged folds (emofuse/splits/{spec.folds}.json)")
+                              f"packaged folds (emofuse/data/splits/{spec.folds}.json)")
         samples, source = _registered(spec, data_root, strict, opts)
     if spec.folds is not None:
         return DatasetInstance(spec, samples, list(spec.labels), load_folds(spec.name), source)
     if not make_folds:
         return DatasetInstance(spec, samples, list(spec.labels), [], source)
-    from emofuse.splits.generate import manifest_folds
+    from emofuse.data.splits.generate import manifest_folds
 
     folds, created = manifest_folds(samples, folds_file, dataset=spec.name, num_folds=num_folds, seed=fold_seed,
                                     manifest=source.resolve(), must_exist=folds_must_exist)

@@ -78,7 +78,7 @@ def predict_outcome(predictor: Any, path: Path) -> Outcome:
     """`Predictor.predict_file` on ``path``: a raised `EmofuseError` becomes its label-less status
     (`Prediction.failed`), any other exception a crash."""
     from emofuse.errors import EmofuseError
-    from emofuse.predict import Prediction
+    from emofuse.inference.predictor import Prediction
 
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -218,7 +218,7 @@ def child_main(path: str, max_memory_mb: int) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = (max_memory_mb + 6144) * 2**20  # a backstop; the parent watches resident memory
     resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
-    from emofuse.predict import Predictor
+    from emofuse.inference.predictor import Predictor
 
     predictor = Predictor()
     outcome = predict_outcome(predictor, Path(path))
@@ -328,7 +328,7 @@ def run_corpus(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
             continue
         if args.in_process:
             if predictor is None:
-                from emofuse.predict import Predictor
+                from emofuse.inference.predictor import Predictor
 
                 predictor = Predictor()
             with memory_cap(args.max_memory_mb):

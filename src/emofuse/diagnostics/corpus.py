@@ -1,9 +1,9 @@
 """A corpus of bad and unusual media files, made by code (numpy, soundfile, PyAV; no network).
 
-Speech comes from the sample clips shipped with the package (`emofuse.predict.sample_clips`);
+Speech comes from the sample clips shipped with the package (`emofuse.inference.predictor.sample_clips`);
 everything else (silence, noise, headers, containers, special files, odd names) is synthesised.
 Each `Case` states the statuses that are correct for it (`Case.expected`, see
-`emofuse.predict.Prediction.status`) and, where an answer must come with a warning, which
+`emofuse.inference.predictor.Prediction.status`) and, where an answer must come with a warning, which
 (`Case.warn`). `generate` writes the corpus into a folder; `emofuse.diagnostics.bad_inputs`
 runs it and counts the outcomes. The files are made by `emofuse.diagnostics.corpus_media`.
 """
@@ -41,7 +41,7 @@ from emofuse.diagnostics.corpus_media import (  # the file makers the cases use
     write_riff,
     write_sf,
 )
-from emofuse.predict import sample_clips
+from emofuse.inference.predictor import sample_clips
 
 OK = ("ok",)
 NO_SPEECH = ("no_speech", "too_short")

@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from emofuse.predict import sample_clips
+from emofuse.inference.predictor import sample_clips
 
 SR = 16000  # the rate of the shipped sample clips and of the model's input
 

@@ -145,7 +145,7 @@ class AudioSource(FileSource):
     description = "an audio or video file, decoded to a mono waveform at the extractor's sample_rate"
 
     def load(self, raw: Path, extractor: Any) -> np.ndarray:
-        from emofuse.audio import load_audio
+        from emofuse.media.audio import load_audio
 
         return load_audio(raw, extractor.sample_rate)
 

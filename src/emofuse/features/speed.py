@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from emofuse.audio import load_audio
+from emofuse.media.audio import load_audio
 from emofuse.features.base import FeatureExtractor, get_extractor
 
 

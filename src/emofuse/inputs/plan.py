@@ -2,8 +2,8 @@
 
 One `InputPlan` holds, per modality, the feature names (with their extractor settings), whether
 they are pooled to one vector per clip and whether they become dialogue turn windows; whether the
-inputs are standardised (statistics fitted on each fold's training samples, `emofuse.normalize`)
-or speaker-normalised (benchmark only, `emofuse.featuresets.speaker_normalize`); and the
+inputs are standardised (statistics fitted on each fold's training samples, `emofuse.inputs.normalize`)
+or speaker-normalised (benchmark only, `emofuse.features.store.speaker_normalize`); and the
 augmented views (`emofuse.inputs.views`) that add training copies and that test-time
 probabilities are averaged over.
 
@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 
 class Store(Protocol):
-    """What `InputPlan.arrays` reads: `emofuse.featuresets.FeatureStore` or the predictor's store."""
+    """What `InputPlan.arrays` reads: `emofuse.features.store.FeatureStore` or the predictor's store."""
 
     samples: Sequence[Any]
 
@@ -77,10 +77,10 @@ class ModalityPlan:
 def modality_arrays(per_name: Sequence[Sequence[np.ndarray | None]], names: Sequence[str],
                     pooled: bool = False) -> list[np.ndarray | None]:
     """One modality's input per sample from each feature's arrays: a single unpooled feature as
-    it is; otherwise the per-clip vectors (`emofuse.featuresets.pool_vector`) concatenated into
+    it is; otherwise the per-clip vectors (`emofuse.features.store.pool_vector`) concatenated into
     ``[1, D]``. Several unpooled features must all be vectors; a sample missing any feature has
     the modality absent (None)."""
-    from emofuse.featuresets import pool_vector
+    from emofuse.features.store import pool_vector
 
     out: list[np.ndarray | None] = []
     for parts in zip(*per_name):
@@ -222,7 +222,7 @@ class InputPlan:
         ``view`` of the sources when given: each modality's features combined (`modality_arrays`),
         speaker-normalised over the store's samples when the plan says so, then cut into dialogue
         windows within the store's samples. The one feature-to-input function."""
-        from emofuse.featuresets import dialogue_windows, speaker_normalize
+        from emofuse.features.store import dialogue_windows, speaker_normalize
 
         source = store if view is None else store.view(view)
         out = {m: modality_arrays([source.get(n) for n in mp.names], mp.names, mp.pooled) if mp.names
@@ -243,21 +243,21 @@ class InputPlan:
     def fit_standardizer(self, arrays: Arrays, indices: Sequence[int]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per-modality mean/std over the samples at ``indices`` (empty when the plan does not
         standardise)."""
-        from emofuse.normalize import fit_standardizer
+        from emofuse.inputs.normalize import fit_standardizer
 
         return fit_standardizer(arrays, list(indices)) if self.standardize else {}
 
     def saved_stats(self, extras: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The standardisation statistics a checkpoint saved in its extras (empty when the plan
         does not standardise)."""
-        from emofuse.normalize import stats_from_tensors
+        from emofuse.inputs.normalize import stats_from_tensors
 
         return stats_from_tensors(dict(extras)) if self.standardize else {}
 
     @staticmethod
     def standardized(arrays: Arrays, stats: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Arrays:
         """``arrays`` standardised with ``stats`` (modalities without statistics pass through)."""
-        from emofuse.normalize import apply_standardizer
+        from emofuse.inputs.normalize import apply_standardizer
 
         return apply_standardizer(arrays, dict(stats))
 

@@ -1,7 +1,7 @@
 """A feature store over one input given in memory, for prediction (and a service).
 
 `InputStore` offers what `emofuse.inputs.plan.InputPlan.arrays` reads from a
-`emofuse.featuresets.FeatureStore` (``samples``, ``get(name)``, ``view(view)``), for one input:
+`emofuse.features.store.FeatureStore` (``samples``, ``get(name)``, ``view(view)``), for one input:
 audio features are computed from the waveform the caller decoded (so the audio track, duration
 limit and speech check the predictor applies hold), every other source (text, action-unit rows,
 metadata, signal files, ...) goes through the one extraction driver
@@ -19,7 +19,7 @@ import numpy as np
 
 from emofuse.data.record import Sample
 
-#: Rate of the waveforms `InputStore` is given (`emofuse.audio.load_audio` decodes to it).
+#: Rate of the waveforms `InputStore` is given (`emofuse.media.audio.load_audio` decodes to it).
 SAMPLE_RATE = 16000
 
 

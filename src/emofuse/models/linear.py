@@ -1,5 +1,5 @@
 """Multinomial logistic regression as a checkpoint model: the classical baseline
-(`emofuse.baselines`) exported so that `emofuse predict` / `evaluate` run it like any model."""
+(`emofuse.training.classical`) exported so that `emofuse predict` / `evaluate` run it like any model."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class LogisticRegression(EmotionModel):
     """One linear layer over the per-clip vectors of every modality, concatenated in
     ``input_dims`` order (a sequence is averaged over its valid frames). Inputs are standardised
     by the checkpoint's statistics, so an absent modality (zeros) stands for its training mean.
-    `emofuse.baselines.export_logreg` fills it from a fitted scikit-learn pipeline."""
+    `emofuse.training.classical.export_logreg` fills it from a fitted scikit-learn pipeline."""
 
     test_input_dims = {"audio": 12, "face": 7}
 

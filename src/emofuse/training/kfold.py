@@ -15,7 +15,7 @@ import numpy as np
 
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError
-from emofuse.metrics import aggregate, classification_metrics
+from emofuse.evaluation.metrics import aggregate, classification_metrics
 from emofuse.models.base import EmotionModel
 from emofuse.training.config import TrainConfig
 from emofuse.training.data import FeatureDataset
@@ -58,7 +58,7 @@ class FoldRun:
 @dataclass
 class KFoldResult:
     """All fold x seed runs plus their aggregate (mean and sample std over runs, see
-    `emofuse.metrics.aggregate`)."""
+    `emofuse.evaluation.metrics.aggregate`)."""
 
     label_names: list[str]
     runs: list[FoldRun]
@@ -196,7 +196,7 @@ def _view_source(columns: dict[str, list], name: str, stats: Any, full: FeatureD
     if set(columns) != set(full.modalities):
         raise ConfigError(f"view {name!r} has modalities {sorted(columns)}, expected {list(full.modalities)}")
     if stats is not None:
-        from emofuse.normalize import apply_standardizer
+        from emofuse.inputs.normalize import apply_standardizer
 
         columns = apply_standardizer(columns, stats)
     return FeatureDataset(columns, None, [f"{i}@{name}" for i in full.ids], dims=full.dims)
@@ -222,9 +222,9 @@ def run_kfold(
     train_views: Mapping[str, Mapping[str, FeatureColumn]] | None = None,
     test_views: Mapping[str, Mapping[str, FeatureColumn]] | None = None,
 ) -> KFoldResult:
-    """Cross-validate ``build_model()`` over ``folds`` (from `emofuse.splits`).
+    """Cross-validate ``build_model()`` over ``folds`` (from `emofuse.data.splits`).
 
-    For every fold, `emofuse.splits.partition` splits the samples (raising
+    For every fold, `emofuse.data.splits.partition` splits the samples (raising
     `SpeakerOverlapError` when partitions share a speaker); the model trains on ``train`` with
     early stopping on ``val`` and is scored on ``test``. A fold that lists no test groups
     (``emofuse train --fold 0``) is scored on its validation samples instead: not held out from
@@ -244,7 +244,7 @@ def run_kfold(
             ``confusion.png`` (summed over runs) are written there (by rank zero only, as are
             the progress lines, when several processes run).
         standardize: z-score every modality with statistics of the fold's training samples
-            only (`emofuse.normalize`); the statistics are passed to ``on_fold_end``.
+            only (`emofuse.inputs.normalize`); the statistics are passed to ``on_fold_end``.
         extra_tests: further test conditions evaluated with the same trained model, e.g.
             ``{"only_audio": {"modalities": ["audio"]}, "drop_0.3": {"drop_rate": 0.3}}``;
             their metrics land in ``FoldRun.extra`` and `KFoldResult.extra_aggregates`.
@@ -260,7 +260,7 @@ def run_kfold(
             are averaged over the original features and these views
             (`emofuse.inputs.plan.average_over_views`, through `predict_proba_mean`).
     """
-    from emofuse.splits import partition
+    from emofuse.data.splits import partition
 
     cfg = cfg or TrainConfig()
     progress = progress and is_rank_zero()  # several processes: one prints, one writes (below)
@@ -304,7 +304,7 @@ def run_kfold(
         for fold_index, (fold, train_idx, val_idx, test_idx) in enumerate(plans):
             source, stats = full, None
             if standardize:
-                from emofuse.normalize import apply_standardizer, fit_standardizer
+                from emofuse.inputs.normalize import apply_standardizer, fit_standardizer
 
                 stats = fit_standardizer(columns, train_idx)
                 source = FeatureDataset(apply_standardizer(columns, stats), None, full.ids, dims=full.dims)
@@ -364,7 +364,7 @@ def run_kfold(
               f"UA {agg['ua_mean']:.3f} ± {agg['ua_std']:.3f}  macro-F1 {agg['macro_f1_mean']:.3f}",
               file=sys.stderr)
     if out_dir is not None and is_rank_zero():
-        from emofuse.reports import plot_confusion, write_json_atomic
+        from emofuse.evaluation.reports import plot_confusion, write_json_atomic
 
         out_path = Path(out_dir)
         write_json_atomic(out_path / "kfold.json", out.to_dict())

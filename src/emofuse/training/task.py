@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from emofuse.metrics import unweighted_accuracy
+from emofuse.evaluation.metrics import unweighted_accuracy
 from emofuse.models.base import EmotionModel, ModelOutput
 from emofuse.training.config import TrainConfig
 from emofuse.training.data import modality_dropout

@@ -3,7 +3,7 @@
 `speaker_folds` deals the speakers into ``K`` groups; fold ``j`` tests on group ``j``, validates on
 group ``j+1`` (cyclically; speakers on the training side of fold ``j``, never its test speakers) and
 trains on the rest, so every speaker is tested exactly once. `manifest_folds` writes them as a folds
-file in the format of the packaged ones (``emofuse/splits/*.json``) and reuses that file on later
+file in the format of the packaged ones (``emofuse/data/splits/*.json``) and reuses that file on later
 runs, refusing it (with how to regenerate) when the manifest's speakers or the requested K/seed differ.
 """
 
@@ -18,9 +18,9 @@ from typing import Any
 
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError
-from emofuse.splits import Fold, _compact_json, _folds_from_json, check_folds_file
+from emofuse.data.splits import Fold, _compact_json, _folds_from_json, check_folds_file
 
-log = logging.getLogger("emofuse.splits")
+log = logging.getLogger("emofuse.data.splits")
 
 #: folds generated when ``--num-folds`` is not given (fewer when the corpus has fewer speakers)
 DEFAULT_NUM_FOLDS = 5

@@ -76,7 +76,7 @@ def export_logreg(pipeline: Any, num_classes: int, input_dims: dict[str, int]):
     """``(model, stats)``: a fitted ``StandardScaler`` + ``LogisticRegression`` pipeline over the
     concatenated per-modality vectors (in ``input_dims`` order) as a registered
     ``logistic_regression`` model plus per-modality standardisation statistics
-    (`emofuse.normalize.Stats`), giving the same class probabilities as ``predict_proba`` (classes
+    (`emofuse.inputs.normalize.Stats`), giving the same class probabilities as ``predict_proba`` (classes
     absent from training get probability 0). A modality absent at predict time is standardised to
     zeros, i.e. replaced by its training mean."""
     import torch

@@ -2,9 +2,9 @@
 
 Each fold lists the groups (speakers, or another key such as ``meta.split``) in its train,
 validation and test partitions. `partition` maps samples onto a fold and refuses any overlap.
-``python -c "from emofuse.splits import _write_json_files; _write_json_files()"`` regenerates
+``python -c "from emofuse.data.splits import _write_json_files; _write_json_files()"`` regenerates
 the JSON files from each corpus's protocol (`emofuse.data.specs.DatasetSpec.folds_protocol`,
-gathered by `_generate`; a test checks they still agree). `emofuse.splits.generate` makes
+gathered by `_generate`; a test checks they still agree). `emofuse.data.splits.generate` makes
 speaker-disjoint folds for a corpus without packaged ones (a CSV manifest).
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError, SpeakerOverlapError
 
-log = logging.getLogger("emofuse.splits")
+log = logging.getLogger("emofuse.data.splits")
 
 _PARTS = ("train", "val", "test")
 

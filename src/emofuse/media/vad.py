@@ -7,7 +7,7 @@ segments under 250 ms are dropped). The ONNX weights run in onnxruntime (a depen
 faster-whisper) on one thread, loaded lazily once per process; ``silero_vad`` itself is never
 imported (its import calls ``torch.set_num_threads(1)`` for the whole process).
 
-`check_speech` is what prediction uses (`emofuse.predict.Predictor.predict_file`); a service
+`check_speech` is what prediction uses (`emofuse.inference.predictor.Predictor.predict_file`); a service
 can call it, or `speech_segments`, on any waveform. Long inputs are cut into 30 s rows that run
 as one batch, so ten minutes cost about as much as a few short clips.
 """

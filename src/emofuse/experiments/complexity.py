@@ -1,6 +1,6 @@
 """Model complexity: parameters, FLOPs/MACs, peak CPU memory and latency of the registered models.
 
-    from emofuse.complexity import model_complexity, complexity_table, format_complexity_table
+    from emofuse.experiments.complexity import model_complexity, complexity_table, format_complexity_table
     row = model_complexity("tfn", {"audio": 384, "face": 35}, {"audio": 175, "face": 1})
     print(format_complexity_table(complexity_table()))
 

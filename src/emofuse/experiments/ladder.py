@@ -1,9 +1,9 @@
 """The OF-CMAER-CAT component ladder: CNN only -> +CMAA -> +AWOM -> +contrastive -> +transformer,
 one rung per line of ``configs/of_cmaer_cat_ladder.yaml`` (``emofuse ablation ladder DATASET``).
 
-`of_cmaer_cat_ladder` returns benchmark-format results (`emofuse.reports.check_results`), one row
+`of_cmaer_cat_ladder` returns benchmark-format results (`emofuse.evaluation.reports.check_results`), one row
 per rung. Folds, label checks, training and tables are shared with the TFN subset grid in
-`emofuse.ablation`, which re-exports this module's public names.
+`emofuse.experiments.ablation`, which re-exports this module's public names.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from emofuse.ablation import (
+from emofuse.experiments.ablation import (
     GLOBAL_LABEL,
     _markdown,
     _run_recipe,
@@ -26,10 +26,10 @@ from emofuse.ablation import (
 )
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError
-from emofuse.featuresets import FeatureStore
+from emofuse.features.store import FeatureStore
 from emofuse.recipes import Recipe, check_keys, known_feature_names, load_recipe, read_config, recipe_from_dict
 
-log = logging.getLogger("emofuse.ablation")
+log = logging.getLogger("emofuse.experiments.ablation")
 
 #: Features used by the ladder when its config names features that do not exist (yet).
 FALLBACK_LADDER_FEATURES = {"audio": ["whisper"], "face": ["au"]}
@@ -113,11 +113,11 @@ def of_cmaer_cat_ladder(samples: Sequence[Sample], store: FeatureStore, folds: S
     """Train every rung of the OF-CMAER-CAT ladder over the folds (one benchmark row per rung).
 
     ``features`` overrides the feature choice of `ladder_features`. ``finished`` maps run keys
-    (`emofuse.benchmark.run_key`) to rows of an earlier, interrupted run: a rung whose key matches
+    (`emofuse.experiments.benchmark.run_key`) to rows of an earlier, interrupted run: a rung whose key matches
     is reused, not retrained. ``on_rung`` receives the partial results after every rung (the CLI
     writes them, so an interrupted ladder resumes).
     """
-    from emofuse.benchmark import run_key
+    from emofuse.experiments.benchmark import run_key
 
     labels = [str(x) for x in labels]
     base, rungs = load_ladder(ladder)
@@ -169,7 +169,7 @@ LADDER_COLUMNS = ("rung", "WA", "UA", "macro-F1", "train time")
 
 def ladder_table(results: dict[str, Any], markdown: bool = False, title: str | None = None) -> str:
     """One line per rung: WA, UA, macro-F1 (mean ± std) and mean training time per run."""
-    from emofuse.reports import ENSEMBLE_COLUMNS, ensemble_cells, format_seconds
+    from emofuse.evaluation.reports import ENSEMBLE_COLUMNS, ensemble_cells, format_seconds
 
     def pm(r: dict[str, Any], k: str) -> str:
         return f"{r[f'{k}_mean']:.3f} ± {r[f'{k}_std']:.3f}"

@@ -8,9 +8,9 @@
   column is a per-modality one, also on the global label.
 * `of_cmaer_cat_ladder`: the OF-CMAER-CAT component ladder (CNN only -> +CMAA -> +AWOM ->
   +contrastive -> +transformer) from ``configs/of_cmaer_cat_ladder.yaml``; it lives in
-  `emofuse.ablation_ladder` and is re-exported here.
+  `emofuse.experiments.ladder` and is re-exported here.
 
-Both return benchmark-format results (`emofuse.reports.check_results`). ``emofuse ablation
+Both return benchmark-format results (`emofuse.evaluation.reports.check_results`). ``emofuse ablation
 tfn-subsets|ladder DATASET`` runs them from the command line (`emofuse.cli.ablation`).
 """
 
@@ -28,11 +28,11 @@ import numpy as np
 
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError
-from emofuse.featuresets import FeatureStore
-from emofuse.metrics import aggregate, classification_metrics
+from emofuse.features.store import FeatureStore
+from emofuse.evaluation.metrics import aggregate, classification_metrics
 from emofuse.recipes import Recipe, load_recipe
 
-log = logging.getLogger("emofuse.ablation")
+log = logging.getLogger("emofuse.experiments.ablation")
 
 #: Modality order of the subset grid and the one-letter names used in row labels.
 MODALITY_LETTERS = {"text": "T", "audio": "A", "face": "V"}
@@ -51,7 +51,7 @@ def textless_datasets() -> tuple[str, ...]:
     return tuple(n for n in list_datasets() if "text" not in get_dataset(n).modalities)
 
 
-#: The ladder's public names, importable from here as before (they live in `emofuse.ablation_ladder`).
+#: The ladder's public names, importable from here as before (they live in `emofuse.experiments.ladder`).
 _LADDER_NAMES = ("FALLBACK_LADDER_FEATURES", "LADDER_COLUMNS", "ladder_features", "ladder_table", "load_ladder",
                  "of_cmaer_cat_ladder")
 
@@ -59,8 +59,8 @@ _LADDER_NAMES = ("FALLBACK_LADDER_FEATURES", "LADDER_COLUMNS", "ladder_features"
 def __getattr__(name: str) -> Any:
     if name == "TEXTLESS_DATASETS":  # the older constant, now read from the dataset specs
         return textless_datasets()
-    if name in _LADDER_NAMES:  # resolved on use: emofuse.ablation_ladder imports this module
-        from emofuse import ablation_ladder
+    if name in _LADDER_NAMES:  # resolved on use: emofuse.experiments.ladder imports this module
+        from emofuse.experiments import ladder as ablation_ladder
 
         return getattr(ablation_ladder, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -68,9 +68,9 @@ def __getattr__(name: str) -> Any:
 
 def speaker_folds(samples: Sequence[Sample], k: int | None = None, seed: int = 0) -> list[Any]:
     """``k`` deterministic leave-speakers-out folds of the samples' speakers: the one generator
-    `emofuse.splits.generate.speaker_folds` (seed 0: the sorted speakers dealt round-robin into ``k``
+    `emofuse.data.splits.generate.speaker_folds` (seed 0: the sorted speakers dealt round-robin into ``k``
     groups; fold j tests on group j, validates on group j+1 and trains on the rest)."""
-    from emofuse.splits.generate import speaker_folds as generate
+    from emofuse.data.splits.generate import speaker_folds as generate
 
     return generate((s.speaker for s in samples), k, seed)
 
@@ -128,7 +128,7 @@ def check_label_sources(samples: Sequence[Sample], folds: Sequence[Any], labels:
                         sources: Sequence[str]) -> None:
     """Raise `DataError` (naming the sample) when a sample used by a fold has no label in a
     source column, or one outside the label map — before any training starts."""
-    from emofuse.splits import partition
+    from emofuse.data.splits import partition
 
     used = sorted({i for f in folds for part in partition(list(samples), f) for i in part})
     allowed = set(labels)
@@ -210,7 +210,7 @@ def _run_recipe(recipe: Recipe, samples: Sequence[Sample], store: FeatureStore, 
                 labels: list[str], *, label_column: str, seeds: Sequence[int], max_epochs: int | None,
                 progress: bool):
     """Train/test ``recipe`` over the folds on ``label_column`` (features standardised per fold)."""
-    from emofuse.benchmark import augmented_views, neural_setup
+    from emofuse.experiments.benchmark import augmented_views, neural_setup
     from emofuse.training.kfold import run_kfold
 
     store.labels = labels

@@ -1,4 +1,4 @@
-"""Input checks of `emofuse.audio`: what is refused before decoding, and what is warned about.
+"""Input checks of `emofuse.media.audio`: what is refused before decoding, and what is warned about.
 
 - `check_file`: a readable, non-empty regular file, else a `DataError` saying what it is instead
   (missing, broken link, link loop, directory, FIFO, device, socket, special file, unreadable, empty);
@@ -7,7 +7,7 @@
 - `AudioWarning`s for non-fatal problems (clipping, samples beyond full scale; the decoder adds
   truncation, cancelled channels and the track used).
 
-`emofuse.audio` re-exports the public names, so ``from emofuse.audio import check_file`` keeps working.
+`emofuse.media.audio` re-exports the public names, so ``from emofuse.media.audio import check_file`` keeps working.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from emofuse.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from emofuse.audio import _Mono
+    from emofuse.media.audio import _Mono
 
 #: sample rates outside this range are refused as implausible before any decoding
 MIN_SAMPLE_RATE = 4_000

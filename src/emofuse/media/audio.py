@@ -18,9 +18,9 @@ Non-fatal problems are `AudioWarning`s (``warnings.warn``): clipping, samples be
 scale, channels that cancel out when mixed (the strongest channel is used instead), a
 container that decodes much shorter than it declares (truncated), and, for a file with
 several audio tracks, which track was used (the one with the most speech, see
-`emofuse.vad`, unless ``audio_track`` picks one).
+`emofuse.media.vad`, unless ``audio_track`` picks one).
 
-The file and header checks and the warnings live in `emofuse.audio_checks`; their public names
+The file and header checks and the warnings live in `emofuse.media.checks`; their public names
 are importable from here too.
 """
 
@@ -34,7 +34,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from emofuse.audio_checks import (  # the header and file checks, and the warnings (public names re-exported)
+from emofuse.media.checks import (  # the header and file checks, and the warnings (public names re-exported)
     CLIP_LEVEL,
     CLIP_SHARE,
     DEFAULT_MAX_DURATION,
@@ -321,7 +321,7 @@ def _pyav_decoder(path: Path, target_sr: int, max_seconds: float | None, limit: 
 
 def _choose_track(path: Path, n_tracks: int) -> int:
     """The track (0-based) with the most speech in its first `TRACK_PROBE_SECONDS`; named in a warning."""
-    from emofuse.vad import speech_segments
+    from emofuse.media.vad import speech_segments
 
     speech: list[float | None] = []
     for index in range(n_tracks):

@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from emofuse.baselines import fit_predict_logreg
+from emofuse.training.classical import fit_predict_logreg
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError
-from emofuse.featuresets import FeatureStore, input_dims, vector_modalities
+from emofuse.features.store import FeatureStore, input_dims, vector_modalities
 from emofuse.inputs.plan import InputPlan
-from emofuse.metrics import aggregate, classification_metrics
+from emofuse.evaluation.metrics import aggregate, classification_metrics
 from emofuse.recipes import Recipe, builtin_recipe_names, load_recipe
 
 if TYPE_CHECKING:
     from emofuse.data.specs import DatasetInstance, DatasetSpec
 
-log = logging.getLogger("emofuse.benchmark")
+log = logging.getLogger("emofuse.experiments.benchmark")
 
 #: Names this module used to define, now read from the dataset specs (`emofuse.data.specs`).
 _SPEC_VIEWS = ("DATASET_DIRS", "RAVDESS_AU_CSV", "DEFAULT_RECIPES", "ALL_RECIPES", "DATASET_MODALITIES")
@@ -189,7 +189,7 @@ def fit_classical_fold(data: ClassicalData, fold, num_classes: int, seed: int = 
     samples, refitted on training + validation (each with its speed-perturbed copies), and its
     probabilities for the test samples averaged over the test-time views. A fold without test
     groups (``emofuse train --fold 0``) is scored on its validation samples (not held out)."""
-    from emofuse.splits import partition
+    from emofuse.data.splits import partition
 
     tr, va, te = partition(data.samples, fold)
     if not fold.test:
@@ -315,9 +315,9 @@ def _table_title(dataset: str | DatasetInstance, fold_list) -> str:
 #: stands for every ``.py`` file under it. Model and feature code is keyed per recipe kind.
 CODE_SOURCES: dict[str, tuple[str, ...]] = {
     "neural_model": ("models",),
-    "classical_model": ("baselines.py",),
-    "features": ("features", "featuresets.py", "inputs", "audio.py", "normalize.py", "data"),
-    "training": ("training", "benchmark.py", "metrics.py", "splits"),
+    "classical_model": ("training/classical.py",),
+    "features": ("features", "inputs", "media", "data"),
+    "training": ("training", "experiments/benchmark.py", "evaluation/metrics.py"),
 }
 
 
@@ -340,7 +340,7 @@ def code_fingerprint(recipe: Recipe, root: Path | None = None) -> str:
     training/evaluation code, plus the package version. Editing any of those files changes it."""
     from emofuse import __version__
 
-    root = Path(__file__).resolve().parent if root is None else root
+    root = Path(__file__).resolve().parents[1] if root is None else root
     roles = ("classical_model" if recipe.classical else "neural_model", "features", "training")
     parts = "/".join(_source_digest(root, CODE_SOURCES[role]) for role in roles)
     return hashlib.sha256(f"{__version__}/{parts}".encode()).hexdigest()[:16]
@@ -388,7 +388,7 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
     loses at most the recipe in progress; run the same command again and finished rows whose
     `run_key` still matches are reused (``resume=False`` recomputes everything).
     """
-    from emofuse.reports import (format_table, plot_confusion, plot_robustness, robustness_table,
+    from emofuse.evaluation.reports import (format_table, plot_confusion, plot_robustness, robustness_table,
                                  write_json_atomic, write_results)
 
     folds_dir = Path(out).parent if out else Path(report_dir) if report_dir else None
@@ -482,7 +482,7 @@ def training_setup(recipe: Recipe, dataset: str, fold: int, seed: int, max_epoch
     training configuration (``--max-epochs`` and the seed applied), dataset, fold, seed and feature
     extractor settings. Saved in each checkpoint's ``meta.setup`` (with `setup_fingerprint`); a seed
     ensemble keeps a member only when it matches (see `_train_ensemble`)."""
-    from emofuse.baselines import DEFAULT_C_GRID
+    from emofuse.training.classical import DEFAULT_C_GRID
     from emofuse.training.config import load_train_config
 
     if recipe.classical:
@@ -522,7 +522,7 @@ def _setup_changes(old: Any, new: dict[str, Any]) -> str:
 def _train_fold(data: DatasetInstance, fold: int):
     """The fold ``emofuse train --fold`` means: fold N of the dataset, or for 0 a training-only
     fold over every speaker, fold 1's validation speakers kept for early stopping / choosing C."""
-    from emofuse.splits import Fold
+    from emofuse.data.splits import Fold
 
     if fold != 0:
         return data.select_folds(str(fold))[0]
@@ -560,7 +560,7 @@ def train_recipe(recipe_name: str | Recipe, dataset: str | DatasetInstance, data
 
     With several ``seeds`` the result is a seed ensemble: one checkpoint per seed in
     ``out_dir/seed_<s>/`` plus ``out_dir/ensemble.json`` naming them (load ``out_dir`` with
-    `emofuse.predict.Predictor` or ``emofuse evaluate``). A member already saved there is kept
+    `emofuse.inference.predictor.Predictor` or ``emofuse evaluate``). A member already saved there is kept
     only when its whole `training_setup` matches (so an interrupted run resumes); otherwise it is
     retrained, saying why. The returned metrics are the ensemble's (probabilities averaged over
     members); empty without a held-out test set.
@@ -606,8 +606,8 @@ def _train_neural(recipe: Recipe, samples: list[Sample], store: FeatureStore, la
                   setup: dict[str, Any], out_dir: Path, description: str | None, progress: bool) -> dict[str, Any]:
     """`train_recipe` for a registered model: `run_kfold` on one fold, the checkpoint saved when it ends.
     Returns the scores (test speakers; for a training-only fold without refit, validation speakers)."""
-    from emofuse.checkpoint import save_checkpoint
-    from emofuse.normalize import stats_to_tensors
+    from emofuse.inference.checkpoint import save_checkpoint
+    from emofuse.inputs.normalize import stats_to_tensors
     from emofuse.training.config import TrainConfig
     from emofuse.training.kfold import run_kfold
 
@@ -633,9 +633,9 @@ def _train_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore,
                      setup: dict[str, Any], out_dir: Path, description: str | None, progress: bool) -> dict[str, Any]:
     """`train_recipe` for ``model: logreg``: C chosen on the validation speakers, refitted on
     training + validation, saved as a ``logistic_regression`` checkpoint (`export_logreg`)."""
-    from emofuse.baselines import export_logreg
-    from emofuse.checkpoint import save_checkpoint
-    from emofuse.normalize import stats_to_tensors
+    from emofuse.training.classical import export_logreg
+    from emofuse.inference.checkpoint import save_checkpoint
+    from emofuse.inputs.normalize import stats_to_tensors
 
     data = classical_data(recipe, samples, store, labels)
     res, te = fit_classical_fold(data, chosen, len(labels), setup["seed"])
@@ -655,7 +655,7 @@ def _train_ensemble(recipe: Recipe, data: DatasetInstance, data_root: str | Path
     A member already in ``out_dir`` is kept only when its saved `training_setup` is the one wanted;
     otherwise (another max_epochs, recipe content, fold, features, ...) it is retrained, with a
     warning saying what changed."""
-    from emofuse.checkpoint import CONFIG, read_config, save_ensemble
+    from emofuse.inference.checkpoint import CONFIG, read_config, save_ensemble
 
     members = []
     for seed in seeds:
@@ -694,12 +694,12 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str | DatasetInstance, data_r
     ``dataset`` is a registered name, a loaded `DatasetInstance` or a CSV manifest path; a manifest's
     folds are the ones saved with the checkpoint by ``emofuse train`` (`emofuse.data.specs.folds_file_for`).
 
-    A seed-ensemble folder (``ensemble.json``, see `emofuse.checkpoint.checkpoint_members`) is scored
+    A seed-ensemble folder (``ensemble.json``, see `emofuse.inference.checkpoint.checkpoint_members`) is scored
     on the class probabilities averaged over its members, each with its own standardisation.
     """
-    from emofuse.checkpoint import load_members
-    from emofuse.reports import plot_confusion, write_json_atomic
-    from emofuse.splits import partition
+    from emofuse.inference.checkpoint import load_members
+    from emofuse.evaluation.reports import plot_confusion, write_json_atomic
+    from emofuse.data.splits import partition
 
     checkpoint = Path(checkpoint)
     members = load_members([checkpoint])

@@ -1,6 +1,6 @@
 """Plots of a model's explanations: probabilities, modality weights, cross-modal and temporal attention.
 
-    from emofuse.explain import explain_file
+    from emofuse.inference.explain import explain_file
     result = explain_file("runs/ckpt", "clip.wav", "explain_out")
     result["files"]        # PNG paths
     result["attention"]    # {"attention/audio": [...], ...} raw (head-averaged) arrays
@@ -269,9 +269,9 @@ def explain_file(checkpoint_dir: str | Path, path: str | Path, out_dir: str | Pa
     Returns the :func:`explain_batch_outputs` dict plus ``path``, ``checkpoint`` and ``summary``
     (the path of a JSON copy of the result written next to the plots).
     """
-    from emofuse.audio import load_audio
+    from emofuse.media.audio import load_audio
     from emofuse.atomic import atomic_write_text
-    from emofuse.predict import Predictor
+    from emofuse.inference.predictor import Predictor
 
     path = Path(path)
     if not path.exists():
@@ -287,7 +287,7 @@ def explain_file(checkpoint_dir: str | Path, path: str | Path, out_dir: str | Pa
                                    frame_rates=rates, waveform=waveform, sample_rate=SAMPLE_RATE)
     result.update(path=str(path), checkpoint=str(checkpoint_dir), modalities_used=[m for m in masks if bool(masks[m].any())])
     summary = Path(out_dir) / "explanation.json"
-    from emofuse.reports import json_text
+    from emofuse.evaluation.reports import json_text
 
     atomic_write_text(summary, json_text(result, indent=1))  # strict JSON: NaN/inf become null
     result["summary"] = str(summary)

@@ -1,0 +1,1 @@
+"""Metrics, results files and reports."""

@@ -1,0 +1,1 @@
+"""Benchmarks, ablations and the complexity table."""

@@ -1,0 +1,1 @@
+"""Checkpoints, the predictor, explanations and speech recognition."""
