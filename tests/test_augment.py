@@ -269,7 +269,8 @@ def test_benchmark_with_speed_perturbation_on_real_data(ravdess_au, tmp_path):
     assert aug["wa_mean"] > 2 / 8  # at least twice the 8-class chance level
     assert json.loads(out.read_text())["results"][0]["test_time_augment"] == [0.9]
     # a checkpoint remembers its test-time augmentation: evaluate reproduces the training score
-    from emofuse.experiments.benchmark import evaluate_checkpoint, train_recipe
+    from emofuse.evaluation.evaluate import evaluate_checkpoint
+    from emofuse.training.recipe import train_recipe
 
     neural = tmp_path / "mlp_aug.yaml"
     neural.write_text("model: early_concat\nmodel_kwargs: {hidden: 16}\nfeatures: {audio: mfcc, face: au}\n"
@@ -283,7 +284,7 @@ def test_benchmark_with_speed_perturbation_on_real_data(ravdess_au, tmp_path):
 
 
 def test_augmented_views_skip_recipes_without_audio_features():
-    from emofuse.experiments.benchmark import augmented_views
+    from emofuse.training.recipe import augmented_views
 
     recipe = recipe_from_dict({"model": "early_concat", "features": {"face": "au"},
                                "data": {"speed_perturb": [0.9], "test_time_augment": True}})

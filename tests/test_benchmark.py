@@ -49,11 +49,12 @@ def test_benchmark_ravdess_action_units_writes_results(ravdess_au, tmp_path):
     assert rc == 0 and again == rows
 
     # an interrupted run (one row written, complete: false) resumes: only the missing row runs
+    import emofuse.evaluation.results as results
     import emofuse.experiments.benchmark as bench
 
     ran = []
     real_run = bench.run_classical
-    real_fingerprint = bench.code_fingerprint
+    real_fingerprint = results.code_fingerprint
 
     def spy(recipe, *args, **kwargs):
         ran.append(recipe.name)
@@ -71,7 +72,7 @@ def test_benchmark_ravdess_action_units_writes_results(ravdess_au, tmp_path):
         assert resumed["results"][0] == rows["logreg_au"]  # reused as stored, wall-clock included
         assert resumed["results"][1]["wall_seconds"] != rows["logreg_au_spkn"]["wall_seconds"]
         # changed code behind one recipe (its code fingerprint) invalidates that row only
-        mp.setattr(bench, "code_fingerprint",
+        mp.setattr(results, "code_fingerprint",
                    lambda r, root=None: "edited" if r.name == "logreg_au" else real_fingerprint(r, root))
         ran.clear()
         assert main(argv) == 0
@@ -84,7 +85,7 @@ def test_benchmark_ravdess_action_units_writes_results(ravdess_au, tmp_path):
 
 
 def test_run_key_tracks_what_changes_the_numbers():
-    from emofuse.experiments.benchmark import run_key
+    from emofuse.evaluation.results import run_key
     from emofuse.recipes import load_recipe
 
     recipe = load_recipe("tfn_whisper_au")
@@ -103,7 +104,7 @@ def test_run_key_tracks_what_changes_the_numbers():
 def _copy_code(root, dest):
     import shutil
 
-    from emofuse.experiments.benchmark import CODE_SOURCES
+    from emofuse.evaluation.results import CODE_SOURCES
 
     for part in {p for parts in CODE_SOURCES.values() for p in parts}:
         src = root / part
@@ -119,7 +120,7 @@ def test_code_fingerprint_changes_with_the_code_that_computes_a_row(tmp_path):
     classical ones alone; an unchanged copy of the code gives the same fingerprint (rows reused)."""
     from pathlib import Path
 
-    import emofuse.experiments.benchmark as bench
+    import emofuse.evaluation.results as bench
     from emofuse.recipes import load_recipe
 
     root = Path(bench.__file__).resolve().parents[1]
@@ -146,28 +147,28 @@ def test_code_fingerprint_changes_with_the_code_that_computes_a_row(tmp_path):
 
 
 def test_a_stored_row_from_older_code_is_not_reused(tmp_path, monkeypatch):
-    import emofuse.experiments.benchmark as bench
+    import emofuse.evaluation.results as bench
     from emofuse.recipes import load_recipe
 
     recipe = load_recipe("tfn_whisper_au")
     key = bench.run_key(recipe, "ravdess", ["fold1"], (0,), None, False)
     out = tmp_path / "results.json"
     out.write_text(json.dumps({"complete": False, "results": [{"model": recipe.name, "run_key": key}]}))
-    assert key in bench._finished_rows(out)  # unchanged code: the row is reused
+    assert key in bench.finished_rows(out)  # unchanged code: the row is reused
     monkeypatch.setattr(bench, "code_fingerprint", lambda r, root=None: "model code edited")
-    assert bench.run_key(recipe, "ravdess", ["fold1"], (0,), None, False) not in bench._finished_rows(out)
+    assert bench.run_key(recipe, "ravdess", ["fold1"], (0,), None, False) not in bench.finished_rows(out)
 
 
 def test_resume_refuses_an_unreadable_results_file(tmp_path):
-    from emofuse.experiments.benchmark import _finished_rows
+    from emofuse.evaluation.results import finished_rows
     from emofuse.errors import DataError
 
     bad = tmp_path / "results.json"
     bad.write_text("{not json")
     with pytest.raises(DataError, match="--fresh") as info:
-        _finished_rows(bad)
+        finished_rows(bad)
     assert info.value.path == bad
-    assert _finished_rows(tmp_path / "absent.json") == {}
+    assert finished_rows(tmp_path / "absent.json") == {}
 
 
 @pytest.mark.realdata

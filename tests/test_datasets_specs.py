@@ -88,7 +88,7 @@ def toy(tmp_path):
 
 
 def test_a_registered_spec_reaches_every_command(toy, capsys):
-    from emofuse.experiments import benchmark
+    from emofuse.experiments import lineup
     from emofuse.cli import main
     from emofuse.data import DATASETS, default_labels, prepare
     from emofuse.data.splits import SPLIT_DATASETS
@@ -101,10 +101,10 @@ def test_a_registered_spec_reaches_every_command(toy, capsys):
     assert "toycorpus" in DATASETS and default_labels("toycorpus") == ["low", "high"]
     assert "toycorpus" not in SPLIT_DATASETS  # no packaged folds: they are generated
     assert len(prepare("toycorpus", root / "toy-folder")) == 8
-    assert [r.name for r in benchmark.resolve_recipes("default", "toycorpus")] == ["logreg_au"]
-    assert benchmark.DATASET_DIRS["toycorpus"] == "toy-folder"
-    assert "logreg_au" in [r.name for r in benchmark.resolve_recipes("all", "toycorpus")]
-    assert not [r for r in benchmark.resolve_recipes("all", "toycorpus") if set(r.modalities) - {"face"}]
+    assert [r.name for r in lineup.resolve_recipes("default", "toycorpus")] == ["logreg_au"]
+    assert lineup.DATASET_DIRS["toycorpus"] == "toy-folder"
+    assert "logreg_au" in [r.name for r in lineup.resolve_recipes("all", "toycorpus")]
+    assert not [r for r in lineup.resolve_recipes("all", "toycorpus") if set(r.modalities) - {"face"}]
     assert main(["prepare", "toycorpus", "--data", str(root), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "toycorpus: 8 samples, 4 speakers" in out and out.index("  low: 4") < out.index("  high: 4")
@@ -118,10 +118,10 @@ def test_packaged_folds_refuse_fold_options(tmp_path):
 
 
 def test_benchmark_title_says_when_folds_are_not_speaker_disjoint():
-    from emofuse.experiments.benchmark import _table_title
+    from emofuse.evaluation.results import table_title
 
-    assert _table_title("meld", [1]) == "meld: official train/dev/test split (dialogue-disjoint, NOT speaker-disjoint)"
-    assert _table_title("ravdess", [1] * 6) == "ravdess: 6 speaker-disjoint folds"
+    assert table_title("meld", [1]) == "meld: official train/dev/test split (dialogue-disjoint, NOT speaker-disjoint)"
+    assert table_title("ravdess", [1] * 6) == "ravdess: 6 speaker-disjoint folds"
 
 
 def test_textless_datasets_come_from_the_specs():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from emofuse.experiments import benchmark
+from emofuse.experiments import benchmark, lineup
 from emofuse.features.store import speaker_meta_vector
 
 
@@ -48,15 +48,15 @@ def _provided(samples) -> set[str]:
 @pytest.mark.parametrize("dataset,build", [("cremad", _cremad), ("iemocap", _iemocap)])
 @pytest.mark.parametrize("models", ["default", "all"])
 def test_benchmark_line_ups_fit_the_corpus(tmp_path, dataset, build, models):
-    samples = benchmark.load_dataset(dataset, build(tmp_path / dataset))
+    samples = lineup.load_dataset(dataset, build(tmp_path / dataset))
     provided = _provided(samples)
-    recipes = benchmark.resolve_recipes(models, dataset)
+    recipes = lineup.resolve_recipes(models, dataset)
     assert recipes, f"--models {models} selects nothing for {dataset}"
     unfed = {r.name: r.modalities for r in recipes if not set(r.modalities) <= provided}
     assert unfed == {}, f"{dataset} provides only {sorted(provided)}"
-    others = [d for d in benchmark.DATASET_DIRS if d != dataset]
+    others = [d for d in lineup.DATASET_DIRS if d != dataset]
     assert not [r.name for r in recipes if any(d in r.name.split("_") for d in others)]
-    assert benchmark.DATASET_MODALITIES[dataset] == provided  # the table says what the loader gives
+    assert lineup.DATASET_MODALITIES[dataset] == provided  # the table says what the loader gives
 
 
 @pytest.mark.parametrize("dataset,build", [("cremad", _cremad), ("iemocap", _iemocap)])

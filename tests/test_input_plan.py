@@ -270,7 +270,8 @@ class _Recorder:
 
 def test_one_sample_gets_the_same_input_in_training_evaluation_and_prediction(data_root, tmp_path,  # noqa: F811
                                                                               monkeypatch):
-    from emofuse.experiments.benchmark import evaluate_checkpoint, train_recipe
+    from emofuse.evaluation.evaluate import evaluate_checkpoint
+    from emofuse.training.recipe import train_recipe
 
     recipe = tmp_path / "mlp_sp.yaml"
     recipe.write_text("model: early_concat\nmodel_kwargs: {hidden: 8}\nfeatures: {audio: mfcc, face: au}\n"
@@ -292,7 +293,7 @@ def test_one_sample_gets_the_same_input_in_training_evaluation_and_prediction(da
     forward = model.forward
     model.forward = lambda inputs, masks: (seen.append({m: t[0].numpy().copy() for m, t in inputs.items()}),
                                            forward(inputs, masks))[1]
-    from emofuse.experiments.benchmark import load_dataset
+    from emofuse.experiments.lineup import load_dataset
 
     face = next(s.sources["face"] for s in load_dataset("ravdess", data_root) if s.id == clip.stem)
     prediction = predictor.predict_file(clip, face=face)

@@ -32,7 +32,7 @@ def test_builtin_recipes_name_registered_models_and_valid_training_configs():
 
 
 def test_default_benchmark_recipes_exist():
-    from emofuse.experiments.benchmark import DEFAULT_RECIPES
+    from emofuse.experiments.lineup import DEFAULT_RECIPES
 
     names = set(builtin_recipe_names())
     assert set(DEFAULT_RECIPES["ravdess"]) <= names
@@ -116,7 +116,8 @@ def test_speaker_normalize_uses_each_speakers_own_statistics():
 
 
 def test_recipes_resolved_per_dataset_modalities():
-    from emofuse.experiments.benchmark import DEFAULT_RECIPES, _feature_specs, resolve_recipes
+    from emofuse.experiments.lineup import DEFAULT_RECIPES, resolve_recipes
+    from emofuse.training.recipe import _feature_specs
 
     meld = resolve_recipes("all", "meld")
     assert {r.name for r in meld} == {"logreg_minilm", "gated_fusion_meld"}  # meld-text has text (+ meta) only

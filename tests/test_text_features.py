@@ -237,7 +237,7 @@ def test_dialogue_windows_absent_turns_no_dialogue_and_errors():
 
 
 def test_neural_setup_builds_windows_for_context_modalities():
-    from emofuse.experiments.benchmark import neural_setup
+    from emofuse.training.recipe import neural_setup
     from emofuse.recipes import recipe_from_dict
 
     samples, vectors = _meld_like()

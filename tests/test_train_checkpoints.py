@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 from emofuse.training.classical import fit_predict_logreg
-from emofuse.experiments.benchmark import train_recipe
+from emofuse.training.recipe import train_recipe
 from emofuse.cli import main
 from emofuse.inputs.normalize import apply_standardizer
 
@@ -145,7 +145,8 @@ def test_exported_logreg_gives_sklearns_probabilities(classes):
 
 
 def test_logreg_recipe_trains_a_checkpoint_that_predicts_and_evaluates(data_root, tmp_path, capsys):
-    from emofuse.experiments.benchmark import classical_data, fit_classical_fold, load_dataset
+    from emofuse.training.classical import classical_data, fit_classical_fold
+    from emofuse.experiments.lineup import load_dataset
     from emofuse.data import default_labels
     from emofuse.features.store import FeatureStore
     from emofuse.inference.predictor import Predictor, sample_clips

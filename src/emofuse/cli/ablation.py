@@ -73,10 +73,10 @@ def _ladder(args: argparse.Namespace, samples: Any, store: Any, folds: Any, comm
     """The ladder's results, resuming finished rungs from --out (unless --fresh) and saving it
     (marked incomplete) after every rung."""
     from emofuse.experiments.ablation import of_cmaer_cat_ladder
-    from emofuse.experiments.benchmark import _finished_rows
+    from emofuse.evaluation.results import finished_rows
     from emofuse.evaluation.reports import write_json_atomic
 
-    finished = {} if args.fresh or not args.out else _finished_rows(Path(args.out))
+    finished = {} if args.fresh or not args.out else finished_rows(Path(args.out))
 
     def save_partial(partial: dict[str, Any]) -> None:
         if args.out:

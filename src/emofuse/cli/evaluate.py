@@ -22,9 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the fold's metrics as JSON (per-class tables left out)."""
-    from emofuse.experiments import benchmark
+    from emofuse.evaluation import evaluate
 
-    metrics = benchmark.evaluate_checkpoint(Path(args.checkpoint), args.dataset, dataset_root(args, args.dataset),
+    metrics = evaluate.evaluate_checkpoint(Path(args.checkpoint), args.dataset, dataset_root(args, args.dataset),
                                             fold=args.fold,
                                             cache_dir=args.cache, report_dir=args.report_dir)
     shown = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list)) or k == "test_time_augment"}

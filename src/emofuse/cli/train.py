@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
     from emofuse.recipes import load_recipe
 
     load_recipe(args.recipe)  # every recipe error first, before the data and the heavy imports
-    from emofuse.experiments import benchmark
+    from emofuse.training import recipe
 
-    benchmark.train_recipe(args.recipe, args.dataset, dataset_root(args, args.dataset), out_dir=Path(args.out),
+    recipe.train_recipe(args.recipe, args.dataset, dataset_root(args, args.dataset), out_dir=Path(args.out),
                            fold=args.fold, cache_dir=args.cache, max_epochs=args.max_epochs, progress=not args.quiet,
                            seeds=parse_seeds(args.seeds), num_folds=args.num_folds, fold_seed=args.fold_seed)
     return 0

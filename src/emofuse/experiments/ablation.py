@@ -210,7 +210,7 @@ def _run_recipe(recipe: Recipe, samples: Sequence[Sample], store: FeatureStore, 
                 labels: list[str], *, label_column: str, seeds: Sequence[int], max_epochs: int | None,
                 progress: bool):
     """Train/test ``recipe`` over the folds on ``label_column`` (features standardised per fold)."""
-    from emofuse.experiments.benchmark import augmented_views, neural_setup
+    from emofuse.training.recipe import augmented_views, neural_setup
     from emofuse.training.kfold import run_kfold
 
     store.labels = labels

@@ -113,11 +113,11 @@ def of_cmaer_cat_ladder(samples: Sequence[Sample], store: FeatureStore, folds: S
     """Train every rung of the OF-CMAER-CAT ladder over the folds (one benchmark row per rung).
 
     ``features`` overrides the feature choice of `ladder_features`. ``finished`` maps run keys
-    (`emofuse.experiments.benchmark.run_key`) to rows of an earlier, interrupted run: a rung whose key matches
+    (`emofuse.evaluation.results.run_key`) to rows of an earlier, interrupted run: a rung whose key matches
     is reused, not retrained. ``on_rung`` receives the partial results after every rung (the CLI
     writes them, so an interrupted ladder resumes).
     """
-    from emofuse.experiments.benchmark import run_key
+    from emofuse.evaluation.results import run_key
 
     labels = [str(x) for x in labels]
     base, rungs = load_ladder(ladder)

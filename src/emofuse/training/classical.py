@@ -8,9 +8,10 @@ model (`emofuse.models.linear.LogisticRegression`) with the same probabilities.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -18,6 +19,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from emofuse.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from emofuse.data.record import Sample
+    from emofuse.features.store import FeatureStore
+    from emofuse.inputs.plan import InputPlan
+    from emofuse.recipes import Recipe
+
+log = logging.getLogger("emofuse.training.classical")
 
 DEFAULT_C_GRID = (0.01, 0.1, 1.0)
 
@@ -103,3 +114,67 @@ def export_logreg(pipeline: Any, num_classes: int, input_dims: dict[str, int]):
     stats = {m: (scaler.mean_[a:b].astype(np.float32), scaler.scale_[a:b].astype(np.float32))
              for m, a, b in zip(input_dims, bounds[:-1], bounds[1:])}
     return model, stats
+
+
+@dataclass
+class ClassicalData:
+    """A classical recipe's per-clip matrices over the samples that have every modality."""
+
+    samples: list[Sample]
+    x: np.ndarray
+    y: np.ndarray
+    #: modality -> width of its block of columns in ``x`` (in column order)
+    dims: dict[str, int]
+    train_views: list[np.ndarray]
+    test_views: list[np.ndarray]
+    #: how the matrices were built (saved in a trained checkpoint)
+    plan: InputPlan | None = None
+
+
+def classical_data(recipe: Recipe, samples: list[Sample], store: FeatureStore, labels: list[str]) -> ClassicalData:
+    """The recipe's input plan (pooled vectors) concatenated per clip, for the original and each
+    augmented view; samples lacking a modality are left out (with a warning)."""
+    from emofuse.inputs.plan import InputPlan
+
+    plan = InputPlan.from_recipe(recipe)
+    feats = plan.arrays(store)
+    train_views, test_views = plan.view_arrays(store)
+    index = {lab: i for i, lab in enumerate(labels)}
+    keep = [i for i in range(len(samples)) if all(v[m][i] is not None for v in (feats, *train_views.values(),
+                                                                                   *test_views.values()) for m in v)]
+    if len(keep) < len(samples):
+        log.warning("%s: %d of %d samples lack a modality and are left out of the classical baseline",
+                    recipe.name, len(samples) - len(keep), len(samples))
+    if not keep:
+        raise DataError(None, f"{recipe.name}: no sample has every modality of {list(feats)}")
+
+    def matrix(view: dict[str, list[np.ndarray | None]]) -> np.ndarray:
+        return np.stack([np.concatenate([view[m][i][0] for m in view]) for i in keep])
+
+    kept = [samples[i] for i in keep]
+    return ClassicalData(kept, matrix(feats), np.array([index[s.label] for s in kept]),
+                         {m: int(feats[m][keep[0]].shape[-1]) for m in feats},
+                         [matrix(v) for v in train_views.values()], [matrix(v) for v in test_views.values()], plan)
+
+
+def fit_classical_fold(data: ClassicalData, fold, num_classes: int, seed: int = 0):
+    """``(result, test indices)``: the logistic regression with C chosen on the fold's validation
+    samples, refitted on training + validation (each with its speed-perturbed copies), and its
+    probabilities for the test samples averaged over the test-time views. A fold without test
+    groups (``emofuse train --fold 0``) is scored on its validation samples (not held out)."""
+    from emofuse.data.splits import partition
+
+    tr, va, te = partition(data.samples, fold)
+    if not fold.test:
+        te = va
+    for part, idx in (("train", tr), ("validation", va), ("test", te)):
+        if not idx:
+            raise ConfigError(f"fold {fold.name}: the {part} partition has no samples")
+    x, y, views = data.x, data.y, data.train_views
+    x_tr = np.concatenate([x[tr], *(v[tr] for v in views)])
+    y_tr = np.concatenate([y[tr]] * (1 + len(views)))
+    x_va = np.concatenate([x[va], *(v[va] for v in views)])
+    y_va = np.concatenate([y[va]] * (1 + len(views)))
+    res = fit_predict_logreg(x_tr, y_tr, x[va], y[va], [x[te], *(v[te] for v in data.test_views)], num_classes,
+                             seed=seed, x_refit=x_va, y_refit=y_va)
+    return res, te
