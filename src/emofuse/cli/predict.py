@@ -116,6 +116,7 @@ def _predict_with_sources(predictor: Any, path: str, text: str | None, sources: 
     (a file that cannot be used gets a label-less result). A modality the model does not read is
     dropped with a warning; one its features read from a table row (e.g. ``au``) is loaded from the
     ``.npy`` file, the others are passed as paths."""
+    from emofuse.data.manifest import load_numeric_row
     from emofuse.data.modalities import get_modality
     from emofuse.errors import DataError
     from emofuse.features.base import list_extractors
@@ -130,25 +131,9 @@ def _predict_with_sources(predictor: Any, path: str, text: str | None, sources: 
             print(f"emofuse: warning: the model reads no {name} ({', '.join(dims)}); --source {name}={file} ignored",
                   file=sys.stderr)
             continue
-        given[get_modality(name).sources[0]] = _load_row(file, name) if table & set(plan.names) else file
+        reads_row = table & set(plan.names)
+        given[get_modality(name).sources[0]] = load_numeric_row(file, f"--source {name}") if reads_row else file
     try:
         return predictor.predict_file(path, text=text, sources=given)
     except DataError as exc:
         return Prediction.failed(path, exc)
-
-
-def _load_row(path: Path, modality: str) -> Any:
-    """A per-clip numeric row (``.npy``, e.g. action units) as float32, checked finite."""
-    import numpy as np
-
-    from emofuse.errors import DataError
-
-    try:
-        row = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(path, f"--source {modality}: cannot read a numeric row (.npy): {exc}") from None
-    if not isinstance(row, np.ndarray) or row.dtype.kind not in "fiu" or row.ndim not in (1, 2) or row.size == 0:
-        raise DataError(path, f"--source {modality}: expected a non-empty numeric 1-D or 2-D array (.npy)")
-    if not np.isfinite(row).all():
-        raise DataError(path, f"--source {modality}: contains NaN or inf")
-    return row.astype(np.float32)

@@ -112,19 +112,20 @@ def _resolve(base: Path, value: str) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def _load_face(path: Path, csv_path: Path, where: str) -> np.ndarray:
+def load_numeric_row(path: Path, context: str) -> "np.ndarray":
+    """A per-clip numeric row (``.npy``, e.g. action units) as float32, checked non-empty and finite;
+    errors name ``path`` and start with ``context`` (where the row was asked for)."""
     import numpy as np
 
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise DataError(path, f"{csv_path} {where}: cannot load face features: {exc}") from None
+        raise DataError(path, f"{context}: cannot read a numeric row (.npy): {exc}") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu" or arr.ndim not in (1, 2) or arr.size == 0:
-        raise DataError(path, f"{csv_path} {where}: expected a non-empty numeric 1-D or 2-D array")
-    arr = arr.astype(np.float32)
+        raise DataError(path, f"{context}: expected a non-empty numeric 1-D or 2-D array (.npy)")
     if not np.isfinite(arr).all():
-        raise DataError(path, f"{csv_path} {where}: face features contain NaN or inf")
-    return arr
+        raise DataError(path, f"{context}: contains NaN or inf")
+    return arr.astype(np.float32)
 
 
 def prepare_manifest(csv_path: str | Path, *, labels: Sequence[str] | None = None,
@@ -169,7 +170,7 @@ def prepare_manifest(csv_path: str | Path, *, labels: Sequence[str] | None = Non
             if not path.is_file():
                 raise DataError(csv_path, f"{where}: referenced {col} file not found: {path}")
             if col == "face_npy":
-                sources["face"] = _load_face(path, csv_path, where)
+                sources["face"] = load_numeric_row(path, f"{csv_path} {where}: face features")
             elif col == "signal" and path.suffix.lower() != ".npz":
                 raise DataError(csv_path, f"{where}: signal file {path} is not a .npz file (arrays data [T, C], rate)")
             else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from emofuse.errors import ConfigError
+from emofuse.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -36,27 +36,22 @@ class Modality:
     default_feature: str | None = None
 
 
-_MODALITIES: dict[str, Modality] = {}
+_MODALITIES: Registry[Modality] = Registry("modality", "unknown modality", "modalities")
 
 
 def register_modality(modality: Modality) -> Modality:
     """Add ``modality`` to the registry (`ValueError` for an empty or already used name)."""
-    if not modality.name or modality.name in _MODALITIES:
-        raise ValueError(f"modality name {modality.name!r} is empty or already registered")
-    _MODALITIES[modality.name] = modality
-    return modality
+    return _MODALITIES.add(modality.name, modality)
 
 
 def get_modality(name: str) -> Modality:
     """The registered modality ``name`` (`ConfigError` listing the known ones otherwise)."""
-    if name not in _MODALITIES:
-        raise ConfigError(f"unknown modality {name!r}; modalities: {', '.join(list_modalities())}")
-    return _MODALITIES[name]
+    return _MODALITIES.get(name)
 
 
 def list_modalities() -> list[str]:
     """Registered modality names, in registration order (audio, face, text, meta, signal, ...)."""
-    return list(_MODALITIES)
+    return _MODALITIES.names()
 
 
 def has_source(sample: Any, name: str) -> bool:

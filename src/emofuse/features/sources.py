@@ -34,7 +34,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from emofuse.errors import ConfigError, DataError
+from emofuse.errors import DataError
+from emofuse.registry import Registry
 
 
 class SourceKind:
@@ -74,27 +75,22 @@ class SourceKind:
         return 0
 
 
-_SOURCES: dict[str, SourceKind] = {}
+_SOURCES: Registry[SourceKind] = Registry("source kind", "unknown extractor source", "choose one of")
 
 
 def register_source(kind: SourceKind) -> SourceKind:
     """Add a source kind under ``kind.name`` (`ValueError` for an empty or already used name)."""
-    if not kind.name or kind.name in _SOURCES:
-        raise ValueError(f"source kind {kind.name!r} is empty or already registered")
-    _SOURCES[kind.name] = kind
-    return kind
+    return _SOURCES.add(kind.name, kind)
 
 
 def get_source(name: str) -> SourceKind:
     """The registered source kind ``name`` (`ConfigError` listing the known ones otherwise)."""
-    if name not in _SOURCES:
-        raise ConfigError(f"unknown extractor source {name!r}; choose one of: {', '.join(list_sources())}")
-    return _SOURCES[name]
+    return _SOURCES.get(name)
 
 
 def list_sources() -> list[str]:
     """Registered source kinds, in registration order."""
-    return list(_SOURCES)
+    return _SOURCES.names()
 
 
 #: (resolved path, size, mtime_ns) -> content key, so one process hashes each file once.
