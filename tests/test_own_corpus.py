@@ -79,6 +79,11 @@ def test_own_corpus_end_to_end(corpus, tmp_path, capsys):
     rows = {r["model"]: r for r in json.loads(results.read_text())["results"]}
     assert set(rows) == {"logreg_egemaps", "dual_stream_mfcc"}
     assert rows["logreg_egemaps"]["wa_mean"] >= 0.9  # the two tone classes are easy
+    for row in rows.values():  # every row lists its per-fold scores, which its mean is made of
+        per_fold = row["per_fold"]
+        assert [f["fold"] for f in per_fold] == ["fold1", "fold2", "fold3"] and {f["seed"] for f in per_fold} == {0}
+        assert abs(sum(f["wa"] for f in per_fold) / 3 - row["wa_mean"]) < 1e-12
+        assert abs(sum(f["ua"] for f in per_fold) / 3 - row["ua_mean"]) < 1e-12
     assert "corpus: 3 speaker-disjoint folds" in out
 
     # run again: the saved folds and finished rows are reused; another K is refused, saying how to regenerate

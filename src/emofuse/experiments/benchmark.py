@@ -39,7 +39,7 @@ def run_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore, fo
     The lbfgs solver is deterministic, so the baseline runs once per fold whatever ``seeds`` says
     (repeating it per seed would only repeat the numbers and shrink the standard deviation)."""
     data = classical_data(recipe, samples, store, labels)
-    runs, seconds = [], []
+    runs, seconds, per_fold = [], [], []
     for seed in list(seeds)[:1]:
         for fold in folds:
             start = time.perf_counter()
@@ -47,13 +47,21 @@ def run_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore, fo
             seconds.append(time.perf_counter() - start)
             metrics = classification_metrics(data.y[te], res.probabilities.argmax(1), labels)
             runs.append(metrics)
+            per_fold.append(fold_scores(fold.name, seed, metrics))
             if progress:
                 print(f"{recipe.name} fold {fold.name}: WA {metrics['wa']:.3f} UA {metrics['ua']:.3f} (C={res.chosen_c})",
                       file=sys.stderr)
     agg = aggregate(runs)
-    row = _row(recipe, agg, seconds, n_runs=len(runs))
+    row = _row(recipe, agg, seconds, n_runs=len(runs), per_fold=per_fold)
     row["confusion"] = np.sum([r["confusion"] for r in runs], axis=0).tolist()
     return row
+
+
+def fold_scores(fold: str, seed: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    """One fold × seed run's scores as a results row lists them (``per_fold``), so that every
+    per-fold figure quoted from a results file can be traced to it."""
+    return {"fold": fold, "seed": int(seed), **{k: float(metrics[k]) for k in ("wa", "ua", "macro_f1", "weighted_f1")},
+            "n": int(metrics["n"])}
 
 
 def _row(recipe: Recipe, agg: dict[str, Any], seconds: list[float], **extra: Any) -> dict[str, Any]:
@@ -89,6 +97,7 @@ def run_neural(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds
     row = result.summary(recipe.name, recipe.modalities, architecture=recipe.model, features=recipe.features,
                          speaker_norm=bool(recipe.data.get("speaker_norm")), **augmentation_fields(recipe))
     row["best_epochs"] = [r.best_epoch for r in result.runs]
+    row["per_fold"] = [fold_scores(r.fold, r.seed, r.metrics) for r in result.runs]
     row["confusion"] = result.confusion().tolist()
     row["modality_dropout"] = float(cfg.modality_dropout)
     if conditions:
