@@ -17,7 +17,7 @@ _SOURCES = {
     "build_trainer": "fit",
     "FitResult": "fit", "Predictions": "fit", "fit": "fit", "predict_outputs": "fit", "predict_proba": "fit",
     "predict_proba_mean": "fit",
-    "FoldRun": "kfold", "KFoldResult": "kfold", "run_kfold": "kfold",
+    "FoldRun": "results", "KFoldResult": "results", "run_kfold": "kfold",
     "FocalLoss": "losses", "focal_loss": "losses", "inverse_frequency_weights": "losses",
     "EmotionTask": "task",
 }

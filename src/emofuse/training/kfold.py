@@ -6,7 +6,7 @@ import dataclasses
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,131 +21,14 @@ from emofuse.training.config import TrainConfig
 from emofuse.training.data import FeatureDataset
 from emofuse.training.distributed import is_rank_zero, rank_zero_only
 from emofuse.training.fit import FitResult, fit, predict_proba_mean
+from emofuse.training.results import FoldRun, KFoldResult
+
+__all__ = ["FoldRun", "KFoldResult", "run_kfold"]
 
 FeatureColumn = Sequence[np.ndarray | None] | Mapping[str, np.ndarray | None]
-
-
-@dataclass
-class FoldRun:
-    """One fold trained with one seed."""
-
-    fold: str
-    seed: int
-    metrics: dict[str, Any]
-    train_seconds: float
-    best_epoch: int
-    best_score: float
-    stopped_epoch: int
-    ids: list[str]
-    y_true: list[int]
-    y_pred: list[int]
-    probs: np.ndarray
-    history: list[dict[str, float]] = field(default_factory=list)
-    sizes: dict[str, int] = field(default_factory=dict)
-    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def to_dict(self, include_predictions: bool = True) -> dict[str, Any]:
-        out = {
-            "fold": self.fold, "seed": self.seed, "metrics": self.metrics, "train_seconds": self.train_seconds,
-            "best_epoch": self.best_epoch, "best_score": self.best_score, "stopped_epoch": self.stopped_epoch,
-            "sizes": self.sizes, "history": self.history, "extra": self.extra,
-        }
-        if include_predictions:
-            out.update(ids=self.ids, y_true=self.y_true, y_pred=self.y_pred)
-        return out
-
-
-@dataclass
-class KFoldResult:
-    """All fold x seed runs plus their aggregate (mean and sample std over runs, see
-    `emofuse.evaluation.metrics.aggregate`)."""
-
-    label_names: list[str]
-    runs: list[FoldRun]
-    aggregate: dict[str, Any]
-    config: dict[str, Any]
-    test_modalities: list[str] | None = None
-    test_drop_rate: float = 0.0
-    train_views: list[str] = field(default_factory=list)
-    test_views: list[str] = field(default_factory=list)
-
-    @property
-    def fold_metrics(self) -> list[dict[str, Any]]:
-        return [r.metrics for r in self.runs]
-
-    @property
-    def train_seconds(self) -> list[float]:
-        return [r.train_seconds for r in self.runs]
-
-    def extra_aggregates(self) -> dict[str, dict[str, Any]]:
-        """Aggregate (mean/std over runs) of every extra test condition (see ``extra_tests``)."""
-        names = sorted({k for r in self.runs for k in r.extra})
-        return {n: aggregate([r.extra[n] for r in self.runs if n in r.extra]) for n in names}
-
-    def seed_ensemble(self) -> dict[str, Any] | None:
-        """Deep-ensemble scores (Lakshminarayanan et al., 2017): in each fold, the test-set class
-        probabilities of the models trained with different seeds are averaged and the argmax is
-        scored; the per-fold metrics are then aggregated over folds like any run.
-
-        Returns ``None`` unless every fold was trained with at least two seeds. The result holds the
-        aggregate (``wa_mean``, ``wa_std``, ...), ``members`` (seeds per fold), ``folds`` (per-fold
-        metrics without per-class detail) and ``confusion`` (summed over folds).
-        """
-        by_fold: dict[str, list[FoldRun]] = {}
-        for run in self.runs:
-            by_fold.setdefault(run.fold, []).append(run)
-        if not by_fold or any(len(runs) < 2 for runs in by_fold.values()):
-            return None
-        per_fold, confusion = [], None
-        for fold, runs in by_fold.items():
-            first = runs[0]
-            for other in runs[1:]:
-                if other.ids != first.ids or other.probs.shape != first.probs.shape:
-                    raise DataError(None, f"fold {fold}: seeds {first.seed} and {other.seed} scored different test sets")
-            probs = np.mean([r.probs for r in runs], axis=0)
-            metrics = classification_metrics(first.y_true, [int(p) for p in probs.argmax(axis=1)], self.label_names)
-            confusion = np.asarray(metrics["confusion"]) + (0 if confusion is None else confusion)
-            per_fold.append({"fold": fold, **{k: v for k, v in metrics.items() if k not in ("per_class", "confusion")}})
-        out = aggregate(per_fold)
-        out.update(members=len(next(iter(by_fold.values()))), folds=per_fold, confusion=confusion.tolist())
-        return out
-
-    def confusion(self) -> np.ndarray:
-        """Confusion matrix summed over all runs (rows = true class)."""
-        return np.sum([np.asarray(r.metrics["confusion"]) for r in self.runs], axis=0)
-
-    def summary(self, model: str, modalities: Sequence[str], **extra: Any) -> dict[str, Any]:
-        """One row of the benchmark JSON: mean/std of WA, UA, macro-F1; ``train_seconds`` is the
-        mean training time per run (``train_seconds_total`` the sum)."""
-        row: dict[str, Any] = {"model": model, "modalities": list(modalities)}
-        for key in ("wa", "ua", "macro_f1", "weighted_f1"):
-            row[f"{key}_mean"] = self.aggregate[f"{key}_mean"]
-            row[f"{key}_std"] = self.aggregate[f"{key}_std"]
-        row["train_seconds"] = float(np.mean(self.train_seconds))
-        row["train_seconds_total"] = float(np.sum(self.train_seconds))
-        row["n_runs"] = len(self.runs)
-        if self.test_modalities is not None:
-            row["test_modalities"] = list(self.test_modalities)
-        if self.test_drop_rate:
-            row["test_drop_rate"] = self.test_drop_rate
-        if self.train_views:
-            row["train_views"] = list(self.train_views)
-        if self.test_views:
-            row["test_views"] = list(self.test_views)
-        row.update(extra)
-        return row
-
-    def to_dict(self, include_predictions: bool = True) -> dict[str, Any]:
-        return {
-            "label_names": self.label_names,
-            "aggregate": self.aggregate,
-            "config": self.config,
-            "test_modalities": self.test_modalities,
-            "test_drop_rate": self.test_drop_rate,
-            "train_views": self.train_views,
-            "test_views": self.test_views,
-            "runs": [r.to_dict(include_predictions) for r in self.runs],
-        }
+#: one fold's partition: the fold and its train, validation and test sample indices
+FoldPlan = tuple[Any, list[int], list[int], list[int]]
+ViewKey = tuple[str, int]
 
 
 def _feature_columns(samples: Sequence[Sample], features: Mapping[str, FeatureColumn]) -> dict[str, list]:
@@ -200,6 +83,39 @@ def _view_source(columns: dict[str, list], name: str, stats: Any, full: FeatureD
 
         columns = apply_standardizer(columns, stats)
     return FeatureDataset(columns, None, [f"{i}@{name}" for i in full.ids], dims=full.dims)
+
+
+@dataclass
+class _KFoldJob:
+    """The checked inputs of `run_kfold`, shared by every fold and seed."""
+
+    label_names: list[str]
+    build_model: Callable[[], EmotionModel]
+    cfg: TrainConfig
+    columns: dict[str, list]
+    full: FeatureDataset
+    view_columns: dict[ViewKey, dict[str, list]]  # every distinct view once, by (name, id of its features)
+    train_keys: list[ViewKey]
+    test_keys: list[ViewKey]
+    plans: list[FoldPlan]
+    labels: dict[int, int]  # sample index -> class index, for every sample some fold uses
+    test_modalities: Sequence[str] | None
+    test_drop_rate: float
+    standardize: bool
+    extra_tests: Mapping[str, Mapping[str, Any]] | None
+    on_fold_end: Callable[[Any, EmotionModel, dict[str, Any]], None] | None
+
+
+@dataclass
+class _FoldData:
+    """One fold's datasets for one seed."""
+
+    stats: Any  # standardisation statistics of the training samples, or None
+    train_sources: list[FeatureDataset]  # the original features, then each training view (all samples)
+    train: FeatureDataset
+    val: FeatureDataset
+    clean_tests: list[FeatureDataset]  # the test samples of the original features, then of each test view
+    tests: list[FeatureDataset]  # the same under ``test_modalities`` and ``test_drop_rate``
 
 
 def run_kfold(
@@ -260,19 +176,50 @@ def run_kfold(
             are averaged over the original features and these views
             (`emofuse.inputs.plan.average_over_views`, through `predict_proba_mean`).
     """
-    from emofuse.data.splits import partition
-
     cfg = cfg or TrainConfig()
     progress = progress and is_rank_zero()  # several processes: one prints, one writes (below)
+    job = _prepare(samples, features, label_names, folds, build_model, cfg, seeds, label_column=label_column,
+                   test_modalities=test_modalities, test_drop_rate=test_drop_rate, standardize=standardize,
+                   extra_tests=extra_tests, on_fold_end=on_fold_end, train_views=train_views,
+                   test_views=test_views)
+    runs: list[FoldRun] = []
+    for seed in seeds:
+        run_cfg = cfg.replace(seed=int(seed))
+        for fold_index, plan in enumerate(job.plans):
+            run = _train_fold(job, plan, fold_index, int(seed), run_cfg)
+            runs.append(run)
+            if progress:
+                _report(run)
+    out = _result(job, runs)
+    if progress:
+        _report_all(out)
+    if out_dir is not None and is_rank_zero():
+        _write_outputs(out, Path(out_dir))
+    return out
+
+
+def _prepare(
+    samples: Sequence[Sample],
+    features: Mapping[str, FeatureColumn],
+    label_names: Sequence[str],
+    folds: Sequence[Any],
+    build_model: Callable[[], EmotionModel],
+    cfg: TrainConfig,
+    seeds: Sequence[int],
+    *,
+    label_column: str,
+    test_modalities: Sequence[str] | None,
+    test_drop_rate: float,
+    standardize: bool,
+    extra_tests: Mapping[str, Mapping[str, Any]] | None,
+    on_fold_end: Callable[[Any, EmotionModel, dict[str, Any]], None] | None,
+    train_views: Mapping[str, Mapping[str, FeatureColumn]] | None,
+    test_views: Mapping[str, Mapping[str, FeatureColumn]] | None,
+) -> _KFoldJob:
+    """Check `run_kfold`'s arguments, align the features and views with ``samples``, partition
+    every fold and check the labels of every sample used, all before any training."""
     label_names = [str(n) for n in label_names]
-    if len(set(label_names)) != len(label_names) or len(label_names) < 2:
-        raise ConfigError(f"label_names must be at least two distinct names, got {label_names}")
-    if not folds:
-        raise ConfigError("run_kfold needs at least one fold")
-    if not seeds:
-        raise ConfigError("run_kfold needs at least one seed")
-    if not 0.0 <= test_drop_rate < 1.0:
-        raise ConfigError(f"test_drop_rate must be in [0, 1), got {test_drop_rate}")
+    _check_arguments(label_names, folds, seeds, test_drop_rate)
     columns = _feature_columns(samples, features)
     full = FeatureDataset(columns, None, [s.id for s in samples])
     # every distinct view once (one given for training and for testing is converted and standardised once)
@@ -285,6 +232,31 @@ def run_kfold(
         if unknown or not test_modalities:
             raise ConfigError(f"test_modalities {list(test_modalities)} must be a non-empty subset of "
                               f"{list(full.modalities)}")
+    plans = _plan_folds(samples, folds)
+    used = sorted({i for _, a, b, c in plans for i in (*a, *b, *c)})
+    labels = _label_indices(samples, used, label_names, label_column)
+    return _KFoldJob(label_names=label_names, build_model=build_model, cfg=cfg, columns=columns, full=full,
+                     view_columns=view_columns, train_keys=train_keys, test_keys=test_keys, plans=plans,
+                     labels=labels, test_modalities=test_modalities, test_drop_rate=test_drop_rate,
+                     standardize=standardize, extra_tests=extra_tests, on_fold_end=on_fold_end)
+
+
+def _check_arguments(label_names: list[str], folds: Sequence[Any], seeds: Sequence[int],
+                     test_drop_rate: float) -> None:
+    if len(set(label_names)) != len(label_names) or len(label_names) < 2:
+        raise ConfigError(f"label_names must be at least two distinct names, got {label_names}")
+    if not folds:
+        raise ConfigError("run_kfold needs at least one fold")
+    if not seeds:
+        raise ConfigError("run_kfold needs at least one seed")
+    if not 0.0 <= test_drop_rate < 1.0:
+        raise ConfigError(f"test_drop_rate must be in [0, 1), got {test_drop_rate}")
+
+
+def _plan_folds(samples: Sequence[Sample], folds: Sequence[Any]) -> list[FoldPlan]:
+    """Every fold's train, validation and test indices (`emofuse.data.splits.partition`); a fold
+    without test groups is scored on its validation samples."""
+    from emofuse.data.splits import partition
 
     plans = []
     for fold in folds:
@@ -295,82 +267,97 @@ def run_kfold(
             if not idx:
                 raise ConfigError(f"fold {fold.name}: the {part} partition has no samples")
         plans.append((fold, train_idx, val_idx, test_idx))
-    used = sorted({i for _, a, b, c in plans for i in (*a, *b, *c)})
-    labels = _label_indices(samples, used, label_names, label_column)
+    return plans
 
-    runs: list[FoldRun] = []
-    for seed in seeds:
-        run_cfg = cfg.replace(seed=int(seed))
-        for fold_index, (fold, train_idx, val_idx, test_idx) in enumerate(plans):
-            source, stats = full, None
-            if standardize:
-                from emofuse.inputs.normalize import apply_standardizer, fit_standardizer
 
-                stats = fit_standardizer(columns, train_idx)
-                source = FeatureDataset(apply_standardizer(columns, stats), None, full.ids, dims=full.dims)
-            views = {key: _view_source(cols, key[0], stats, full) for key, cols in view_columns.items()}
-            train_sources = [source] + [views[k] for k in train_keys]
-            test_sources = [source] + [views[k] for k in test_keys]
-            train_ds = _augmented(train_sources, train_idx, labels)
-            val_ds = _subset(source, val_idx, labels)
-            clean_tests = [_subset(t, test_idx, labels) for t in test_sources]
-            test_sets = clean_tests
-            if test_modalities is not None:
-                test_sets = [t.restrict(test_modalities) for t in test_sets]
-            if test_drop_rate > 0:
-                test_sets = [t.drop_modalities(test_drop_rate, seed=[int(seed), fold_index]) for t in test_sets]
-            test_ds = test_sets[0]
-            lightning.seed_everything(int(seed), workers=True, verbose=False)
-            model = build_model()
-            if model.num_classes != len(label_names):
-                raise ConfigError(f"build_model() gave {model.num_classes} classes for {len(label_names)} labels")
-            result = fit(model, train_ds, val_ds, run_cfg)
-            if run_cfg.refit and len(val_ds):
-                result = _refit(build_model, train_idx + val_idx, train_sources, labels, result, run_cfg, int(seed))
-            batch = max(64, cfg.batch_size)
-            probs = predict_proba_mean(result.model, test_sets, batch)
-            y_true = [int(y) for y in test_ds.labels or []]
-            y_pred = [int(p) for p in probs.argmax(axis=1)]
-            metrics = classification_metrics(y_true, y_pred, label_names)
-            extra = {}
-            for name, cond in (extra_tests or {}).items():
-                cond_sets = clean_tests
-                if cond.get("modalities"):
-                    cond_sets = [t.restrict(cond["modalities"]) for t in cond_sets]
-                if cond.get("drop_rate"):
-                    cond_sets = [t.drop_modalities(float(cond["drop_rate"]), seed=[int(seed), fold_index])
-                                 for t in cond_sets]
-                cond_pred = predict_proba_mean(result.model, cond_sets, batch).argmax(axis=1)
-                extra[name] = classification_metrics(y_true, [int(p) for p in cond_pred], label_names)
-            if on_fold_end is not None:
-                on_fold_end(fold, result.model, {"seed": int(seed), "metrics": metrics, "stats": stats})
-            run = FoldRun(
-                fold=fold.name, seed=int(seed), metrics=metrics, train_seconds=result.train_seconds,
-                best_epoch=result.best_epoch, best_score=result.best_score, stopped_epoch=result.stopped_epoch,
-                ids=list(test_ds.ids), y_true=y_true, y_pred=y_pred, probs=probs, history=result.history,
-                sizes={"train": len(train_ds), "val": len(val_ds), "test": len(test_ds)}, extra=extra,
-            )
-            runs.append(run)
-            if progress:
-                _report(run)
+def _fold_data(job: _KFoldJob, plan: FoldPlan, fold_index: int, seed: int) -> _FoldData:
+    """The fold's training (with the training views), validation and test datasets, standardised
+    with statistics of its training samples when ``job.standardize``."""
+    _, train_idx, val_idx, test_idx = plan
+    columns, full, labels = job.columns, job.full, job.labels
+    source, stats = full, None
+    if job.standardize:
+        from emofuse.inputs.normalize import apply_standardizer, fit_standardizer
 
+        stats = fit_standardizer(columns, train_idx)
+        source = FeatureDataset(apply_standardizer(columns, stats), None, full.ids, dims=full.dims)
+    views = {key: _view_source(cols, key[0], stats, full) for key, cols in job.view_columns.items()}
+    train_sources = [source] + [views[k] for k in job.train_keys]
+    test_sources = [source] + [views[k] for k in job.test_keys]
+    train_ds = _augmented(train_sources, train_idx, labels)
+    val_ds = _subset(source, val_idx, labels)
+    clean_tests = [_subset(t, test_idx, labels) for t in test_sources]
+    test_sets = clean_tests
+    if job.test_modalities is not None:
+        test_sets = [t.restrict(job.test_modalities) for t in test_sets]
+    if job.test_drop_rate > 0:
+        test_sets = [t.drop_modalities(job.test_drop_rate, seed=[seed, fold_index]) for t in test_sets]
+    return _FoldData(stats=stats, train_sources=train_sources, train=train_ds, val=val_ds,
+                     clean_tests=clean_tests, tests=test_sets)
+
+
+def _train_fold(job: _KFoldJob, plan: FoldPlan, fold_index: int, seed: int, run_cfg: TrainConfig) -> FoldRun:
+    """Train a fresh model on one fold with one seed (early stopping on validation, then the
+    refit when ``run_cfg.refit``), score it on the test samples and the extra test conditions."""
+    fold, train_idx, val_idx, _ = plan
+    data = _fold_data(job, plan, fold_index, seed)
+    lightning.seed_everything(seed, workers=True, verbose=False)
+    model = job.build_model()
+    if model.num_classes != len(job.label_names):
+        raise ConfigError(f"build_model() gave {model.num_classes} classes for {len(job.label_names)} labels")
+    result = fit(model, data.train, data.val, run_cfg)
+    if run_cfg.refit and len(data.val):
+        result = _refit(job.build_model, train_idx + val_idx, data.train_sources, job.labels, result, run_cfg, seed)
+    batch = max(64, job.cfg.batch_size)
+    probs = predict_proba_mean(result.model, data.tests, batch)
+    test_ds = data.tests[0]
+    y_true = [int(y) for y in test_ds.labels or []]
+    y_pred = [int(p) for p in probs.argmax(axis=1)]
+    metrics = classification_metrics(y_true, y_pred, job.label_names)
+    extra = _extra_scores(job, result.model, data.clean_tests, y_true, seed, fold_index, batch)
+    if job.on_fold_end is not None:
+        job.on_fold_end(fold, result.model, {"seed": seed, "metrics": metrics, "stats": data.stats})
+    return FoldRun(
+        fold=fold.name, seed=seed, metrics=metrics, train_seconds=result.train_seconds,
+        best_epoch=result.best_epoch, best_score=result.best_score, stopped_epoch=result.stopped_epoch,
+        ids=list(test_ds.ids), y_true=y_true, y_pred=y_pred, probs=probs, history=result.history,
+        sizes={"train": len(data.train), "val": len(data.val), "test": len(test_ds)}, extra=extra,
+    )
+
+
+def _extra_scores(job: _KFoldJob, model: EmotionModel, clean_tests: Sequence[FeatureDataset], y_true: list[int],
+                  seed: int, fold_index: int, batch: int) -> dict[str, dict[str, Any]]:
+    """The metrics of every extra test condition (``extra_tests``), each predicted on the clean
+    test sets (the original features and every test view) under its modalities and drop rate."""
+    extra = {}
+    for name, cond in (job.extra_tests or {}).items():
+        cond_sets = clean_tests
+        if cond.get("modalities"):
+            cond_sets = [t.restrict(cond["modalities"]) for t in cond_sets]
+        if cond.get("drop_rate"):
+            cond_sets = [t.drop_modalities(float(cond["drop_rate"]), seed=[seed, fold_index])
+                         for t in cond_sets]
+        cond_pred = predict_proba_mean(model, cond_sets, batch).argmax(axis=1)
+        extra[name] = classification_metrics(y_true, [int(p) for p in cond_pred], job.label_names)
+    return extra
+
+
+def _result(job: _KFoldJob, runs: list[FoldRun]) -> KFoldResult:
+    """The runs with their aggregate (mean and sample std over runs) and the run's settings."""
     agg = aggregate([{**r.metrics, "train_seconds": r.train_seconds} for r in runs])
-    out = KFoldResult(label_names=label_names, runs=runs, aggregate=agg, config=cfg.to_dict(),
-                      test_modalities=None if test_modalities is None else list(test_modalities),
-                      test_drop_rate=float(test_drop_rate), train_views=[n for n, _ in train_keys],
-                      test_views=[n for n, _ in test_keys])
-    if progress:
-        print(f"all runs ({len(runs)}): WA {agg['wa_mean']:.3f} ± {agg['wa_std']:.3f}  "
-              f"UA {agg['ua_mean']:.3f} ± {agg['ua_std']:.3f}  macro-F1 {agg['macro_f1_mean']:.3f}",
-              file=sys.stderr)
-    if out_dir is not None and is_rank_zero():
-        from emofuse.evaluation.reports import plot_confusion, write_json_atomic
+    return KFoldResult(label_names=job.label_names, runs=runs, aggregate=agg, config=job.cfg.to_dict(),
+                       test_modalities=None if job.test_modalities is None else list(job.test_modalities),
+                       test_drop_rate=float(job.test_drop_rate), train_views=[n for n, _ in job.train_keys],
+                       test_views=[n for n, _ in job.test_keys])
 
-        out_path = Path(out_dir)
-        write_json_atomic(out_path / "kfold.json", out.to_dict())
-        plot_confusion(out.confusion(), label_names, out_path / "confusion.png",
-                       title=f"{len(runs)} run(s), summed")
-    return out
+
+def _write_outputs(out: KFoldResult, out_path: Path) -> None:
+    """``kfold.json`` (all runs, predictions, config) and ``confusion.png`` (summed over runs)."""
+    from emofuse.evaluation.reports import plot_confusion, write_json_atomic
+
+    write_json_atomic(out_path / "kfold.json", out.to_dict())
+    plot_confusion(out.confusion(), out.label_names, out_path / "confusion.png",
+                   title=f"{len(out.runs)} run(s), summed")
 
 
 def _refit(build_model: Callable[[], EmotionModel], idx: Sequence[int], sources: Sequence[FeatureDataset],
@@ -393,3 +380,10 @@ def _report(run: FoldRun) -> None:
     best = "n/a" if math.isnan(run.best_score) else f"{run.best_score:.3f}"
     print(f"fold {run.fold} seed {run.seed}: WA {m['wa']:.3f}  UA {m['ua']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
           f"(best epoch {run.best_epoch}, val {best}, {run.train_seconds:.1f} s)", file=sys.stderr)
+
+
+def _report_all(out: KFoldResult) -> None:
+    agg = out.aggregate
+    print(f"all runs ({len(out.runs)}): WA {agg['wa_mean']:.3f} ± {agg['wa_std']:.3f}  "
+          f"UA {agg['ua_mean']:.3f} ± {agg['ua_std']:.3f}  macro-F1 {agg['macro_f1_mean']:.3f}",
+          file=sys.stderr)
