@@ -106,10 +106,10 @@ def _copy_code(root, dest):
 
     from emofuse.evaluation.results import CODE_SOURCES
 
-    for part in {p for parts in CODE_SOURCES.values() for p in parts}:
+    for part in sorted({p for parts in CODE_SOURCES.values() for p in parts}, key=lambda p: (root / p).is_file()):
         src = root / part
         if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
         else:
             (dest / part).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / part)
