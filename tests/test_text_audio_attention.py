@@ -12,13 +12,8 @@ import yaml
 
 from emofuse.errors import ConfigError, DataError
 from emofuse.models import create_model
-from emofuse.models.text_audio_attention import (
-    encode_audio,
-    encode_text,
-    load_audio_encoder,
-    load_text_encoder,
-    masked_attention_weights,
-)
+from emofuse.encoders import encode_audio, encode_text, load_audio_encoder, load_text_encoder
+from emofuse.models.layers import masked_attention_weights
 
 CONFIG = Path(__file__).resolve().parents[1] / "src" / "emofuse" / "configs" / "text_audio_attention.yaml"
 

@@ -7,7 +7,7 @@ import torch
 
 from emofuse.errors import ConfigError
 from emofuse.models import create_model
-from emofuse.models.layers import MaskedCrossAttention, interpolate_to_length, masked_softmax
+from emofuse.models.layers import CrossAttention, interpolate_to_length, masked_softmax
 from emofuse.models.tucker import TuckerFusion, tucker_core, tucker_core_naive, tucker_memory_benchmark
 
 DIMS = {"audio": 16, "face": 7}
@@ -83,7 +83,7 @@ def test_interpolation_repeats_a_length_one_input_and_zeroes_absent_rows():
 
 
 def test_cross_attention_with_all_keys_masked_is_zero_not_nan():
-    attn = MaskedCrossAttention(8, 2).eval()
+    attn = CrossAttention(2, dim=8).eval()
     q, k = torch.randn(2, 3, 8), torch.randn(2, 4, 8)
     key_mask = torch.tensor([[True, True, False, False], [False, False, False, False]])
     out, weights = attn(q, k, key_mask)

@@ -66,7 +66,7 @@ def _model_folder(model_path: str | None) -> Path:
     """The encoder folder a ``model_path`` option names (None: the bundled MiniLM)."""
     if model_path is None:
         return minilm_model_dir()
-    from emofuse.models.text_audio_attention import check_model_folder
+    from emofuse.encoders.base import check_model_folder
 
     return check_model_folder(model_path)
 
@@ -97,7 +97,7 @@ def load_text_model(folder: Path) -> Any:
     key = f"{folder.resolve()}@{model_fingerprint(folder)}"
     with _models_lock:
         if key not in _models:
-            from emofuse.models.text_audio_attention import load_text_encoder
+            from emofuse.encoders.text import load_text_encoder
 
             try:
                 from transformers.utils import logging as hf_logging

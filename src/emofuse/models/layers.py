@@ -6,6 +6,8 @@ modality is absent has an all-False row. Functions never return NaN for such row
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -73,27 +75,84 @@ def masked_softmax(scores: Tensor, mask: Tensor, dim: int = -1) -> Tensor:
     return torch.softmax(filled, dim=dim) * mask.to(scores.dtype)
 
 
-class MaskedCrossAttention(nn.Module):
-    """Multi-head cross-attention (Vaswani et al. 2017, Sec. 3.2.2) with safe key padding.
+def masked_attention_weights(scores: Tensor, key_mask: Tensor, query_mask: Tensor | None = None) -> Tensor:
+    """Softmax of ``scores [B, h, T_q, T_k]`` over valid keys only.
 
-    ``torch.nn.MultiheadAttention`` returns NaN when every key of a sample is masked. Here such
-    samples attend to their (ignored) keys unmasked and their output and weights are then zeroed,
-    so an absent key modality contributes exactly nothing and everything stays finite.
+    Rows whose keys are all masked (an absent modality) get all-zero weights instead of the NaN
+    a plain ``-inf`` masked softmax gives; padded query rows are zeroed too. Masked keys receive
+    exactly zero weight, so their values cannot leak into the output.
+    """
+    weights = masked_softmax(scores, key_mask[:, None, None, :])
+    if query_mask is not None:
+        weights = weights * query_mask[:, None, :, None].to(scores.dtype)
+    return weights
+
+
+class CrossAttention(nn.Module):
+    """Masked multi-head cross-attention (Vaswani et al. 2017, Sec. 3.2.2): the one attention layer
+    every fusion design uses. ``softmax(Q K^T / sqrt(d_k)) V`` per head, over valid keys only.
+
+    * ``CrossAttention(heads, dropout)`` — the caller owns the Q/K/V projections (so one
+      modality's projections can serve several directed pairs); ``forward(q, k, key_mask,
+      value=v, query_mask=...)`` takes projected ``[B, T, h * d_k]`` sequences and returns the
+      attended sequence ``[B, T_q, h * d_k]``. It has no parameters.
+    * ``CrossAttention(heads, dropout, dim=D)`` — the layer owns the input and output projections
+      (``torch.nn.MultiheadAttention``, state-dict keys ``attn.*``); ``forward(query, key, key_mask)``
+      attends ``query [B, T_q, D]`` over ``key [B, T_k, D]`` (keys are the values) and returns
+      ``[B, T_q, D]``.
+
+    Both return ``(out, weights [B, h, T_q, T_k])``. Weights over masked keys are exactly zero, and
+    a sample without any valid key gets zero output and zero weights (never NaN), so an absent key
+    modality contributes nothing. Padded query rows (``query_mask`` False) are zero too.
     """
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, heads: int, dropout: float = 0.0, dim: int | None = None) -> None:
         super().__init__()
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.heads = int(heads)
+        if dim is None:
+            self.dropout = nn.Dropout(dropout)
+        else:
+            self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
 
-    def forward(self, query: Tensor, key: Tensor, key_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """``query [B, Tq, D]``, ``key [B, Tk, D]``, ``key_mask [B, Tk]`` → ``(out [B, Tq, D],
-        weights [B, heads, Tq, Tk])``; both are zero for samples without any valid key."""
+    @property
+    def owns_projections(self) -> bool:
+        """True when the layer holds its own Q/K/V and output projections (built with ``dim``)."""
+        return hasattr(self, "attn")
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, t, d = x.shape
+        return x.view(b, t, self.heads, d // self.heads).transpose(1, 2)
+
+    def forward(self, query: Tensor, key: Tensor, key_mask: Tensor, value: Tensor | None = None,
+                query_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Attend ``query`` over ``key`` (values: ``value``, or ``key`` when the layer projects)."""
+        if self.owns_projections:
+            if value is not None:
+                raise ValueError("a CrossAttention built with dim projects its keys into values; pass no value")
+            return self._projected(query, key, key_mask, query_mask)
+        if value is None:
+            raise ValueError("a CrossAttention without dim needs the projected value sequence")
+        qh, kh, vh = self._split(query), self._split(key), self._split(value)
+        scores = qh @ kh.transpose(-1, -2) / math.sqrt(qh.shape[-1])
+        weights = masked_attention_weights(scores, key_mask, query_mask)
+        attended = self.dropout(weights) @ vh  # [B, h, T_q, d_k]
+        b, _, t_q, _ = attended.shape
+        return attended.transpose(1, 2).reshape(b, t_q, -1), weights
+
+    def _projected(self, query: Tensor, key: Tensor, key_mask: Tensor,
+                   query_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        # nn.MultiheadAttention returns NaN when every key of a sample is masked: such samples
+        # attend to their (ignored) keys unmasked, and their output and weights are then zeroed.
         has_keys = key_mask.any(dim=1)
         padding = ~key_mask & has_keys.unsqueeze(1)  # True = ignore; never a fully masked row
         out, weights = self.attn(query, key, key, key_padding_mask=padding, need_weights=True,
                                  average_attn_weights=False)
         keep = has_keys.to(query.dtype)
-        return out * keep.view(-1, 1, 1), weights * keep.view(-1, 1, 1, 1)
+        out, weights = out * keep.view(-1, 1, 1), weights * keep.view(-1, 1, 1, 1)
+        if query_mask is not None:
+            rows = query_mask.to(query.dtype)
+            out, weights = out * rows.unsqueeze(-1), weights * rows[:, None, :, None]
+        return out, weights
 
 
 class DepthwiseSeparableResBlock1d(nn.Module):

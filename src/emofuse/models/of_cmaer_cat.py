@@ -44,9 +44,8 @@ from torch import Tensor, nn
 
 from emofuse.errors import ConfigError
 from emofuse.models.base import EmotionModel, ModelOutput, masked_mean
-from emofuse.models.layers import downsample_frames, masked_softmax
+from emofuse.models.layers import CrossAttention, downsample_frames, masked_softmax
 from emofuse.models.registry import register_model
-from emofuse.models.text_audio_attention import CrossModalAttention
 
 
 def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
@@ -157,7 +156,7 @@ class OFCMAERCAT(EmotionModel):
             self.proj_q = nn.ModuleDict({m: nn.Linear(d_model, d_model) for m in mods})
             self.proj_k = nn.ModuleDict({m: nn.Linear(d_model, d_model) for m in mods})
             self.proj_v = nn.ModuleDict({m: nn.Linear(d_model, d_model) for m in mods})
-            self.attention = CrossModalAttention(heads, dropout)
+            self.attention = CrossAttention(heads, dropout)
             self.bilinear = nn.Parameter(torch.empty(d_model, d_model))  # W_b of (5)
             nn.init.xavier_uniform_(self.bilinear)
             self.gate = nn.Linear(2 * d_model, d_model)  # W_g of (7)
@@ -202,7 +201,7 @@ class OFCMAERCAT(EmotionModel):
             for j, mj in enumerate(mods):
                 if i == j:
                     continue
-                attended, weights = self.attention(q[mi], k[mj], v[mj], masks[mi], masks[mj])  # (3)-(4)
+                attended, weights = self.attention(q[mi], k[mj], masks[mj], value=v[mj], query_mask=masks[mi])  # (3)-(4)
                 explanations[f"attention/{mi}->{mj}"] = weights
                 context = context + compatibility[:, i, j, None, None] * attended
             gate = torch.sigmoid(self.gate(torch.cat([seqs[mi], context], dim=-1)))  # (7)

@@ -23,7 +23,7 @@ Pipeline (section numbers refer to docs/models/tucker.md, which follows the pape
    factors, then power (signed sqrt) and L2 normalisation; a linear classifier on ``z``.
 
 Absent modality: its sequence is zeros and every cross-attention output reading from it or
-written to it is zeroed (see `MaskedCrossAttention`), so only the constant-1 terms of the
+written to it is zeroed (see `CrossAttention`), so only the constant-1 terms of the
 Tucker factors carry it. Explanations: ``"attention/audio->face"`` (audio queries, face keys)
 and ``"attention/face->audio"``, per head ``[B, heads, T_common, T_common]``.
 """
@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from emofuse.errors import ConfigError, DataError
 from emofuse.models.base import EmotionModel, ModelOutput, presence
-from emofuse.models.layers import MaskedCrossAttention, downsample_frames, interpolate_to_length
+from emofuse.models.layers import CrossAttention, downsample_frames, interpolate_to_length
 from emofuse.models.registry import register_model
 
 REQUIRED_MODALITIES = ("audio", "face")
@@ -274,8 +274,8 @@ class TuckerFusion(EmotionModel):
         self.t_common, self.pool_from, self.time_stride = int(t_common), pool_from, int(time_stride)
         self.audio_encoder = LogMelCNN(self.input_dims["audio"], cnn_channels, d_model)
         self.face_encoder = FrameBiGRU(self.input_dims["face"], gru_hidden, d_model)
-        self.attn_audio_to_face = MaskedCrossAttention(d_model, heads, dropout)
-        self.attn_face_to_audio = MaskedCrossAttention(d_model, heads, dropout)
+        self.attn_audio_to_face = CrossAttention(heads, dropout, dim=d_model)
+        self.attn_face_to_audio = CrossAttention(heads, dropout, dim=d_model)
         self.norm_audio = nn.LayerNorm(d_model)
         self.norm_face = nn.LayerNorm(d_model)
         rt, ra, rv = ranks
