@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from emofuse.errors import ConfigError
 from emofuse.models import create_model
 from emofuse.models.layers import CrossAttention, interpolate_to_length, masked_softmax
-from emofuse.models.tucker import TuckerFusion, tucker_core, tucker_core_naive, tucker_memory_benchmark
+from emofuse.experiments.tucker_memory import main as tucker_memory_main
+from emofuse.experiments.tucker_memory import tucker_memory_benchmark
+from emofuse.models.tucker import TuckerFusion, tucker_core, tucker_core_naive
 
 DIMS = {"audio": 16, "face": 7}
 SMALL = dict(TuckerFusion.test_kwargs)
@@ -62,6 +66,14 @@ def test_memory_benchmark_reports_both_methods():
     assert result["factorised"]["analytic_peak_bytes"] < result["naive"]["analytic_peak_bytes"]
     assert result["max_abs_diff"] <= 1e-4 * max(1.0, result["max_abs_core"])
 
+
+
+def test_memory_benchmark_command_prints_one_json_line_per_batch(capsys):
+    tucker_memory_main(["--batch-size", "1", "2", "--time-steps", "4", "--d-audio", "6", "--d-visual", "5",
+                        "--ranks", "2", "3", "3", "--repeats", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [json.loads(line)["batch_size"] for line in lines] == [1, 2]
+    assert json.loads(lines[0])["ranks"] == [2, 3, 3]
 
 # ---- interpolation and safe attention ----------------------------------------------------------
 
