@@ -1,6 +1,8 @@
 """Registered models' keyword options read from the model files' source, without importing them.
 
 (This module lies outside ``emofuse.models`` because importing that package builds the zoo.)
+`model_module_names` is also where the zoo (`emofuse.models._zoo`) learns which modules to import,
+so a new model is one new file in ``emofuse/models/``.
 
 Checking a recipe's ``model`` and ``model_kwargs`` against the constructors would import PyTorch
 (seconds). The same facts are in the source: every class decorated ``@register_model("name")`` in
@@ -15,6 +17,7 @@ from __future__ import annotations
 import ast
 import collections.abc
 import functools
+import pkgutil
 import reprlib
 import sys
 import typing
@@ -32,6 +35,18 @@ _ANNOTATION_NAMES = {
     "Any": Any, "Literal": typing.Literal, "Optional": typing.Optional, "Union": typing.Union,
 }
 _BUILT_FROM_DATA = ("self", "num_classes", "input_dims")
+
+#: the ``emofuse/models`` folder (found without importing the package, which needs PyTorch)
+MODELS_FOLDER = Path(__file__).parent / "models"
+#: modules of ``emofuse.models`` that hold shared code, not model designs (private ``_*`` ones are skipped too)
+INFRASTRUCTURE_MODULES = frozenset({"base", "registry", "layers"})
+
+
+def model_module_names(folder: Path = MODELS_FOLDER) -> list[str]:
+    """Names of the model modules in ``folder`` (``emofuse/models``): every module there, found with
+    `pkgutil.iter_modules` (nothing is imported), except private and infrastructure ones. Sorted."""
+    return sorted(info.name for info in pkgutil.iter_modules([str(folder)])
+                  if not info.ispkg and not info.name.startswith("_") and info.name not in INFRASTRUCTURE_MODULES)
 
 
 @dataclass(frozen=True)
@@ -70,9 +85,9 @@ def _constructor_options(cls: ast.ClassDef) -> ModelOptions:
 
 @functools.cache
 def source_model_options() -> dict[str, ModelOptions]:
-    """Every ``@register_model("name")`` class in the ``emofuse/models`` folder and its options."""
+    """Every ``@register_model("name")`` class in the model modules (`model_module_names`) and its options."""
     found: dict[str, ModelOptions] = {}
-    for path in sorted((Path(__file__).parent / "models").glob("*.py")):
+    for path in (MODELS_FOLDER / f"{name}.py" for name in model_module_names()):
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in tree.body:
             if isinstance(node, ast.ClassDef) and (name := _registered_name(node)):
