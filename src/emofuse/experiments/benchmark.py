@@ -119,6 +119,30 @@ def robustness_conditions(modalities: list[str]) -> dict[str, dict[str, Any]]:
     return conds
 
 
+def extract_before_timing(store: FeatureStore, recipes: list[Recipe]) -> None:
+    """Compute (or read from the cache) every feature the recipes read, and of their augmented views
+    (kept in memory by the store's views), so that extraction is not counted as training time."""
+    for name in sorted({f for r in recipes for f in r.feature_names}):
+        store.get(name)
+    for recipe in recipes:
+        for view in InputPlan.from_recipe(recipe).views:
+            for name in recipe.feature_names:
+                store.view(view).get(name)
+
+
+def plot_row_confusions(report: Path, row: dict[str, Any], labels: list[str], dataset: str, n_folds: int) -> None:
+    """A results row's summed confusion matrix (and its seed ensemble's) as PNGs in ``report``."""
+    from emofuse.evaluation.reports import plot_confusion
+
+    name = row["model"]
+    plot_confusion(np.asarray(row["confusion"]), labels, report / f"confusion_{name}.png",
+                   title=f"{name} ({dataset}, {n_folds} folds, summed)")
+    if row.get("seed_ensemble"):
+        ensemble = row["seed_ensemble"]
+        plot_confusion(np.asarray(ensemble["confusion"]), labels, report / f"confusion_{name}_ensemble.png",
+                       title=f"{name}, {ensemble['members']}-seed ensemble ({dataset}, summed over folds)")
+
+
 def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, *, models: str = "default",
                   out: str | None = None, report_dir: str | None = None, cache_dir: str | None = None, seeds=(0,),
                   folds: str | None = None, max_epochs: int | None = None, progress: bool = True,
@@ -133,8 +157,8 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
     loses at most the recipe in progress; run the same command again and finished rows whose
     `run_key` still matches are reused (``resume=False`` recomputes everything).
     """
-    from emofuse.evaluation.reports import (format_table, plot_confusion, plot_robustness, robustness_table,
-                                 write_json_atomic, write_results)
+    from emofuse.evaluation.reports import (format_table, plot_robustness, robustness_table, write_json_atomic,
+                                            write_results)
 
     folds_dir = Path(out).parent if out else Path(report_dir) if report_dir else None
     data = dataset_instance(dataset, data_root, folds_dir=folds_dir, num_folds=num_folds, fold_seed=fold_seed,
@@ -152,13 +176,7 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
     keys = {r.name: run_key(r, data.key, fold_names, seeds, max_epochs, robustness) for r in recipes}
     store = FeatureStore(samples, cache_dir, progress=progress)
     store.labels = labels
-    todo = [r for r in recipes if keys[r.name] not in finished]
-    for name in sorted({f for r in todo for f in r.feature_names}):  # extract (cached) before timing
-        store.get(name)
-    for recipe in todo:  # and their augmented views (speed copies; kept in memory by the store's views)
-        for view in InputPlan.from_recipe(recipe).views:
-            for name in recipe.feature_names:
-                store.view(view).get(name)
+    extract_before_timing(store, [r for r in recipes if keys[r.name] not in finished])
     rows: list[dict[str, Any]] = []
     report = Path(report_dir) if report_dir else None
     results = {
@@ -190,13 +208,7 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
         if out_path is not None:
             write_json_atomic(out_path, {**results, "complete": len(rows) == len(recipes)})
         if report is not None:
-            plot_confusion(np.asarray(row["confusion"]), labels, report / f"confusion_{recipe.name}.png",
-                           title=f"{recipe.name} ({dataset}, {len(fold_list)} folds, summed)")
-            if row.get("seed_ensemble"):
-                ensemble = row["seed_ensemble"]
-                plot_confusion(np.asarray(ensemble["confusion"]), labels,
-                               report / f"confusion_{recipe.name}_ensemble.png",
-                               title=f"{recipe.name}, {ensemble['members']}-seed ensemble ({dataset}, summed over folds)")
+            plot_row_confusions(report, row, labels, dataset, len(fold_list))
     results["complete"] = True
     print(format_table(results, title=table_title(data, fold_list)))
     robust = robustness_table(results)
