@@ -132,8 +132,9 @@ def test_a_manifest_without_enough_speakers_is_refused(tmp_path, capsys):
 
 @pytest.mark.realdata
 def test_ravdess_actors_as_a_manifest(ravdess_manifest, ravdess_au, tmp_path, capsys):
-    """8 RAVDESS actors written as a plain CSV manifest run like any corpus (a logistic baseline on
-    the action units over 4 generated speaker-disjoint folds)."""
+    """8 RAVDESS actors written as a plain CSV manifest run like any corpus, with no code: prepare,
+    extract, a benchmark over 4 generated speaker-disjoint folds (a logistic baseline and a neural
+    recipe), train one fold and predict a held-out clip (its action units given with --source)."""
     from emofuse.data.manifest import write_manifest
     from emofuse.data.specs import load_dataset
 
@@ -151,6 +152,38 @@ def test_ravdess_actors_as_a_manifest(ravdess_manifest, ravdess_au, tmp_path, ca
     assert payload["folds"] == ["fold1", "fold2", "fold3", "fold4"]
     assert payload["labels"] == sorted(set(s.label for s in samples))
     assert payload["results"][0]["wa_mean"] > 0.3  # 8 classes: chance is 1/8
+
+    # the whole path with audio too: extract, a logistic baseline and a neural recipe in one benchmark
+    # command (the folds file written above is reused), then train one fold and predict a held-out clip
+    folds_file = tmp_path / "eight_actors.folds.json"
+    folds_written = folds_file.read_bytes()
+    cache = str(tmp_path / "cache")
+    rc, out, err = _run(["extract", str(csv), "--features", "mfcc", "--cache", cache, "--quiet"], capsys)
+    assert rc == 0, err
+    recipe = tmp_path / "ap_mfcc_au.yaml"
+    recipe.write_text("model: attention_pooling\nfeatures: {audio: [mfcc], face: [au]}\n"
+                      "train: {max_epochs: 3, batch_size: 32}\n", encoding="utf-8")
+    rc, out, err = _run(["benchmark", str(csv), "--num-folds", "4", "--models", f"logreg_au,{recipe}",
+                         "--out", str(results), "--cache", cache, "--quiet"], capsys)
+    assert rc == 0, err
+    assert folds_file.read_bytes() == folds_written  # the same generated folds, reused
+    rows = {r["model"]: r for r in json.loads(results.read_text())["results"]}
+    assert set(rows) == {"logreg_au", "ap_mfcc_au"} and rows["ap_mfcc_au"]["wa_mean"] > 0.2
+    assert len(rows["ap_mfcc_au"]["per_fold"]) == 4
+    ckpt = tmp_path / "ckpt"
+    rc, out, err = _run(["train", str(recipe), "--dataset", str(csv), "--num-folds", "4", "--fold", "1",
+                         "--out", str(ckpt), "--cache", cache, "--quiet"], capsys)
+    assert rc == 0, err
+    test_speaker = json.loads((ckpt / "config.json").read_text())["meta"]["test_speakers"][0]
+    clip = next(s for s in samples if s.speaker == test_speaker)
+    face = tmp_path / "face.npy"
+    np.save(face, np.asarray(clip.sources["face"], dtype=np.float32), allow_pickle=False)
+    rc, out, err = _run(["predict", str(clip.sources["audio"]), "--model", str(ckpt), "--source", f"face={face}",
+                         "--json", "-"], capsys)
+    assert rc == 0, err
+    prediction = json.loads(out)["predictions"][0]
+    assert prediction["status"] == "ok" and prediction["label"] in payload["labels"]
+    assert set(prediction["modalities_used"]) == {"audio", "face"}
 
 
 def test_seed_ensemble_on_a_manifest_keeps_its_folds_at_the_top(corpus, tmp_path, capsys):
