@@ -51,3 +51,12 @@ def load_frozen_model(folder: Path) -> Any:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def load_preprocessor(folder: Path, factory: Any, what: str) -> Any:
+    """``factory.from_pretrained(folder)`` offline (a tokenizer or feature extractor), or a `DataError`
+    naming the folder and ``what`` could not be loaded."""
+    try:
+        return factory.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(folder, f"cannot load the {what}: {exc}") from exc

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from emofuse.encoders.base import LoadedEncoder, import_transformers, load_frozen_model, check_model_folder
-from emofuse.errors import ConfigError, DataError
+from emofuse.encoders.base import (LoadedEncoder, check_model_folder, import_transformers, load_frozen_model,
+                                   load_preprocessor)
+from emofuse.errors import ConfigError
 
 
 def load_audio_encoder(path: str | Path) -> LoadedEncoder:
@@ -20,10 +21,7 @@ def load_audio_encoder(path: str | Path) -> LoadedEncoder:
     model = load_frozen_model(folder)
     extractor = None
     if (folder / "preprocessor_config.json").is_file():
-        try:
-            extractor = transformers.AutoFeatureExtractor.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError, KeyError) as exc:
-            raise DataError(folder, f"cannot load the feature extractor: {exc}") from exc
+        extractor = load_preprocessor(folder, transformers.AutoFeatureExtractor, "feature extractor")
     return LoadedEncoder(model, extractor, int(model.config.hidden_size))
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from emofuse.encoders.base import LoadedEncoder, import_transformers, load_frozen_model, check_model_folder
-from emofuse.errors import ConfigError, DataError
+from emofuse.encoders.base import (LoadedEncoder, check_model_folder, import_transformers, load_frozen_model,
+                                   load_preprocessor)
+from emofuse.errors import ConfigError
 
 
 def load_text_encoder(path: str | Path) -> LoadedEncoder:
@@ -17,10 +18,7 @@ def load_text_encoder(path: str | Path) -> LoadedEncoder:
     folder = check_model_folder(path)
     transformers = import_transformers()
     model = load_frozen_model(folder)
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise DataError(folder, f"cannot load the tokenizer: {exc}") from exc
+    tokenizer = load_preprocessor(folder, transformers.AutoTokenizer, "tokenizer")
     return LoadedEncoder(model, tokenizer, int(model.config.hidden_size))
 
 
