@@ -239,3 +239,22 @@ def test_kfold_prints_and_writes_on_rank_zero_only(rank, tmp_path, capsys):
     assert "fold f1 seed 0: WA" in err and "all runs (1)" in err
     assert sorted(p.name for p in (tmp_path / "zero").iterdir()) == ["confusion.png", "kfold.json"]
     assert other.runs[0].metrics == zero.runs[0].metrics  # every rank computes the same result
+
+
+def test_checkpoints_and_benchmark_lines_are_written_by_rank_zero_only(rank, tmp_path, capsys):
+    """A checkpoint (and an ensemble's index) is saved, and the benchmark's lines printed, on rank zero only."""
+    import emofuse
+    from emofuse.inference.checkpoint import save_checkpoint, save_ensemble
+    from emofuse.training.distributed import rank_zero_print
+
+    model = emofuse.create_model("early_concat", num_classes=2, input_dims={"audio": 4})
+    rank(1)
+    save_checkpoint(tmp_path / "one", model, labels=["a", "b"], features={"audio": {"names": ["mfcc"], "configs": {}}})
+    save_ensemble(tmp_path / "ens_one", ["seed_0"])
+    rank_zero_print("table")
+    assert not (tmp_path / "one").exists() and not (tmp_path / "ens_one").exists()
+    assert capsys.readouterr().out == ""
+    rank(0)
+    save_checkpoint(tmp_path / "zero", model, labels=["a", "b"], features={"audio": {"names": ["mfcc"], "configs": {}}})
+    rank_zero_print("table")
+    assert (tmp_path / "zero" / "config.json").is_file() and capsys.readouterr().out == "table\n"

@@ -25,6 +25,7 @@ from emofuse.evaluation.results import finished_rows, machine_description, run_k
 from emofuse.experiments.lineup import dataset_instance, load_dataset, resolve_recipes
 from emofuse.training.classical import classical_data, fit_classical_fold
 from emofuse.training.recipe import augmentation_fields, neural_setup
+from emofuse.training.distributed import rank_zero_print
 
 if TYPE_CHECKING:
     from emofuse.data.specs import DatasetInstance
@@ -49,7 +50,7 @@ def run_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore, fo
             runs.append(metrics)
             per_fold.append(fold_scores(fold.name, seed, metrics))
             if progress:
-                print(f"{recipe.name} fold {fold.name}: WA {metrics['wa']:.3f} UA {metrics['ua']:.3f} (C={res.chosen_c})",
+                rank_zero_print(f"{recipe.name} fold {fold.name}: WA {metrics['wa']:.3f} UA {metrics['ua']:.3f} (C={res.chosen_c})",
                       file=sys.stderr)
     agg = aggregate(runs)
     row = _row(recipe, agg, seconds, n_runs=len(runs), per_fold=per_fold)
@@ -189,7 +190,7 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
         if key in finished:
             row = finished[key]
             if progress:
-                print(f"reusing {recipe.name} from {out_path} (same run key {key}): WA {row['wa_mean']:.3f}",
+                rank_zero_print(f"reusing {recipe.name} from {out_path} (same run key {key}): WA {row['wa_mean']:.3f}",
                       file=sys.stderr)
         else:
             start = time.perf_counter()
@@ -202,7 +203,7 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
             row["run_key"] = key
             row["date"] = date.today().isoformat()
             if progress:
-                print(f"done {recipe.name}: WA {row['wa_mean']:.3f} ± {row['wa_std']:.3f} "
+                rank_zero_print(f"done {recipe.name}: WA {row['wa_mean']:.3f} ± {row['wa_std']:.3f} "
                       f"({row['wall_seconds']:.0f} s)", file=sys.stderr)
         rows.append(row)
         if out_path is not None:
@@ -210,10 +211,10 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
         if report is not None:
             plot_row_confusions(report, row, labels, dataset, len(fold_list))
     results["complete"] = True
-    print(format_table(results, title=table_title(data, fold_list)))
+    rank_zero_print(format_table(results, title=table_title(data, fold_list)))
     robust = robustness_table(results)
     if robust:
-        print("Missing-modality robustness (WA at test time):\n" + robust)
+        rank_zero_print("Missing-modality robustness (WA at test time):\n" + robust)
     if report is not None:
         write_results(report, results)
         plot_robustness(results, report / "robustness.png", title=f"{dataset}: WA vs modality drop rate")

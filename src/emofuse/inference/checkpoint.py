@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 
 from emofuse.atomic import atomic_write_bytes, atomic_write_text
 from emofuse.errors import ConfigError, DataError, EmofuseError
+from emofuse.training.distributed import rank_zero_only
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -74,6 +75,7 @@ def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata:
     atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata))
 
 
+@rank_zero_only
 def save_checkpoint(
     directory: str | Path,
     model: torch.nn.Module,
@@ -349,6 +351,7 @@ def _saved_plan(config: dict[str, Any]) -> Any:
 ENSEMBLE = "ensemble.json"
 
 
+@rank_zero_only
 def save_ensemble(directory: str | Path, members: list[str], meta: dict[str, Any] | None = None) -> Path:
     """Write ``ensemble.json`` listing member checkpoint folders (relative to ``directory``)."""
     directory = Path(directory)

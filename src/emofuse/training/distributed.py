@@ -76,3 +76,9 @@ def rank_zero_only(fn: Callable[..., Any] | None = None, *, default: Any = None)
         return wrapper
 
     return decorate if fn is None else decorate(fn)
+
+
+@rank_zero_only
+def rank_zero_print(*args: Any, **kwargs: Any) -> None:
+    """`print` on rank zero only (progress lines and tables of commands that may run in several processes)."""
+    print(*args, **kwargs)

@@ -19,6 +19,7 @@ from emofuse.recipes import Recipe
 from emofuse.recipes import load_recipe
 from emofuse.experiments.lineup import dataset_instance
 from emofuse.training.classical import classical_data, fit_classical_fold
+from emofuse.training.distributed import rank_zero_print
 
 if TYPE_CHECKING:
     from emofuse.data.specs import DatasetInstance
@@ -180,11 +181,11 @@ def train_recipe(recipe_name: str | Recipe, dataset: str | DatasetInstance, data
     metrics = train(recipe, samples, store, labels, chosen, setup, Path(out_dir), description, progress)
     if progress:
         if not chosen.test:
-            print(f"saved {out_dir}; trained on every speaker, so there is no held-out score"
+            rank_zero_print(f"saved {out_dir}; trained on every speaker, so there is no held-out score"
                   + (f" (validation speakers {', '.join(chosen.val)}: WA {metrics['wa']:.3f}, used for early "
                      "stopping)" if metrics else ""))
         else:
-            print(f"saved {out_dir}; test WA {metrics['wa']:.3f} UA {metrics['ua']:.3f}")
+            rank_zero_print(f"saved {out_dir}; test WA {metrics['wa']:.3f} UA {metrics['ua']:.3f}")
     return metrics if chosen.test else {}
 
 
@@ -257,7 +258,7 @@ def _train_ensemble(recipe: Recipe, data: DatasetInstance, data_root: str | Path
                 stale = f"it cannot be read ({exc})"
             if stale is None:
                 if progress:
-                    print(f"keeping {member} (already trained: {recipe.name}, {data.name} fold {fold}, seed {seed}, "
+                    rank_zero_print(f"keeping {member} (already trained: {recipe.name}, {data.name} fold {fold}, seed {seed}, "
                           "same training setup)")
                 continue
             log.warning("retraining %s: %s", member, stale)
@@ -271,5 +272,5 @@ def _train_ensemble(recipe: Recipe, data: DatasetInstance, data_root: str | Path
 
     metrics = evaluate_checkpoint(out_dir, data, data_root, fold=fold, cache_dir=cache_dir)
     if progress:
-        print(f"saved {out_dir} ({len(seeds)}-seed ensemble); test WA {metrics['wa']:.3f} UA {metrics['ua']:.3f}")
+        rank_zero_print(f"saved {out_dir} ({len(seeds)}-seed ensemble); test WA {metrics['wa']:.3f} UA {metrics['ua']:.3f}")
     return metrics
