@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -214,17 +213,6 @@ def test_ladder_falls_back_when_config_features_do_not_exist():
     assert "openface_au" in note and "minilm_tokens" not in note  # text is not a modality of this dataset
     feats, note = ablation_ladder.ladder_features({"audio": ["mfcc"], "face": ["au"]}, ["audio", "face"])
     assert feats == {"audio": ["mfcc"], "face": ["au"]}
-
-
-def test_ladder_names_still_importable_from_ablation():
-    """The ladder moved to emofuse.experiments.ladder; emofuse.experiments.ablation still gives its public names."""
-    from emofuse.experiments.ablation import FALLBACK_LADDER_FEATURES, load_ladder
-
-    assert load_ladder is ablation_ladder.load_ladder
-    assert ablation.of_cmaer_cat_ladder is ablation_ladder.of_cmaer_cat_ladder
-    assert FALLBACK_LADDER_FEATURES == {"audio": ["whisper"], "face": ["au"]}
-    with pytest.raises(AttributeError, match="no_such_name"):
-        ablation.no_such_name  # noqa: B018
 
 
 def test_bad_ladder_config_is_a_config_error(tmp_path):

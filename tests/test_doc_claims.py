@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from emofuse.experiments import benchmark, lineup
-from emofuse.features.store import speaker_meta_vector
+from emofuse.features.meta import speaker_meta_vector
 
 
 def _cremad(root):

@@ -171,7 +171,7 @@ def test_recipe_errors_come_before_data_and_without_torch(tmp_path):
 
 
 def test_every_builtin_config_validates():
-    from emofuse.experiments.ablation import load_ladder
+    from emofuse.experiments.ladder import load_ladder
 
     names = builtin_recipe_names()
     assert len(names) > 30

@@ -12,7 +12,8 @@ from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError
 from emofuse.features import extract_features, extract_text_features, get_extractor, list_extractors
 from emofuse.features.cache import config_hash
-from emofuse.features.store import (FeatureStore, apply_dialogue_context, dialogue_windows, speaker_identity_vector)
+from emofuse.features.meta import speaker_identity_vector
+from emofuse.features.store import FeatureStore, apply_dialogue_context, dialogue_windows
 
 SENTENCES = ["Kids are talking by the door", "Dogs are sitting by the door",
              "Oh my God, I can't believe you did that to me! Get out of my apartment right now!"]

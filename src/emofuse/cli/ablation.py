@@ -39,13 +39,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen ablation, print its table and write --out / --markdown."""
-    from emofuse.experiments import ablation
+    from emofuse.experiments import ablation, ladder
     from emofuse.features.store import FeatureStore
     from emofuse.paths import data_root
 
     features = ablation.parse_features(args.features)
     if args.target == "ladder":
-        ablation.load_ladder(args.ladder)  # config errors first, before the data is read
+        ladder.load_ladder(args.ladder)  # config errors first, before the data is read
     samples, labels, folds, name = ablation.load_ablation_data(
         args.dataset, data_root(args.data), labels=args.labels, num_folds=args.num_folds, folds=args.folds,
         fold_seed=args.fold_seed, folds_dir=Path(args.out).parent if args.out else None, progress=not args.quiet)
@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
         table_md = ablation.grid_table(results, markdown=True)
     else:
         results = _ladder(args, samples, store, folds, common)
-        print(ablation.ladder_table(results, title=f"OF-CMAER-CAT ladder, {title} ({results['features_note']})"))
-        table_md = ablation.ladder_table(results, markdown=True)
+        print(ladder.ladder_table(results, title=f"OF-CMAER-CAT ladder, {title} ({results['features_note']})"))
+        table_md = ladder.ladder_table(results, markdown=True)
     results["command"] = " ".join(["emofuse", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("emofuse") else None
     _write_outputs(results, args.out, args.markdown, table_md)
     return 0
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 def _ladder(args: argparse.Namespace, samples: Any, store: Any, folds: Any, common: dict[str, Any]) -> dict[str, Any]:
     """The ladder's results, resuming finished rungs from --out (unless --fresh) and saving it
     (marked incomplete) after every rung."""
-    from emofuse.experiments.ablation import of_cmaer_cat_ladder
+    from emofuse.experiments.ladder import of_cmaer_cat_ladder
     from emofuse.evaluation.results import finished_rows
     from emofuse.evaluation.reports import write_json_atomic
 

@@ -52,17 +52,9 @@ def textless_datasets() -> tuple[str, ...]:
 
 
 #: The ladder's public names, importable from here as before (they live in `emofuse.experiments.ladder`).
-_LADDER_NAMES = ("FALLBACK_LADDER_FEATURES", "LADDER_COLUMNS", "ladder_features", "ladder_table", "load_ladder",
-                 "of_cmaer_cat_ladder")
-
-
 def __getattr__(name: str) -> Any:
     if name == "TEXTLESS_DATASETS":  # the older constant, now read from the dataset specs
         return textless_datasets()
-    if name in _LADDER_NAMES:  # resolved on use: emofuse.experiments.ladder imports this module
-        from emofuse.experiments import ladder as ablation_ladder
-
-        return getattr(ablation_ladder, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

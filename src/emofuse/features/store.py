@@ -22,18 +22,6 @@ import numpy as np
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError
 
-_MOVED = {"MELD_MAIN_SPEAKERS", "speaker_identity_vector", "speaker_meta_vector"}  # now in emofuse.features.meta
-
-
-def __getattr__(name: str) -> Any:
-    # the speaker vectors moved to emofuse.features.meta (loaded on first use: the feature package
-    # imports librosa, which importing this module must not)
-    if name in _MOVED:
-        from emofuse.features import meta
-
-        return getattr(meta, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 def pool_vector(array: np.ndarray) -> np.ndarray:
     """A per-clip vector: a length-1 feature is itself, a sequence gives [mean; std] over time."""
     if array.ndim == 1:
