@@ -170,11 +170,6 @@ class InputPlan:
         plan.test_views = plan.applicable(tests)
         return plan
 
-    @classmethod
-    def from_checkpoint_features(cls, features: Mapping[str, Any], meta: Mapping[str, Any]) -> "InputPlan":
-        """`from_checkpoint` under the name the #11 design notes use."""
-        return cls.from_checkpoint(features, meta)
-
     def applicable(self, views: Sequence[AugmentedView]) -> tuple[AugmentedView, ...]:
         """The ``views`` that change at least one of the plan's features (a speed view of a recipe
         without audio features would only repeat the original)."""
