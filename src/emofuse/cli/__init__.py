@@ -1,4 +1,4 @@
-"""The ``emofuse`` command line: prepare | extract | train | evaluate | predict | benchmark | demo |
+"""The ``emofuse`` command line: prepare | extract | train | train-face | evaluate | predict | benchmark | demo |
 complexity | explain | ablation.
 
 One module per command (``emofuse.cli.<command>``), each with ``add_parser(subparsers)`` and
@@ -24,7 +24,7 @@ from emofuse.errors import EmofuseError
 __all__ = ["COMMANDS", "build_parser", "check_output", "main", "parse_seeds"]
 
 #: The command modules, in the order ``emofuse --help`` lists them.
-COMMANDS = ("demo", "predict", "prepare", "extract", "train", "evaluate", "benchmark", "complexity", "explain",
+COMMANDS = ("demo", "predict", "prepare", "extract", "train", "train-face", "evaluate", "benchmark", "complexity", "explain",
             "ablation")
 
 _print_predictions = print_predictions  # the older name, used by tests
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "choice; 1 is much faster when other jobs share the CPU, see docs/training.md)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"emofuse.cli.{name}").add_parser(sub)
+        importlib.import_module(f"emofuse.cli.{name.replace('-', '_')}").add_parser(sub)
     return parser
 
 
