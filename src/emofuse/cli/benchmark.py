@@ -11,7 +11,8 @@ from emofuse.cli.common import (DATASET_HELP, FOLD_SEED_HELP, FOLDS_HELP, HelpFo
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("benchmark", help="k-fold benchmark of baselines and models (one table)",
                               formatter_class=HelpFormatter)
-    p.add_argument("target", help=DATASET_HELP + "; or 'features' for extractor speed. A manifest's folds are "
+    p.add_argument("target", help=DATASET_HELP + "; 'fer2013' for the face-expression encoders on FER2013 PrivateTest; "
+                   "or 'features' for extractor speed. A manifest's folds are "
                    "written beside --out (else in --report-dir) and reused")
     p.add_argument("--models", default="default", help="'default', 'all', or comma-separated recipe/model names")
     p.add_argument("--out", help="write results JSON here (updated after every model; rerunning the same "
@@ -32,6 +33,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.target == "fer2013":
+        from emofuse.experiments.fer_benchmark import DEFAULT_FER_ENCODERS, run_fer_benchmark
+
+        encoders = DEFAULT_FER_ENCODERS if args.models in ("default", "all") else \
+            tuple(filter(None, map(str.strip, args.models.split(","))))
+        run_fer_benchmark(args.data, args.out, encoders, progress=not args.quiet)
+        return 0
     if args.target != "features" and args.models not in ("default", "all"):
         from emofuse.recipes import load_recipe
 
