@@ -40,6 +40,9 @@ class FeatureExtractor:
     frame_rate: ClassVar[float | None] = None
     #: Rate the extractor works at; other input rates are resampled first.
     sample_rate: ClassVar[int] = 16000
+    #: Whether its sequences may hold whole NaN rows: frames without data, e.g. no face found
+    #: (`emofuse.inputs.missing`); the driver and cache reject any NaN from other extractors.
+    missing_rows: ClassVar[bool] = False
 
     @property
     def dim(self) -> int | None:

@@ -37,6 +37,7 @@ from emofuse.atomic import atomic_write_bytes, atomic_write_text, write_error
 from emofuse.errors import DataError
 from emofuse.features.base import FeatureExtractor
 from emofuse.features.sources import SourceKind, clip_key, get_source, text_key  # noqa: F401  (re-exported)
+from emofuse.inputs.missing import rows_problem
 
 
 class CacheWarning(UserWarning):
@@ -142,7 +143,9 @@ class FeatureCache:
         try:
             with np.load(entry, allow_pickle=False) as data:
                 features = np.asarray(data["features"], dtype=np.float32)
-            if features.ndim != 2 or (dim is not None and features.shape[1] != dim) or not np.isfinite(features).all():
+            if features.ndim != 2 or (dim is not None and features.shape[1] != dim) or (
+                    not np.isfinite(features).all()
+                    and rows_problem(features, getattr(self.extractor, "missing_rows", False))):
                 raise ValueError(f"bad array of shape {features.shape}")
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             warnings.warn(f"{entry}: corrupt cache entry for {what if what is not None else key} ({exc}); recomputing",

@@ -32,6 +32,7 @@ from emofuse.errors import ConfigError, DataError
 from emofuse.features.base import FeatureExtractor, get_extractor
 from emofuse.features.cache import EntryLock, FeatureCache
 from emofuse.features.sources import SourceKind, get_source
+from emofuse.inputs.missing import rows_problem
 from emofuse.paths import cache_root
 
 log = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ class _Run:
             raise DataError(where, f"{ext.name} produced shape {features.shape}, expected [T>=1, {dim or 'D'}]")
         if getattr(ext, "produces", "sequence") == "vector" and features.shape[0] != 1:
             raise DataError(where, f"{ext.name} declares a vector but produced shape {features.shape}")
-        if not np.isfinite(features).all():
+        if not np.isfinite(features).all() and rows_problem(features, getattr(ext, "missing_rows", False)):
             raise DataError(where, f"{ext.name} produced NaN or infinite features")
         return features
 

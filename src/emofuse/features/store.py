@@ -23,11 +23,17 @@ from emofuse.data.record import Sample
 from emofuse.errors import ConfigError
 
 def pool_vector(array: np.ndarray) -> np.ndarray:
-    """A per-clip vector: a length-1 feature is itself, a sequence gives [mean; std] over time."""
+    """A per-clip vector: a length-1 feature is itself, a sequence gives [mean; std] over time,
+    over the frames with data (whole NaN rows are frames without data, `emofuse.inputs.missing`;
+    an array with none gives NaN: the caller treats it as absent)."""
     if array.ndim == 1:
         return array.astype(np.float32)
     if array.shape[0] == 1:
         return array[0].astype(np.float32)
+    if np.isnan(array).any():
+        array = array[~np.isnan(array).all(axis=1)]
+        if array.shape[0] == 0:
+            return np.full(2 * array.shape[1], np.nan, dtype=np.float32)
     return np.concatenate([array.mean(0), array.std(0)]).astype(np.float32)
 
 
@@ -214,6 +220,8 @@ def speaker_normalize(features: dict[str, list[np.ndarray | None]], samples: lis
                 raise ConfigError(f"speaker normalisation needs at least {min_clips} clips per speaker; "
                                   f"speaker {speaker!r} has {len(have)} with {m}")
             frames = np.concatenate([np.atleast_2d(arrays[i]) for i in have]).astype(np.float64)
+            if np.isnan(frames).any():  # frames without data (whole NaN rows) stay out of the statistics
+                frames = frames[~np.isnan(frames).all(axis=1)]
             mean, std = frames.mean(0), frames.std(0)
             std[std < 1e-6] = 1.0
             for i in have:

@@ -9,13 +9,18 @@ Stats = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def fit_standardizer(features: dict[str, list[np.ndarray | None]], indices: list[int]) -> Stats:
-    """Mean and std per feature dimension over all valid frames of the samples at ``indices``."""
+    """Mean and std per feature dimension over all valid frames of the samples at ``indices``
+    (whole NaN rows, frames without data, are left out: `emofuse.inputs.missing`)."""
     stats: Stats = {}
     for m, arrays in features.items():
         frames = [np.atleast_2d(arrays[i]) for i in indices if arrays[i] is not None]
         if not frames:
             continue
         stacked = np.concatenate(frames, axis=0).astype(np.float64)
+        if np.isnan(stacked).any():
+            stacked = stacked[~np.isnan(stacked).all(axis=1)]
+            if stacked.shape[0] == 0:
+                continue
         mean = stacked.mean(0)
         std = stacked.std(0)
         std[std < 1e-6] = 1.0

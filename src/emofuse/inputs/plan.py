@@ -78,13 +78,15 @@ def modality_arrays(per_name: Sequence[Sequence[np.ndarray | None]], names: Sequ
                     pooled: bool = False) -> list[np.ndarray | None]:
     """One modality's input per sample from each feature's arrays: a single unpooled feature as
     it is; otherwise the per-clip vectors (`emofuse.features.store.pool_vector`) concatenated into
-    ``[1, D]``. Several unpooled features must all be vectors; a sample missing any feature has
-    the modality absent (None)."""
+    ``[1, D]``. Several unpooled features must all be vectors; a sample missing any feature, or
+    whose feature is all NaN (no frame with data, `emofuse.inputs.missing`), has the modality
+    absent (None)."""
     from emofuse.features.store import pool_vector
+    from emofuse.inputs.missing import all_missing
 
     out: list[np.ndarray | None] = []
     for parts in zip(*per_name):
-        if any(p is None for p in parts):
+        if any(p is None or all_missing(p) for p in parts):
             out.append(None)
         elif pooled or len(parts) > 1:
             if not pooled and any(p.shape[0] != 1 for p in parts):

@@ -3,7 +3,9 @@
 A sample's modality is either a ``[T, D]`` array (a frame sequence), a ``[D]`` array (a clip
 vector, treated as ``[1, D]``) or ``None`` (absent). `collate` pads to the longest sequence in
 the batch and marks valid frames in boolean masks; an absent modality gets an all-False mask row
-(and zero inputs), which is how models learn that it is missing.
+(and zero inputs), which is how models learn that it is missing. A whole NaN row of an array is a
+frame without data (`emofuse.inputs.missing`, e.g. no face found): `collate` masks it like
+padding (mask False, inputs 0); an array that is all NaN is the modality absent.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from emofuse.errors import DataError
+from emofuse.inputs.missing import all_missing, rows_problem
 
 Item = dict[str, Any]
 
@@ -82,8 +85,12 @@ class FeatureDataset(Dataset):
         if a.shape[0] == 0:
             return None
         a = a.astype(np.float32, copy=False)
-        if not np.isfinite(a).all():
-            raise DataError(sample_id, f"{modality} features contain NaN or infinite values")
+        if not np.isfinite(a).all():  # whole NaN rows are frames without data (inputs.missing)
+            problem = rows_problem(a)
+            if problem:
+                raise DataError(sample_id, f"{modality} features {problem}")
+            if all_missing(a):
+                return None
         return a
 
     def __len__(self) -> int:
@@ -211,8 +218,12 @@ def collate(batch: Sequence[Item]) -> dict[str, Any]:
         mask = torch.zeros(bsz, t_max, dtype=torch.bool)
         for i, a in enumerate(arrays):
             if a is not None:
-                x[i, : a.shape[0]] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-                mask[i, : a.shape[0]] = True
+                values = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+                missing = torch.isnan(values).all(1)  # whole NaN rows: frames without data
+                if missing.any():
+                    values = values.masked_fill(missing[:, None], 0.0)
+                x[i, : a.shape[0]] = values
+                mask[i, : a.shape[0]] = ~missing
         inputs[m] = x
         masks[m] = mask
     labels = torch.tensor([int(item["label"]) for item in batch], dtype=torch.long)
