@@ -49,6 +49,10 @@ class LSTMSubnet(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         lengths = mask.sum(-1).clamp_min(1).cpu()
+        # valid frames first, in order (identity for end padding): a masked frame inside the
+        # sequence (e.g. no face) is skipped, never read
+        x = x * mask.unsqueeze(-1).to(x.dtype)
+        x = torch.gather(x, 1, torch.argsort((~mask).to(torch.int8), dim=1, stable=True).unsqueeze(-1).expand_as(x))
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         _, (h, _) = self.lstm(packed)
         return self.out(h[-1])

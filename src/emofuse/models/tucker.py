@@ -117,12 +117,16 @@ class FrameBiGRU(nn.Module):
         self.proj = nn.Linear(2 * hidden, out_dim)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """``x [B, T, D]`` (valid frames first) → ``[B, T, out_dim]``."""
+        """``x [B, T, D]`` → ``[B, T, out_dim]``. The GRU reads each clip's valid frames in order, also
+        those after a masked one (a frame without a face), and each output goes back to its frame."""
         m = mask.unsqueeze(-1).to(x.dtype)
+        order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)  # valid frames first (identity for padding)
         lengths = mask.sum(-1).clamp_min(1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(x * m, lengths, batch_first=True, enforce_sorted=False)
+        valid_first = torch.gather(x * m, 1, order.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        packed = nn.utils.rnn.pack_padded_sequence(valid_first, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.gru(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        out = torch.empty_like(out).scatter_(1, order.unsqueeze(-1).expand(-1, -1, out.shape[-1]), out)
         return self.proj(out) * m
 
 
