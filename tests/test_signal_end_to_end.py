@@ -155,14 +155,14 @@ def test_signal_fusion_benchmark_train_evaluate_predict(corpus, tmp_path, capsys
     from emofuse.evaluation import evaluate
 
     seen: list[tuple[list[str], np.ndarray]] = []
-    original = evaluate._view_averaged_probs
+    original = evaluate.view_averaged_probs
 
     def spy(member, plan, store, y_true):
         probs = original(member, plan, store, y_true)
         seen.append(([s.id for s in store.samples], probs))
         return probs
 
-    monkeypatch.setattr(evaluate, "_view_averaged_probs", spy)
+    monkeypatch.setattr(evaluate, "view_averaged_probs", spy)
     rc, out, err = _run(["evaluate", str(ckpt), "--dataset", csv, "--fold", "1", "--cache", cache], capsys)
     assert rc == 0, err
     scores = json.loads(out)

@@ -132,6 +132,14 @@ def print_predictions(preds, as_json: str | None) -> int:
         console.print(table)
         if p.modalities_used:
             console.print(f"modalities used: {', '.join(p.modalities_used)}")
+        exp = p.explanations
+        if exp.get("modalities") and exp.get("modality_weights"):
+            weights = ", ".join(f"{m} {w:.2f}" for m, w in zip(exp["modalities"], exp["modality_weights"]))
+            console.print(f"modality weights: {weights}")
+        if exp.get("face_share") is not None:
+            console.print(f"frames with a face: {100 * exp['face_share']:.0f}% of {exp.get('face_frames')} sampled")
+        if exp.get("files"):
+            console.print(f"explanation saved: {', '.join(exp['files'])}", markup=False)
         if p.explanations.get("ensemble_members"):
             console.print(f"seed ensemble: probabilities averaged over {p.explanations['ensemble_members']} models")
         if p.explanations.get("test_time_augment"):

@@ -40,6 +40,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "(from 1; default: the track with the most speech, named in a warning)")
     p.add_argument("--min-speech", type=float, metavar="SECONDS", help="seconds of detected speech a file needs for "
                    "a label (default 0.5; 0 turns the speech check off, e.g. for shouted speech the detector misses)")
+    face = p.add_argument_group("video files", "A file with a video track is predicted from its audio and its face "
+                                "together (the shipped audio-visual model: reliability-weighted late fusion, see "
+                                "docs/video.md); audio files from their audio alone.")
+    face.add_argument("--no-face", action="store_true", help="predict video files from their audio alone")
+    face.add_argument("--av-model", metavar="DIR", help="audio-visual model folder (default: the shipped one); "
+                      "--model replaces its audio part")
+    face.add_argument("--detector", help="face detector (haar, mtcnn; default: the audio-visual model's)")
+    face.add_argument("--sampler", help="which frames to read, e.g. 2fps, 2fps_8, 15_over_3.6s, all (default: the "
+                      "audio-visual model's)")
+    face.add_argument("--explain", metavar="DIR", help="for video files, save the face crops used, the per-frame "
+                      "expression probabilities (CSV) and the modality-weight plot in DIR/<file name>/")
     p.set_defaults(func=run)
 
 
@@ -77,8 +88,47 @@ def run(args: argparse.Namespace) -> int:
     if sources:
         preds = [_predict_with_sources(predictor, args.files[0], transcripts.get(str(args.files[0])), sources)]
     else:
-        preds = predictor.predict_files(args.files, transcripts)
+        preds = _predict_files(args, predictor, transcripts)
     return 2 if print_predictions(preds, args.json) else 0
+
+
+def _predict_files(args: argparse.Namespace, predictor: Any, transcripts: dict[str, str]) -> list[Any]:
+    """Files with a video track through the audio-visual predictor (unless --no-face), the others
+    through the audio ``predictor``; results in the order of the files."""
+    files = list(args.files)
+    videos = set() if args.no_face else {i for i, f in enumerate(files) if _is_video(f)}
+    audio_only = [i for i in range(len(files)) if i not in videos]
+    preds: list[Any] = [None] * len(files)
+    for i, pred in zip(audio_only, predictor.predict_files([files[i] for i in audio_only], transcripts)):
+        preds[i] = pred
+    if videos:
+        order = sorted(videos)
+        av = _av_predictor(args, predictor)
+        for i, pred in zip(order, av.predict_files([files[i] for i in order], transcripts, explain_root=args.explain)):
+            preds[i] = pred
+    elif args.explain:
+        print("emofuse: warning: --explain saves face explanations of video files; none was given "
+              "(use 'emofuse explain' for audio models)", file=sys.stderr)
+    return preds
+
+
+def _is_video(path: str) -> bool:
+    """Whether the file has a video track (a picture attached to an audio file is none); False when unreadable
+    (the audio prediction then reports the problem)."""
+    from emofuse.media.video import has_video_track
+
+    try:
+        return has_video_track(path)
+    except Exception:  # noqa: BLE001  (unreadable: the audio path names the problem)
+        return False
+
+
+def _av_predictor(args: argparse.Namespace, audio: Any) -> Any:
+    """The audio-visual predictor of the options, reusing the loaded audio `Predictor`."""
+    from emofuse.inference.audio_visual import AudioVisualPredictor
+
+    face = {k: v for k, v in (("detector", args.detector), ("sampler", args.sampler)) if v}
+    return AudioVisualPredictor(args.av_model, audio_predictor=audio, custom_audio=bool(args.model), face=face)
 
 
 def parse_sources(items: list[str] | None, files: list[str]) -> dict[str, Path]:

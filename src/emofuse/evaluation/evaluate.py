@@ -52,7 +52,7 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str | DatasetInstance, data_r
             raise DataError(s.id, f"label {s.label!r} is not in the checkpoint's label map {ckpt.labels}")
     y_true = [index[s.label] for s in test]
     plans = [member.input_plan for member in members]
-    probs = np.mean([_view_averaged_probs(member, plan, store, y_true) for member, plan in zip(members, plans)],
+    probs = np.mean([view_averaged_probs(member, plan, store, y_true) for member, plan in zip(members, plans)],
                     axis=0)
     metrics = classification_metrics(y_true, probs.argmax(1), ckpt.labels)
     metrics["ensemble_members"] = len(members)
@@ -64,7 +64,7 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str | DatasetInstance, data_r
     return metrics
 
 
-def _view_averaged_probs(member, plan: InputPlan, store: FeatureStore, y_true: list[int]) -> np.ndarray:
+def view_averaged_probs(member, plan: InputPlan, store: FeatureStore, y_true: list[int]) -> np.ndarray:
     """One checkpoint's class probabilities for the store's samples: inputs built by its input plan
     (arrays shared between members through the store), standardised with its own statistics,
     averaged over the original and its test-time views."""
