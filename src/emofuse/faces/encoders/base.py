@@ -70,8 +70,14 @@ class FaceEncoder:
         return {"name": self.name}
 
     def identity(self) -> dict[str, Any]:
-        """`config` plus a fingerprint of the weights: SHA-256 of the weight file(s)."""
+        """`config` plus a fingerprint of the weights: SHA-256 of the weight file(s).
+
+        The ``weights`` path itself is left out when files are fingerprinted, so a moved or copied
+        file keeps its identity."""
         files = self.weight_files()
+        cfg = self.config()
+        if files:
+            cfg.pop("weights", None)
         digests = [file_sha256(f) for f in files]
         if len(digests) == 1:
             sha = digests[0]
@@ -79,7 +85,7 @@ class FaceEncoder:
             sha = hashlib.sha256("".join(digests).encode()).hexdigest()
         else:
             sha = None
-        return {**self.config(), "weights_sha256": sha}
+        return {**cfg, "weights_sha256": sha}
 
     # -- input handling -------------------------------------------------------------------
     def _prepare(self, crops: np.ndarray) -> np.ndarray:
@@ -87,7 +93,7 @@ class FaceEncoder:
 
         Accepts uint8 [N, H, W], [N, H, W, 1] or [N, H, W, 3]; converts RGB to grey (or grey to
         RGB by repeating the channel) to match the encoder and resizes other sizes with
-        ``cv2.INTER_AREA`` (`ConfigError` for another dtype or shape).
+        ``cv2.INTER_AREA`` (bilinear when enlarging; `ConfigError` for another dtype or shape).
         """
         crops = np.asarray(crops)
         if crops.dtype != np.uint8:
@@ -105,7 +111,10 @@ class FaceEncoder:
         if crops.shape[1:3] != (s, s) and len(crops):
             import cv2
 
-            crops = np.stack([cv2.resize(c, (s, s), interpolation=cv2.INTER_AREA) for c in crops])
+            # INTER_AREA to shrink; bilinear to enlarge (what the fer package does for 48 -> 64)
+            shrink = crops.shape[1] * crops.shape[2] > s * s
+            mode = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+            crops = np.stack([cv2.resize(c, (s, s), interpolation=mode) for c in crops])
         return np.ascontiguousarray(crops)
 
     def normalise(self, crops: np.ndarray) -> torch.Tensor:
@@ -167,6 +176,69 @@ def file_sha256(path: str | Path) -> str:
         return _SHA_CACHE[key]
     except OSError as exc:
         raise DataError(path, f"cannot read weights: {exc.strerror or exc}") from exc
+
+
+def read_state_dict(path: str | Path) -> dict[str, Any]:
+    """Tensors of a weights file: ``.safetensors``, or ``.pth`` / ``.pt`` / ``.bin`` read with
+    ``torch.load(weights_only=True)`` (nothing is unpickled). A checkpoint dict holding a
+    ``state_dict`` / ``model`` entry gives that entry. `DataError` naming the file otherwise."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "weights file not found")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(str(path))
+        elif suffix in (".pth", ".pt", ".bin", ".ckpt"):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise DataError(path, f"unknown weights format {suffix!r}; use .safetensors, .pth or .pt")
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        raise DataError(path, f"cannot read weights: {type(exc).__name__}: {exc}") from exc
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(path, "not a state dict (a mapping of parameter names to tensors)")
+    return state
+
+
+def load_checked(net: Any, state: dict[str, Any], path: str | Path, optional: tuple[str, ...] = ()) -> list[str]:
+    """Load ``state`` into ``net`` strictly; keys starting with one of ``optional`` (and BatchNorm
+    ``num_batches_tracked`` counters) may be missing.
+
+    Returns the missing optional keys. Raises `DataError` naming ``path`` and a few missing or
+    unexpected keys, or the first tensors whose shapes differ.
+    """
+    import torch
+
+    own = net.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    bad_missing = [k for k in missing if not (optional and k.startswith(optional))]
+    if bad_missing or unexpected:
+        parts = []
+        if bad_missing:
+            parts.append(f"{len(bad_missing)} missing keys (e.g. {', '.join(bad_missing[:4])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:4])})")
+        raise DataError(path, f"weights do not fit {type(net).__name__}: " + "; ".join(parts))
+    shapes = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if shapes:
+        raise DataError(path, f"weights do not fit {type(net).__name__}: shape mismatch " + "; ".join(shapes[:3]))
+    with torch.no_grad():
+        net.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()}, strict=False)
+    return missing
 
 
 _ENCODERS: Registry[type[FaceEncoder]] = Registry("face encoder", "unknown face encoder", "choose one of")
