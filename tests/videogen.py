@@ -23,6 +23,8 @@ CODECS = {
     "avi": ("mjpeg", "yuvj420p", "pcm_s16le"),
     "flv": ("flv", "yuv420p", "aac"),
 }
+#: the sample rates the Opus encoder (webm) takes; other rates are resampled to 48 kHz
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 #: ticks per second of the time base used when explicit times are given
 PTS_RATE = 1000
 
@@ -30,7 +32,7 @@ PTS_RATE = 1000
 def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps: float = 10.0, *,
                 codec: str | None = None, audio: np.ndarray | str | None = None, audio_rate: int = 16000,
                 rotation: int | None = None, pts: Sequence[float] | None = None,
-                rotate_tag: int | None = None) -> Path:
+                rotate_tag: int | None = None, options: dict[str, str] | None = None) -> Path:
     """Write ``frames`` (uint8 RGB ``[H, W, 3]``, even H and W) to ``path`` and return the path.
 
     Args:
@@ -42,6 +44,7 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps
             upright (stored as a display matrix: mp4, mov, mkv, webm only).
         pts: presentation time of each frame in seconds (variable frame rate); default ``i / fps``.
         rotate_tag: write the legacy ``rotate`` metadata tag instead of (or besides) the display matrix.
+        options: muxer options, e.g. ``{"movflags": "faststart"}`` (mp4/mov index at the start).
     """
     import av
 
@@ -49,7 +52,7 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps
     frames = [np.asarray(f, dtype=np.uint8) for f in frames]
     vcodec, pix_fmt, acodec = CODECS[path.suffix.lower().lstrip(".")]
     rate = Fraction(fps).limit_denominator(1001)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options=options or {}) as container:
         stream = container.add_stream(codec or vcodec, rate=rate)
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = pix_fmt
@@ -60,6 +63,8 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps
         if rotate_tag is not None:
             stream.metadata["rotate"] = str(rotate_tag)
         astream = None
+        if audio is not None and not isinstance(audio, str) and acodec == "libopus" and audio_rate not in OPUS_RATES:
+            audio, audio_rate = _resample(np.asarray(audio, np.float32), audio_rate, 48000), 48000
         if audio is not None:
             astream = container.add_stream(acodec, rate=audio_rate, layout="mono")
         for i, image in enumerate(frames):
@@ -76,6 +81,12 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps
             wave = np.zeros(int(round(seconds * audio_rate)), np.float32) if isinstance(audio, str) else audio
             _write_audio(container, astream, np.asarray(wave, dtype=np.float32))
     return path
+
+
+def _resample(wave: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
+    """Linear interpolation (good enough for test tones)."""
+    n = int(round(len(wave) * new_rate / rate))
+    return np.interp(np.arange(n) * rate / new_rate, np.arange(len(wave)), wave).astype(np.float32)
 
 
 def _write_audio(container, stream, wave: np.ndarray) -> None:
@@ -97,6 +108,34 @@ def _write_audio(container, stream, wave: np.ndarray) -> None:
             container.mux(packet)
     for packet in stream.encode():
         container.mux(packet)
+
+
+def write_audio_only(path: str | Path, wave: np.ndarray, rate: int = 16000, *, cover: bool = False) -> Path:
+    """An audio-only file (mp4/m4a: aac; mkv: aac; wav-like by extension as in `CODECS`) holding ``wave``;
+    ``cover`` adds a cover picture (a video stream marked as an attached picture, mp4 only)."""
+    import av
+
+    path = Path(path)
+    acodec = CODECS[path.suffix.lower().lstrip(".")][2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(acodec, rate=rate, layout="mono")
+        if cover:
+            picture = container.add_stream("mjpeg")
+            picture.width = picture.height = 16
+            picture.pix_fmt = "yuvj420p"
+            picture.disposition = av.stream.Disposition.attached_pic
+            for packet in picture.encode(av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")):
+                container.mux(packet)
+            for packet in picture.encode():
+                container.mux(packet)
+        _write_audio(container, stream, np.asarray(wave, dtype=np.float32))
+    return path
+
+
+def tone(seconds: float, rate: int = 16000, freq: float = 300.0, level: float = 0.3) -> np.ndarray:
+    """A mono sine tone, float32."""
+    t = np.arange(int(round(seconds * rate))) / rate
+    return (level * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
 def pattern_frames(n: int, height: int = 64, width: int = 96) -> np.ndarray:

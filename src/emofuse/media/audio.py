@@ -277,9 +277,13 @@ def _stream_channels(stream) -> int:
 
 
 def _declared_seconds(container, stream) -> float | None:
-    """The audio stream's duration from the header (the container's when the stream has none)."""
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
+    """The audio stream's duration from the header (mkv/webm: the track's DURATION tag; the container's when the
+    stream states none)."""
+    from emofuse.media.video import track_seconds
+
+    own = track_seconds(stream)
+    if own is not None:
+        return own
     if container.duration is not None:
         return float(container.duration) / 1_000_000.0  # av.time_base is microseconds
     return None

@@ -99,7 +99,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         tb = stream.time_base
         start = stream.start_time if stream.start_time is not None else min(pts, default=0)
         steps = np.diff(np.unique(pts)) if pts else np.zeros(0)
-        declared = _declared_seconds(stream)
+        declared = track_seconds(stream)
         if complete and pts:
             step = last_duration or (float(np.median(steps)) if steps.size else 0)
             duration = float((max(pts) - start + step) * tb)
@@ -131,7 +131,7 @@ def _open(path: Path):
         return av.open(str(path), metadata_errors="replace")
     except Exception as exc:  # av.error.InvalidDataError and friends
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise DataError(path, f"not a video file (not a readable video or container format: {reason})") from exc
+        raise DataError(path, f"not a readable video file (damaged, truncated, or not a video format: {reason})") from exc
 
 
 def _video_stream(path: Path, container):
@@ -140,9 +140,11 @@ def _video_stream(path: Path, container):
 
     cover = int(av.stream.Disposition.attached_pic)
     streams = [s for s in container.streams.video if not int(s.disposition) & cover]
+    if not streams and not container.streams.video and not container.streams.audio:
+        raise DataError(path, "no video track in file: no audio or video track was found (a damaged or truncated "
+                              "file, e.g. an mp4/mov whose index is missing, or not a video)")
     if not streams:
-        held = ("only a cover picture" if container.streams.video else
-                "only audio" if container.streams.audio else "no audio or video")
+        held = "only a cover picture" if container.streams.video else "only audio"
         raise DataError(path, f"no video track in file (the {container.format.name} container holds {held})")
     stream = streams[0]
     if stream.codec_context is None:
@@ -179,7 +181,7 @@ def _scan(path: Path, container, stream) -> tuple[list[int], int, Any, bool]:
     return pts, last_duration, first, complete
 
 
-def _declared_seconds(stream) -> float | None:
+def track_seconds(stream) -> float | None:
     """The video track's duration as its header states it (mp4/mov/avi: stream duration; mkv/webm: the
     track's DURATION tag), or None."""
     if stream.duration is not None and stream.time_base is not None:
@@ -304,7 +306,7 @@ def _frames(path: Path, info: VideoInfo, sampler: FrameSampler, times: Iterator[
 def _nearest(decoded: Iterator[tuple[int, float, Any]], times: Iterator[float], pad: bool,
              info: VideoInfo) -> Iterator[Frame]:
     """For each wanted time (ascending), the decoded frame with the nearest time (the earlier on a tie).
-    Times past the last frame take the last frame when ``pad`` (a fixed count), else only within its span."""
+    Times past the last frame take the last frame when ``pad`` (a fixed count), else only before the clip's end."""
     made: Frame | None = None
 
     def make(item: tuple[int, float, Any]) -> Frame:
@@ -323,28 +325,34 @@ def _nearest(decoded: Iterator[tuple[int, float, Any]], times: Iterator[float], 
         if want is None:
             return  # the last wanted frame is passed: stop decoding
         prev = cur
-    step = 1 / info.fps if info.fps > 0 else 0.0
-    while prev is not None and want is not None and (pad or want < prev[1] + step):
+    end = info.duration_s if math.isfinite(info.duration_s) else prev[1] + 1 / info.fps if prev and info.fps > 0 else 0
+    while prev is not None and want is not None and (pad or want < end):
         yield make(prev)
         want = next(times, None)
 
 
 def _decode(path: Path, info: VideoInfo, container, stream, limit: float) -> Iterator[tuple[int, float, Any]]:
-    """``(index, time_s, av.VideoFrame)`` in presentation order; damage after the first frame is a warning."""
+    """``(index, time_s, av.VideoFrame)`` in presentation order; damage after the first frame is a warning.
+    All tracks are demuxed (only the video decoded) so that the end of the file's data is known."""
     tb, start = stream.time_base, stream.start_time
     step = 1 / info.fps if info.fps > 0 else 0.0
-    index, time_s = 0, 0.0
+    index, time_s, data_end = 0, 0.0, 0.0
     try:
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                time_s = time_s + step if index else 0.0
-            else:
-                start = frame.pts if start is None else start
-                time_s = float((frame.pts - start) * tb)
-            if time_s > limit:
-                raise DataError(path, f"the video lasts more than the maximum of {_limit_text(limit)}")
-            yield index, time_s, frame
-            index += 1
+        for packet in container.demux():
+            if packet.pts is not None and packet.time_base is not None:
+                data_end = max(data_end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            if packet.stream.index != stream.index:
+                continue
+            for frame in packet.decode():
+                if frame.pts is None:
+                    time_s = time_s + step if index else 0.0
+                else:
+                    start = frame.pts if start is None else start
+                    time_s = float((frame.pts - start) * tb)
+                if time_s > limit:
+                    raise DataError(path, f"the video lasts more than the maximum of {_limit_text(limit)}")
+                yield index, time_s, frame
+                index += 1
     except DataError:
         raise
     except Exception as exc:  # av.error.* raised mid-stream
@@ -356,10 +364,29 @@ def _decode(path: Path, info: VideoInfo, container, stream, limit: float) -> Ite
         return
     if index == 0:
         raise DataError(path, "the video track holds no decodable frame (corrupt or not a video)")
-    declared, end = info.declared_duration_s, time_s + step
-    if declared is not None and declared - end > max(TRUNCATION_SECONDS, TRUNCATION_SHARE * declared):
-        _warn(path, f"truncated or damaged video track: frames up to {end:.2f} s decoded, the header declares "
-                    f"{declared:.2f} s")
+    start_s = (container.start_time or 0) / 1_000_000
+    problem = _truncation(container, stream, index, time_s + step, data_end - start_s)
+    if problem:
+        _warn(path, f"truncated or damaged: {problem}; the {index} frames decoded are used")
+
+
+def _truncation(container, stream, frames: int, video_end: float, data_end: float) -> str | None:
+    """Why the file looks cut short (None: it does not): the video track ends well before the duration its
+    header declares, fewer frames decode than the header counts, or the data of every track ends well
+    before the file's declared duration."""
+    def short(declared: float, got: float) -> bool:
+        return declared - got > max(TRUNCATION_SECONDS, TRUNCATION_SHARE * declared)
+
+    declared = track_seconds(stream)
+    if declared is not None and short(declared, video_end):
+        return f"video frames up to {video_end:.2f} s decoded, the header declares {declared:.2f} s"
+    rate = float(stream.average_rate or 0)
+    if stream.frames and rate and short(stream.frames / rate, frames / rate):
+        return f"{frames} video frames decoded, the header counts {stream.frames}"
+    total = container.duration / 1_000_000 if container.duration else None
+    if total is not None and short(total, data_end):
+        return f"the data ends at {data_end:.2f} s, the header declares {total:.2f} s"
+    return None
 
 
 def _image(frame, rotation: int) -> np.ndarray:
@@ -372,3 +399,13 @@ def _image(frame, rotation: int) -> np.ndarray:
 
 def _warn(path: Path, message: str) -> None:
     warnings.warn(f"{path}: {message}", VideoWarning, stacklevel=3)
+
+
+def has_video_track(path: str | Path) -> bool:
+    """Whether ``path`` holds a video track with moving pictures (a cover picture attached to an audio
+    file is not one). `DataError` naming the file when it is missing or not a readable container."""
+    path = Path(path)
+    check_file(path)
+    with _open(path) as container:
+        return any(not (s.disposition & getattr(type(s.disposition), "attached_pic", 1024))
+                   for s in container.streams.video)
