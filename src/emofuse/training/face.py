@@ -126,7 +126,7 @@ class FaceExpressionTask(lightning.LightningModule):
     def __init__(self, cfg: FaceTrainConfig, train: FerSplit, val: FerSplit) -> None:
         super().__init__()
         self.cfg = cfg
-        self.net = FerCNN(len(FER_LABELS), tuple(cfg.widths), cfg.dropout)
+        self.net = FerCNN(len(FER_LABELS), tuple(cfg.widths), cfg.dropout).to(memory_format=torch.channels_last)
         self.train_images = torch.from_numpy(train.images)
         self.train_labels = torch.from_numpy(train.labels)
         self.val_images = torch.from_numpy(val.images)
@@ -144,6 +144,7 @@ class FaceExpressionTask(lightning.LightningModule):
     def training_step(self, index: Tensor, _: int) -> Tensor:
         index = index.cpu()
         x = augment_batch(self.train_images[index], self.cfg, self.generator).to(self.device)
+        x = x.contiguous(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
         y = self.train_labels[index].to(self.device)
         loss = F.cross_entropy(self.net(x)[1], y, label_smoothing=self.cfg.label_smoothing)
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(index))
