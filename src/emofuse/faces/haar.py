@@ -56,6 +56,8 @@ class HaarDetector(FaceDetector):
         scale_factor, min_neighbors: ``detectMultiScale`` settings.
         min_face: smallest face side, as a fraction of the image's shorter side.
         max_side: images whose longer side exceeds this are shrunk to it first (None: never).
+        pad: a black border of ``pad`` x the longer side is added around the image first, so that a
+            face filling the frame (a face-crop video) is still found (boxes may then reach outside it).
         landmarks: estimate the five landmarks from an eye cascade (None when both eyes are not found).
     """
 
@@ -65,10 +67,12 @@ class HaarDetector(FaceDetector):
     min_neighbors: int = 5
     min_face: float = 0.1
     max_side: int | None = 640
+    pad: float = 0.15
     landmarks: bool = True
 
     def __post_init__(self) -> None:
-        if not 1.0 < self.scale_factor < 2.0 or self.min_neighbors < 0 or not 0.0 < self.min_face <= 1.0:
+        if (not 1.0 < self.scale_factor < 2.0 or self.min_neighbors < 0 or not 0.0 < self.min_face <= 1.0
+                or not 0.0 <= self.pad <= 1.0):
             raise ConfigError(f"haar detector: bad settings {asdict(self)}")
         if self.max_side is not None and self.max_side < 32:
             raise ConfigError(f"haar detector: max_side must be >= 32 or None, got {self.max_side}")
@@ -88,13 +92,16 @@ class HaarDetector(FaceDetector):
             grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         grey = cv2.equalizeHist(grey)
         side = max(12, int(self.min_face * min(grey.shape)))
+        pad = int(round(self.pad * max(grey.shape)))
+        if pad:
+            grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
         rects, neighbours = _cascade(self.cascade).detectMultiScale2(
             grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side))
         faces = []
         for (x, y, w, h), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(neighbours).reshape(-1)):
             points = self._eyes(grey, int(x), int(y), int(w), int(h)) if self.landmarks else None
-            box = np.array([x, y, x + w, y + h], dtype=np.float32) / scale
-            faces.append(Face(box, float(n), None if points is None else points / scale))
+            box = (np.array([x, y, x + w, y + h], dtype=np.float32) - pad) / scale
+            faces.append(Face(box, float(n), None if points is None else (points - pad) / scale))
         return largest_first(faces)
 
     def _eyes(self, grey: np.ndarray, x: int, y: int, w: int, h: int) -> np.ndarray | None:

@@ -92,11 +92,12 @@ def _nets():
 @lru_cache(maxsize=2)
 def load_cascade(path: str = str(WEIGHTS)):
     """The P/R/O-Net cascade with the shipped weights, in eval mode (cached per path)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         state = load_file(path)
-    except (OSError, RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
         raise DataError(path, f"cannot read the MTCNN weights ({exc})") from exc
     model = _nets()()
     try:
