@@ -10,7 +10,6 @@ import math
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,7 +56,8 @@ def test_published_presets():
 
 @pytest.mark.parametrize("sampler", [*SAMPLERS.values(), FrameSampler("rate", rate=4), FrameSampler("count", count=16),
                                      FrameSampler("rate", rate=2.5, count=3, span_s=1.0),
-                                     FrameSampler("all", span_s=2.0, max_frames=50), FrameSampler("count", count=4, span_s=1.5)])
+                                     FrameSampler("all", span_s=2.0, max_frames=50),
+                                     FrameSampler("count", count=4, span_s=1.5)])
 def test_sampler_name_and_dict_round_trip(sampler):
     assert get_sampler(sampler.name) == sampler
     assert FrameSampler.from_dict(sampler.to_dict()) == sampler
@@ -303,7 +303,8 @@ def test_truncated_file_returns_the_frames_before_the_damage(tmp_path, ext):
     assert str(cut) in str(record[0].message)
     assert 5 <= len(frames) < 30
     numbers = [frame_number(f.image) for f in frames]
-    assert numbers == sorted(set(numbers)) and numbers[0] == 0  # in order (a frame whose reference is cut may be missing)
+    # in order; a frame whose reference frame was cut may be missing
+    assert numbers == sorted(set(numbers)) and numbers[0] == 0
     assert np.allclose([f.time_s for f in frames], np.array(numbers) / 10, atol=1e-3)  # each keeps its own time
     with _no_warnings() as record:
         warnings.simplefilter("always")

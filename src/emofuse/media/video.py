@@ -131,7 +131,8 @@ def _open(path: Path):
         return av.open(str(path), metadata_errors="replace")
     except Exception as exc:  # av.error.InvalidDataError and friends
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise DataError(path, f"not a readable video file (damaged, truncated, or not a video format: {reason})") from exc
+        raise DataError(path, f"not a readable video file (damaged, truncated, or not a video format: "
+                              f"{reason})") from exc
 
 
 def _video_stream(path: Path, container):
@@ -265,8 +266,8 @@ def _check_bounds(path: Path, info: VideoInfo, sampler: FrameSampler, limit: flo
     """Refuse, before decoding, a read past the maximum duration or an "all" past ``max_frames``."""
     seconds = min(sampler.read_seconds, info.duration_s) if math.isfinite(info.duration_s) else sampler.read_seconds
     if math.isfinite(seconds) and seconds > limit:
-        raise DataError(path, f"the video lasts {info.duration_s:.1f} s, more than the maximum of {_limit_text(limit)}; "
-                              "refused before decoding (a sampler with span_s, or a count at a rate, reads only "
+        raise DataError(path, f"the video lasts {info.duration_s:.1f} s, more than the maximum of "
+                              f"{_limit_text(limit)}; refused before decoding (a sampler with span_s, or a count at a rate, reads only "
                               "the start)")
     if sampler.mode != "all":
         return
