@@ -41,11 +41,13 @@ def synthetic_face(rng: np.random.Generator, size: int = 64) -> np.ndarray:
         img[_ellipse(yy, xx, cy - eye_dy, cx + side * eye_dx, 2.5, rng.uniform(3, 5))] = rng.uniform(20, 50)
         brow_y = cy - eye_dy - rng.uniform(4, 8)
         tilt = rng.uniform(-0.3, 0.3) * side
-        brow = (np.abs(yy - (brow_y + tilt * (xx - (cx + side * eye_dx)))) < 1.2) & (np.abs(xx - (cx + side * eye_dx)) < 5)
+        ex = cx + side * eye_dx
+        brow = (np.abs(yy - (brow_y + tilt * (xx - ex))) < 1.2) & (np.abs(xx - ex) < 5)
         img[brow] = 40
     my, curve = cy + size * 0.2, rng.uniform(-0.08, 0.08)  # > 0 smile, < 0 frown
     width = size * rng.uniform(0.10, 0.16)
-    mouth = (np.abs(yy - (my - curve * (xx - cx) ** 2 + curve * width**2)) < rng.uniform(1.0, 4.0)) & (np.abs(xx - cx) < width)
+    lip = my - curve * (xx - cx) ** 2 + curve * width**2
+    mouth = (np.abs(yy - lip) < rng.uniform(1.0, 4.0)) & (np.abs(xx - cx) < width)
     img[mouth] = rng.uniform(30, 70)
     img += rng.normal(0, 4, img.shape)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)

@@ -107,7 +107,9 @@ class InvertedResidual(nn.Module):
 
 
 #: (expansion t, channels c, repeats n, first stride s), width multiplier 1.0
-MOBILENET_V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+MOBILENET_V2_SETTINGS = (
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)
+)
 
 
 class MobileNetV2Features(nn.Module):
@@ -164,7 +166,8 @@ class _Backbone(FaceEncoder):
         self.embed_dim = self.trunk.out_dim
         self.classes, self.head = None, None
         if self.path is None:
-            log.warning("face encoder %r: no weights given, using a random initialisation (seed %d)", self.name, self.seed)
+            log.warning("face encoder %r: no weights given, using a random initialisation (seed %d)",
+                        self.name, self.seed)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
                 self.net = self.trunk()
@@ -195,7 +198,8 @@ class _Backbone(FaceEncoder):
             return
         names = tuple(classes) if classes is not None else FER_CLASSES
         if n_out != len(names):
-            raise DataError(path, f"classifier has {n_out} outputs but {len(names)} classes were named; pass classes=[...]")
+            raise DataError(path, f"classifier has {n_out} outputs but {len(names)} classes were named; "
+                                  "pass classes=[...]")
         self.head = nn.Linear(n_in, n_out).eval()
         self.head.load_state_dict(head)
         self.classes = names

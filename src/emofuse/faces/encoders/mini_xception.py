@@ -180,7 +180,8 @@ def keras_state_dict(path: str | Path) -> tuple[dict[str, Tensor], dict[str, flo
     bn_eps: dict[str, float] = {}
     for (prefix, kind), (name, _, tensors) in zip(wanted, layers):
         try:
-            state.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in _convert(kind, tensors, prefix).items()})
+            converted = _convert(kind, tensors, prefix)
+            state.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in converted.items()})
         except KeyError as exc:
             raise DataError(path, f"layer {name!r} lacks weight {exc}") from exc
         if kind == "BatchNormalization":
