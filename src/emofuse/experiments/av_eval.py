@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from emofuse.inference.late_fusion import (confidence, fit_temperature, fuse, map_face_to_audio,
-                                           reliability_weights, softmax)
+from emofuse.inference.late_fusion import fit_temperature, late_fusion, softmax
 
 ACTOR05 = Path("ravdess-actor05-video")
 CREMAD_SAMPLE = Path("cremad-sample") / "1001_DFA_ANG_XX.flv"
@@ -76,18 +75,11 @@ def face_temperature(encoder: Any, data_root: str | Path | None) -> dict[str, An
 
 def fused_prediction(audio_probs: np.ndarray | None, face_logits: np.ndarray | None, face_share: float,
                      labels: list[str], face_classes: list[str], t_audio: float, t_face: float) -> np.ndarray:
-    """The late fusion of `emofuse.inference.audio_visual` for precomputed parts (None: absent)."""
-    probs, availability = {}, {}
-    if audio_probs is not None:
-        probs["audio"] = softmax(np.log(np.clip(audio_probs, 1e-12, 1)), t_audio)
-        availability["audio"] = 1.0
-    if face_logits is not None and len(face_logits):
-        face = softmax(face_logits, t_face).mean(0)
-        prior = probs.get("audio", np.full(len(labels), 1 / len(labels)))
-        probs["face"] = map_face_to_audio(face, face_classes, labels, prior)
-        availability["face"] = face_share
-    weights = reliability_weights({m: confidence(p) for m, p in probs.items()}, availability)
-    return fuse(probs, weights)
+    """`emofuse.inference.late_fusion.late_fusion` on precomputed parts (None: absent), calibrated as
+    `emofuse.inference.audio_visual.AudioVisualPredictor` calibrates them."""
+    audio = None if audio_probs is None else softmax(np.log(np.clip(audio_probs, 1e-12, 1)), t_audio)
+    face = None if face_logits is None or not len(face_logits) else softmax(face_logits, t_face).mean(0)
+    return late_fusion(audio, face, face_share, labels, face_classes)[0]
 
 
 def actor05_takes(data_root: Path) -> list[dict[str, Any]]:

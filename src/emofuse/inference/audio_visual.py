@@ -31,8 +31,7 @@ from typing import Any
 import numpy as np
 
 from emofuse.errors import ConfigError, DataError
-from emofuse.inference.late_fusion import (FACE_TO_AUDIO, confidence, fuse, map_face_to_audio, reliability_weights,
-                                           softmax)
+from emofuse.inference.late_fusion import FACE_TO_AUDIO, late_fusion, softmax
 from emofuse.inference.predictor import Prediction, Predictor
 
 AV_FORMAT = "emofuse-av-late-fusion"
@@ -165,24 +164,21 @@ class AudioVisualPredictor:
 
     def _fuse(self, path: Path, audio: Prediction, faces: Any | None, explain: bool) -> Prediction:
         labels = self.labels
-        probs: dict[str, np.ndarray] = {}
-        availability: dict[str, float] = {}
+        audio_probs = None
         if audio.ok:
             p = np.array([audio.probabilities[lab] for lab in labels])
-            probs["audio"] = softmax(np.log(np.clip(p, 1e-12, 1.0)), self.audio_temperature)
-            availability["audio"] = 1.0
+            audio_probs = softmax(np.log(np.clip(p, 1e-12, 1.0)), self.audio_temperature)
         face_share = None if faces is None else float(faces.face_share)
         face_probs = None
         if faces is not None and faces.mask.any():
-            frame_probs = softmax(faces.logits[faces.mask], self.face_temperature)
-            face_probs = frame_probs.mean(axis=0)
-            prior = probs.get("audio", np.full(len(labels), 1.0 / len(labels)))
-            probs["face"] = map_face_to_audio(face_probs, faces.classes, labels, prior, self.class_map)
-            availability["face"] = face_share if probs["face"].sum() > 0 else 0.0
-        if not probs:
+            face_probs = softmax(faces.logits[faces.mask], self.face_temperature).mean(axis=0)
+        if audio_probs is None and face_probs is None:
             return audio  # no speech and no face: the audio part's label-less result says why
-        weights = reliability_weights({m: confidence(p) for m, p in probs.items()}, availability)
-        fused = fuse(probs, weights)
+        try:
+            fused, weights, probs = late_fusion(audio_probs, face_probs, face_share or 0.0, labels,
+                                                faces.classes if faces is not None else (), self.class_map)
+        except ValueError:  # no speech, and no face class maps to an audio class
+            return audio
         explanations: dict[str, Any] = {
             "modalities": list(weights), "modality_weights": [weights[m] for m in weights],
             "face_share": face_share, "face_frames": None if faces is None else int(faces.mask.size),

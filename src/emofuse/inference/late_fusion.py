@@ -96,3 +96,26 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, grid: np.ndarray | N
     best = min(grid, key=nll)
     fine = best * np.exp(np.linspace(-0.06, 0.06, 25))
     return float(min(fine, key=nll))
+
+
+def late_fusion(audio: np.ndarray | None, face: np.ndarray | None, face_share: float, labels: Sequence[str],
+                face_classes: Sequence[str], mapping: Mapping[str, Sequence[str]] = FACE_TO_AUDIO
+                ) -> tuple[np.ndarray, dict[str, float], dict[str, np.ndarray]]:
+    """The whole rule for one clip: ``audio`` (calibrated probabilities on ``labels``, None: no speech) and
+    ``face`` (the clip's calibrated face probabilities on ``face_classes``, None: no face) →
+    ``(fused probabilities on labels, weights per modality, each modality's probabilities on labels)``.
+    Confidences are measured on each modality's own classes. Raises `ValueError` when both are absent."""
+    probs: dict[str, np.ndarray] = {}
+    confidences: dict[str, float] = {}
+    availability: dict[str, float] = {}
+    if audio is not None:
+        probs["audio"], confidences["audio"], availability["audio"] = np.asarray(audio, float), confidence(audio), 1.0
+    if face is not None:
+        prior = probs.get("audio", np.full(len(labels), 1.0 / len(labels)))
+        mapped = map_face_to_audio(face, face_classes, labels, prior, mapping)
+        if mapped.sum() > 0:
+            probs["face"], confidences["face"], availability["face"] = mapped, confidence(face), float(face_share)
+    if not probs:
+        raise ValueError("late fusion needs the audio or the face")
+    weights = reliability_weights(confidences, availability)
+    return fuse(probs, weights), weights, probs
