@@ -104,8 +104,9 @@ def test_source_kinds_and_extractor_declarations():
     assert list_extractors("table") == ["au"]
     assert list_extractors("meta") == ["speaker_identity", "speaker_meta"]
     assert list_extractors("signal") == ["signal_frames", "signal_stats"]
-    with pytest.raises(ConfigError, match="unknown extractor source 'video'"):
-        list_extractors("video")
+    assert list_extractors("video") == ["face_frames"]
+    with pytest.raises(ConfigError, match="unknown extractor source 'face_crops'"):
+        list_extractors("face_crops")
     declared = {n: (get_extractor(n).source, get_extractor(n).modality, get_extractor(n).produces,
                     get_extractor(n).frame_rate) for n in list_extractors(None)}
     assert declared["whisper"] == ("audio", "audio", "sequence", 50.0)
@@ -119,6 +120,7 @@ def test_source_kinds_and_extractor_declarations():
     assert declared["speaker_meta"] == declared["speaker_identity"] == ("meta", "meta", "vector", None)
     assert declared["signal_stats"] == ("signal", "signal", "vector", None)
     assert declared["signal_frames"] == ("signal", "signal", "sequence", 4.0)
+    assert declared["face_frames"] == ("video", "face", "sequence", 2.0)  # the default sampler: 2 fps
     assert get_extractor("logmel", hop_length=320).frame_rate == 50.0  # follows the hop length
     assert get_extractor("mfcc", hop_length=80).frame_rate == 200.0
     assert get_extractor("signal_frames", frame_rate=10).frame_rate == 10.0

@@ -60,8 +60,9 @@ def has_source(sample: Any, name: str) -> bool:
 
 
 register_modality(Modality("audio", "speech waveform of the clip", sources=("audio",), default_feature="whisper"))
-register_modality(Modality("face", "facial expression: per-clip action units (a dataset table)", sources=("face",),
-                           default_feature="au"))
+register_modality(Modality("face", "facial expression: per-clip action units (a dataset table) or face sequences "
+                           "from a video file (per-frame face embeddings, frames without a face masked)",
+                           sources=("face", "video"), default_feature="au"))
 register_modality(Modality("text", "transcript of the utterance", sources=("text",), default_feature="minilm_tokens"))
 register_modality(Modality("meta", "speaker metadata (gender, identity) from the sample's fields",
                            default_feature="speaker_meta"))

@@ -20,10 +20,13 @@ table     ``sample.sources[extractor.column]``: a per-clip numeric     not cache
 meta      the sample's fields (``meta``, ``speaker``, ``dataset``)     not cached
 signal    ``sample.sources["signal"]``: a ``.npz`` signal file         SHA-256 of the file bytes
           (``data`` [T, C] float, ``rate`` Hz; `read_signal_file`)
+video     ``sample.sources["video"]``: a video file, passed as its     SHA-256 of the file bytes
+          path (the extractor decodes the frames it samples, e.g.
+          ``face_frames``)
 ========  ===========================================================  ==========================
 
-A new kind (``video`` frames, ``face_crops``) is one `SourceKind` subclass registered with
-`register_source`, plus the extractors that read it.
+A new kind (``face_crops``, ...) is one `SourceKind` subclass registered with `register_source`,
+plus the extractors that read it.
 """
 
 from __future__ import annotations
@@ -198,5 +201,12 @@ class SignalSource(FileSource):
         return read_signal_file(raw)
 
 
-for _kind in (AudioSource(), TextSource(), TableSource(), MetaSource(), SignalSource()):
+class VideoSource(FileSource):
+    name = "video"
+    description = "a video file (mp4, mov, avi, mkv, webm, flv), passed as its path: the extractor decodes its frames"
+    unit = "clip"
+    batch_size = 4  # a clip's frames are decoded, detected and encoded together: few clips per call
+
+
+for _kind in (AudioSource(), TextSource(), TableSource(), MetaSource(), SignalSource(), VideoSource()):
     register_source(_kind)
