@@ -121,7 +121,8 @@ def test_fixed_counts_repeat_the_last_frame_past_the_end(tmp_path):
     frames = read_frames(path, "2fps_8")
     assert [f.index for f in frames] == [0, 5, 10, 15, 20, 20, 20, 20]
     assert [f.time_s for f in frames][-4:] == pytest.approx([2.0] * 4)
-    assert frames[-1].image is frames[-2].image  # converted once
+    assert np.array_equal(frames[-1].image, frames[-2].image)
+    assert frames[-1].image is not frames[-2].image  # a copy: drawing on one frame leaves the other alone
     assert len(read_frames(path, "2fps")) == 5  # without a count: only times inside the clip
 
 

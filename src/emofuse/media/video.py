@@ -94,7 +94,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     check_file(path)
     with _open(path) as container:
         stream = _video_stream(path, container)
-        pts, last_duration, first, complete = _scan(path, container, stream)
+        pts, packets, last_duration, first, complete = _scan(path, container, stream)
         rotation = _rotation(path, first, stream)
         tb = stream.time_base
         start = stream.start_time if stream.start_time is not None else min(pts, default=0)
@@ -107,7 +107,7 @@ def probe_video(path: str | Path) -> VideoInfo:
             duration = declared
         else:
             duration = container.duration / 1_000_000 if container.duration else math.nan
-        num_frames = len(pts) if complete else (stream.frames or None)
+        num_frames = packets if complete else (stream.frames or None)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if rate:
             fps = float(rate)
@@ -156,19 +156,20 @@ def _video_stream(path: Path, container):
     return stream
 
 
-def _scan(path: Path, container, stream) -> tuple[list[int], int, Any, bool]:
-    """Timestamps of the first `PROBE_PACKETS` packets, the last packet's duration, the first decoded
-    frame, and whether the track ended within them."""
+def _scan(path: Path, container, stream) -> tuple[list[int], int, int, Any, bool]:
+    """Timestamps of the first `PROBE_PACKETS` packets, their number, the last one's duration, the first
+    decoded frame, and whether the track ended within them."""
     pts: list[int] = []
-    last_duration, first, complete = 0, None, False
+    packets, last_duration, first, complete = 0, 0, None, False
     try:
         for packet in container.demux(stream):
+            packets += packet.size > 0  # the empty packet at the end only flushes the decoder
             if packet.pts is not None:
                 pts.append(int(packet.pts))
                 last_duration = int(packet.duration or 0)
             if first is None:
                 first = next(iter(packet.decode()), None)
-            if len(pts) >= PROBE_PACKETS and first is not None:
+            if packets >= PROBE_PACKETS and first is not None:
                 break
         else:
             complete = True
@@ -179,12 +180,12 @@ def _scan(path: Path, container, stream) -> tuple[list[int], int, Any, bool]:
         complete = True
     if first is None:
         raise DataError(path, "the video track holds no decodable frame (corrupt or not a video)")
-    return pts, last_duration, first, complete
+    return pts, packets, last_duration, first, complete
 
 
 def track_seconds(stream) -> float | None:
-    """The video track's duration as its header states it (mp4/mov/avi: stream duration; mkv/webm: the
-    track's DURATION tag), or None."""
+    """A track's duration as the header states it (mp4/mov/avi: the stream duration; mkv/webm: the track's
+    DURATION tag), or None (flv, avi audio: only the file's duration is stated). The audio path uses it too."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     tag = next((v for k, v in stream.metadata.items() if k.lower() == "duration"), None)
@@ -223,7 +224,7 @@ def _is_vfr(steps: np.ndarray) -> bool:
 
 # --- decoding --------------------------------------------------------------------------------
 
-def iter_frames(path: str | Path, sampler: SamplerLike = "all", *,
+def iter_frames(path: str | Path, sampler: SamplerLike, *,
                 max_duration: float | None = None) -> Iterator[Frame]:
     """Stream the frames ``sampler`` wants from ``path`` (see the module docstring).
 
@@ -246,7 +247,7 @@ def iter_frames(path: str | Path, sampler: SamplerLike = "all", *,
     return _frames(path, info, sampler, times, limit)
 
 
-def read_frames(path: str | Path, sampler: SamplerLike = "all", *,
+def read_frames(path: str | Path, sampler: SamplerLike, *,
                 max_duration: float | None = None) -> list[Frame]:
     """All frames `iter_frames` yields, in a list (mind the memory for ``"all"`` on long clips)."""
     return list(iter_frames(path, sampler, max_duration=max_duration))
@@ -315,7 +316,7 @@ def _nearest(decoded: Iterator[tuple[int, float, Any]], times: Iterator[float], 
         if made is None or made.index != item[0]:
             made = Frame(item[0], item[1], _image(item[2], info.rotation))
             return made
-        return Frame(made.index, made.time_s, made.image)  # the same frame again: one conversion
+        return Frame(made.index, made.time_s, made.image.copy())  # the same frame again: converted once
 
     prev = None
     want = next(times, None)
