@@ -19,8 +19,8 @@ from videogen import (CODECS, frame_number, pattern_frames, quadrant_colours, to
 from emofuse.errors import ConfigError, DataError
 from emofuse.media import video
 from emofuse.media.audio import AudioWarning
-from emofuse.media.video import (SAMPLERS, Frame, FrameSampler, VideoWarning, get_sampler, iter_frames,
-                                 list_samplers, load_video_audio, probe_video, read_frames)
+from emofuse.media.video import (SAMPLERS, Frame, FrameSampler, VideoWarning, get_sampler, has_video_track,
+                                 iter_frames, list_samplers, load_video_audio, probe_video, read_frames)
 
 EXTS = sorted(CODECS)
 WHITE, RED, GREEN, BLUE = (255, 255, 255), (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -273,6 +273,18 @@ def test_no_video_track(tmp_path):
     cover = write_audio_only(tmp_path / "song.mp4", tone(1.0), cover=True)
     with pytest.raises(DataError, match="no video track.*cover picture"):
         probe_video(cover)
+
+
+def test_has_video_track(tmp_path):
+    assert has_video_track(write_video(tmp_path / "clip.mkv", pattern_frames(2), fps=5))
+    assert not has_video_track(write_audio_only(tmp_path / "speech.mp4", tone(0.5)))
+    assert not has_video_track(write_audio_only(tmp_path / "song.mp4", tone(0.5), cover=True))
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 100)
+    with pytest.raises(DataError, match="not a readable video file"):
+        has_video_track(text)
+    with pytest.raises(DataError, match="file not found"):
+        has_video_track(tmp_path / "missing.mp4")
 
 
 def test_non_video_files_with_video_extensions(tmp_path):

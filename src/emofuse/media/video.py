@@ -32,7 +32,7 @@ from emofuse.media.checks import _limit_text, check_file, max_duration_limit
 from emofuse.media.sampling import SAMPLERS, FrameSampler, get_sampler, list_samplers
 
 __all__ = ["PROBE_PACKETS", "SAMPLERS", "Frame", "FrameSampler", "VideoInfo", "VideoWarning", "get_sampler",
-           "iter_frames", "list_samplers", "load_video_audio", "probe_video", "read_frames"]
+           "has_video_track", "iter_frames", "list_samplers", "load_video_audio", "probe_video", "read_frames"]
 
 #: packets of the video track `probe_video` reads (timestamps only, one frame decoded) to measure the
 #: frame rate, detect a variable one, and count the frames of a short file exactly
