@@ -60,24 +60,19 @@ class FrameSampler:
     @property
     def name(self) -> str:
         """A short name, e.g. ``"2fps_8"`` or ``"15_over_3.6s"``; `get_sampler` reads it back."""
-        span = "" if self.span_s is None else f"_over_{self.span_s:g}s"
+        span = "" if self.span_s is None else f"_over_{_num(self.span_s)}s"
         if self.mode == "count":
             text = f"{self.count}{span}" if span else f"{self.count}_even"
         elif self.mode == "rate":
-            text = f"{self.rate:g}fps" + ("" if self.count is None else f"_{self.count}") + span
+            text = f"{_num(self.rate)}fps" + ("" if self.count is None else f"_{self.count}") + span
         else:
             text = "all" + span
         return text if self.max_frames == DEFAULT_MAX_FRAMES else f"{text}_max{self.max_frames}"
 
     @property
-    def bounded(self) -> bool:
-        """True when the wanted frames end at a fixed time (``span_s``, or ``count`` at a ``rate``), so a
-        long file is read only up to there; False when decoding runs to the end of the file."""
-        return self.span_s is not None or (self.mode == "rate" and self.count is not None)
-
-    @property
     def read_seconds(self) -> float:
-        """How far into the file decoding may need to go (``inf``: to the end)."""
+        """How far into the file decoding may need to go: ``span_s``, or the last time of a count at a rate;
+        ``inf`` when decoding goes on to the end of the file."""
         if self.span_s is not None:
             return self.span_s
         if self.mode == "rate" and self.count is not None:
@@ -108,6 +103,12 @@ class FrameSampler:
         if "mode" not in data:
             raise ConfigError("a frame sampler needs a mode ('count', 'rate' or 'all')")
         return cls(**dict(data))
+
+
+def _num(value: float) -> str:
+    """The shortest text that reads back as ``value`` (``2``, ``3.6``, ``0.3333333333333333``)."""
+    text = f"{value:g}"
+    return text if float(text) == value else repr(value)
 
 
 def _rate_times(rate: float, count: int | None, span_s: float | None) -> Iterator[float]:
