@@ -149,6 +149,10 @@ def test_decoding_stops_after_the_last_wanted_frame(tmp_path, monkeypatch):
     assert [f.index for f in frames] == [0, 5, 10, 15, 20, 25, 30, 35]
     assert max(decoded) <= 36  # stopped right after frame 35, not at frame 199
     assert len(converted) == 8  # only the chosen frames become arrays
+    decoded.clear()
+    every = iter_frames(path, "all")
+    assert next(every).index == 0 and max(decoded) <= 1  # "all" streams too: one frame at a time
+    every.close()
 
 
 def test_errors_come_before_the_first_frame(tmp_path):
