@@ -322,6 +322,17 @@ def test_train_and_evaluate_a_fusion_model_on_face_sequences(video_corpus, tmp_p
     wa = json.loads(out)["wa"]
     assert wa > 0.7, wa  # chance is 1/3: only the face tells the labels apart
 
+    # the Python API predicts a clip from its audio and its video (given as the "video" source)
+    from emofuse.inference.predictor import Predictor
+
+    predictor = Predictor(ckpt, min_speech=0, cache_dir=cache)
+    clip = video_corpus / "p5_happy_1"
+    both = predictor.predict_file(clip.with_suffix(".wav"), sources={"video": clip.with_suffix(".mp4")})
+    assert both.ok and both.modalities_used == ["audio", "face"] and both.label == "happy", both
+    blind = video_corpus / "p0_calm_0"  # no face in any frame: the face modality is absent
+    alone = predictor.predict_file(blind.with_suffix(".wav"), sources={"video": blind.with_suffix(".mp4")})
+    assert alone.ok and alone.modalities_used == ["audio"]
+
 
 # ---------------------------------------------------------------- real data (skipped without it)
 
