@@ -184,6 +184,7 @@ class AudioVisualPredictor:
             "face_share": face_share, "face_frames": None if faces is None else int(faces.mask.size),
             "audio_probabilities": None if "audio" not in probs else dict(zip(labels, probs["audio"].tolist())),
             "face_probabilities": None if face_probs is None else dict(zip(faces.classes, face_probs.tolist())),
+            "face_on_audio_classes": None if "face" not in probs else dict(zip(labels, probs["face"].tolist())),
         }
         if explain and faces is not None:
             explanations["face_per_frame"] = per_frame_table(faces, self.face_temperature)

@@ -63,9 +63,11 @@ def weights_plot(prediction: Any, path: Path) -> Path:
     left.set_ylim(0, 1)
     left.set_title(f"modality weights (face in {100 * (exp['face_share'] or 0):.0f}% of frames)", fontsize=9)
     x = np.arange(len(labels))
-    parts = [("audio", exp.get("audio_probabilities")), ("fused", prediction.probabilities)]
-    for k, (name, probs) in enumerate(p for p in parts if p[1]):
-        right.bar(x + (k - 0.5) * 0.4, [probs[lab] for lab in labels], width=0.4, label=name)
+    parts = [p for p in (("audio", exp.get("audio_probabilities")), ("face", exp.get("face_on_audio_classes")),
+                         ("fused", prediction.probabilities)) if p[1]]
+    width = 0.8 / len(parts)
+    for k, (name, probs) in enumerate(parts):
+        right.bar(x + (k - (len(parts) - 1) / 2) * width, [probs[lab] for lab in labels], width=width, label=name)
     right.set_xticks(x, labels, rotation=30, fontsize=8)
     right.set_title(f"{Path(prediction.path).name} → {prediction.label}", fontsize=9)
     right.legend(fontsize=8)
