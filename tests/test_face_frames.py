@@ -303,7 +303,8 @@ def video_corpus(tmp_path_factory) -> Path:
 def test_train_and_evaluate_a_fusion_model_on_face_sequences(video_corpus, tmp_path, capsys, model):
     from emofuse.cli import main
 
-    kwargs = {"tucker_fusion": "{d_model: 16, t_common: 8, heads: 2, ranks: [4, 4, 4], pool_dim: 8, gru_hidden: 8, cnn_channels: [4, 8]}",
+    kwargs = {"tucker_fusion": "{d_model: 16, t_common: 8, heads: 2, ranks: [4, 4, 4], pool_dim: 8, gru_hidden: 8, "
+                               "cnn_channels: [4, 8]}",
               "attention_pooling": "{hidden: 16, embed_dim: 8}"}[model]
     recipe = tmp_path / "faces.yaml"
     recipe.write_text(f"model: {model}\nmodel_kwargs: {kwargs}\n"
