@@ -1,6 +1,7 @@
 """The "haar" face detector: OpenCV's frontal-face Haar cascade (the XML files in ``cv2.data``).
 
-Faces come largest first, scored by the number of merged neighbour windows. With
+Faces come largest first, scored by the number of merged neighbour windows; of two overlapping
+detections (half of the smaller inside the other) only the better supported one is kept. With
 ``landmarks=True`` (default) an eye cascade searches the upper part of each face box; when it finds
 one eye in each half, the two eye centres are kept and the nose and mouth corners are placed by a
 fixed mean-face template relative to the eyes (estimates, not measurements), giving the five
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from emofuse.errors import ConfigError, DataError
-from emofuse.faces.detectors import Face, FaceDetector, check_image, largest_first, register_detector
+from emofuse.faces.detectors import Face, FaceDetector, check_image, largest_first, nms, register_detector
 
 #: Mean-face positions relative to the eye midpoint, in units of the eye distance, x along the
 #: eye line (towards the image-right eye) and y perpendicular to it (down): nose, mouth left,
@@ -97,8 +98,11 @@ class HaarDetector(FaceDetector):
             grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
         rects, neighbours = _cascade(self.cascade).detectMultiScale2(
             grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side))
+        rects, neighbours = np.asarray(rects).reshape(-1, 4), np.asarray(neighbours, dtype=np.float64).reshape(-1)
+        # one head, one face: of overlapping windows (half of the smaller inside the other) keep the best supported
+        keep = nms(np.hstack([rects[:, :2], rects[:, :2] + rects[:, 2:]]), neighbours, 0.5, method="min")
         faces = []
-        for (x, y, w, h), n in zip(np.asarray(rects).reshape(-1, 4), np.asarray(neighbours).reshape(-1)):
+        for (x, y, w, h), n in zip(rects[keep], neighbours[keep]):
             points = self._eyes(grey, int(x), int(y), int(w), int(h)) if self.landmarks else None
             box = (np.array([x, y, x + w, y + h], dtype=np.float32) - pad) / scale
             faces.append(Face(box, float(n), None if points is None else (points - pad) / scale))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from emofuse.errors import ConfigError, DataError
-from emofuse.faces.detectors import Face, FaceDetector, check_image, largest_first, register_detector
+from emofuse.faces.detectors import Face, FaceDetector, check_image, largest_first, nms, register_detector
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "faces" / "mtcnn" / "mtcnn.safetensors"
 
@@ -105,32 +105,6 @@ def load_cascade(path: str = str(WEIGHTS)):
     except RuntimeError as exc:
         raise DataError(path, f"not the MTCNN weights emofuse expects: {exc}") from exc
     return model.eval().requires_grad_(False)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression, best score first.
-
-    ``union``: overlap = intersection / union of areas ``(x1-x0)*(y1-y0)``; ``min``: intersection /
-    the smaller area, with the ``+1`` pixel convention of the original MTCNN. A box is dropped when
-    its overlap with a kept box exceeds ``threshold``.
-    """
-    if len(boxes) == 0:
-        return np.zeros(0, dtype=np.int64)
-    plus = 1.0 if method == "min" else 0.0
-    x0, y0, x1, y1 = (boxes[:, i].astype(np.float64) for i in range(4))
-    area = (x1 - x0 + plus) * (y1 - y0 + plus)
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        w = np.maximum(0.0, np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]) + plus)
-        h = np.maximum(0.0, np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]) + plus)
-        inter = w * h
-        denom = np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter
-        overlap = inter / np.maximum(denom, 1e-12)
-        order = rest[overlap <= threshold]
-    return np.asarray(keep, dtype=np.int64)
 
 
 def _square(boxes: np.ndarray) -> np.ndarray:
