@@ -334,6 +334,17 @@ def test_train_and_evaluate_a_fusion_model_on_face_sequences(video_corpus, tmp_p
     alone = predictor.predict_file(blind.with_suffix(".wav"), sources={"video": blind.with_suffix(".mp4")})
     assert alone.ok and alone.modalities_used == ["audio"]
 
+    # a file with both tracks is its own video source: no sources= needed
+    import soundfile as sf
+
+    from emofuse.media.video import read_frames
+
+    wave, rate = sf.read(str(clip.with_suffix(".wav")), dtype="float32")
+    frames = [f.image for f in read_frames(clip.with_suffix(".mp4"), "all")]
+    joined = write_video(tmp_path / "joined.mp4", frames, FPS, audio=wave, audio_rate=rate)
+    own = predictor.predict_file(joined)
+    assert own.ok and own.modalities_used == ["audio", "face"] and own.label == "happy", own
+
 
 # ---------------------------------------------------------------- real data (skipped without it)
 

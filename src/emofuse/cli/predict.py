@@ -161,13 +161,25 @@ def parse_sources(items: list[str] | None, files: list[str]) -> dict[str, Path]:
     return sources
 
 
+def _source_key(modality: str, names: Any, reads_row: Any) -> str:
+    """The `Sample.sources` key a ``--source`` file fills: the source kind its model's features read
+    (``video`` for ``face_frames``), else the modality's first source."""
+    from emofuse.data.modalities import get_modality
+    from emofuse.features.base import get_extractor, list_extractors
+
+    if not reads_row:
+        kinds = [get_extractor(n).source for n in names if n in list_extractors(None)]
+        if kinds and kinds[0] in get_modality(modality).sources:
+            return kinds[0]
+    return get_modality(modality).sources[0]
+
+
 def _predict_with_sources(predictor: Any, path: str, text: str | None, sources: dict[str, Path]) -> Any:
     """One file's prediction with its ``--source`` inputs, as `Predictor.predict_files` gives it
     (a file that cannot be used gets a label-less result). A modality the model does not read is
     dropped with a warning; one its features read from a table row (e.g. ``au``) is loaded from the
     ``.npy`` file, the others are passed as paths."""
     from emofuse.data.manifest import load_numeric_row
-    from emofuse.data.modalities import get_modality
     from emofuse.errors import DataError
     from emofuse.features.base import list_extractors
     from emofuse.inference.predictor import Prediction
@@ -182,7 +194,8 @@ def _predict_with_sources(predictor: Any, path: str, text: str | None, sources: 
                   file=sys.stderr)
             continue
         reads_row = table & set(plan.names)
-        given[get_modality(name).sources[0]] = load_numeric_row(file, f"--source {name}") if reads_row else file
+        given[_source_key(name, plan.names, reads_row)] = load_numeric_row(file, f"--source {name}") if reads_row \
+            else file
     try:
         return predictor.predict_file(path, text=text, sources=given)
     except DataError as exc:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from emofuse.errors import DataError
+
+if TYPE_CHECKING:  # numpy is imported when the corpus is loaded: `emofuse COMMAND --help` stays light
+    import numpy as np
 
 #: FER2013's label order (0..6), in this project's spelling of the emotions.
 FER_LABELS = ("angry", "disgust", "fearful", "happy", "sad", "surprised", "neutral")
@@ -47,6 +49,8 @@ def fer2013_path(data_root: str | Path | None = None) -> Path:
 
 def load_fer2013(data_root: str | Path | None = None) -> dict[str, FerSplit]:
     """The three official parts, checked (keys, shapes, label range, usage names)."""
+    import numpy as np
+
     path = fer2013_path(data_root)
     if not path.is_file():
         raise DataError(path, "FER2013 file not found (expected fer2013/fer2013.npz below the data folder)")

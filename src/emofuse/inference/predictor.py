@@ -234,10 +234,31 @@ class Predictor:
                     raise DataError(path, f"speech recognition heard no words, and {self._needs_transcript()}")
             return read["text"]  # "" (no words heard): the text is absent, the other modalities still count
 
-        sample = Sample(id=str(path), speaker="", dataset="", label=None,
-                        sources={**({} if path is None else {"audio": path}), **sources})
+        own = {} if path is None else {"audio": path, **({"video": path} if self._video_of(path) else {})}
+        sample = Sample(id=str(path), speaker="", dataset="", label=None, sources={**own, **sources})
         return InputStore(sample, self._plan_extractor, waveform=None if path is None else waveform,
                           transcript=transcript, cache_dir=self.cache_dir), read
+
+    @property
+    def reads_video(self) -> bool:
+        """Whether one of the model's features reads a video (e.g. ``face_frames``)."""
+        return any(getattr(self._plan_extractor(n), "source", None) == "video"
+                   for mp in self.plan.modalities.values() for n in mp.names if n in self._known_extractors())
+
+    @staticmethod
+    def _known_extractors() -> set[str]:
+        from emofuse.features import list_extractors
+
+        return set(list_extractors(None))
+
+    def _video_of(self, path: Path) -> bool:
+        """Whether the file itself is the model's video input: the model reads video and the file has a
+        video track."""
+        if not self.reads_video:
+            return False
+        from emofuse.media.video import has_video_track
+
+        return has_video_track(path)
 
     def _plan_extractor(self, name: str) -> Any:
         """Feature ``name`` with the settings the checkpoint recorded."""
@@ -249,11 +270,13 @@ class Predictor:
         modalities could be computed."""
         model = self.ckpt.model
         if "face" in self.plan.modalities and path is not None and "face" not in sources and feats["face"][0] is None:
-            from emofuse.media.audio import AudioWarning  # never computed from a file, even a video
+            from emofuse.media.audio import AudioWarning
 
             names = ", ".join(self.plan.modalities["face"].names)
-            warnings.warn(f"{path}: the face was not used: the model reads a face ({names}) "
-                          "but emofuse cannot compute face features from a file yet (even a video); "
+            why = ("no face was found in the file's video (or it has no video track)" if self.reads_video else
+                   "its face features come from a per-clip table (e.g. action units), which emofuse does not compute "
+                   "from a file, even a video (models trained on face_frames read the video)")
+            warnings.warn(f"{path}: the face was not used: the model reads a face ({names}) but {why}; "
                           "predicted from the other modalities (pass face= to use one)", AudioWarning, stacklevel=3)
         if not any(feats[m][0] is not None for m in feats if m in model.input_dims):
             what = "this file" if path is not None else "the given sources" if sources else "a text alone"

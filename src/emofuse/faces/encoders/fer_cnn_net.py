@@ -10,7 +10,6 @@ to zero mean and unit variance (`standardize_faces`), so lighting and contrast m
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 
