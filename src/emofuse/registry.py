@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from emofuse.errors import ConfigError
 
@@ -41,3 +41,15 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
+
+    def build(self, name: str | dict[str, Any], **cfg: Any) -> Any:
+        """An instance of the class registered as ``name`` with settings ``cfg``, or from a config dict
+        ``{"name": ..., **settings}`` (`ConfigError` for an unknown name or setting)."""
+        if isinstance(name, dict):
+            cfg = {**{k: v for k, v in name.items() if k != "name"}, **cfg}
+            name = name.get("name", "")
+        cls: Any = self.get(str(name))
+        try:
+            return cls(**cfg)
+        except TypeError as exc:
+            raise ConfigError(f"{self.kind} {name!r}: bad settings {sorted(cfg)}: {exc}") from exc

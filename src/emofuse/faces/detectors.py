@@ -142,15 +142,8 @@ def get_detector(name: str | dict[str, Any], **cfg: Any) -> FaceDetector:
     Raises:
         ConfigError: unknown name (listing the known ones) or an unknown setting.
     """
-    if isinstance(name, dict):
-        cfg = {**{k: v for k, v in name.items() if k != "name"}, **cfg}
-        name = name.get("name", "")
     _load_builtins()
-    cls = _DETECTORS.get(str(name))
-    try:
-        return cls(**cfg)
-    except TypeError as exc:
-        raise ConfigError(f"face detector {name!r}: bad settings {sorted(cfg)}: {exc}") from exc
+    return _DETECTORS.build(name, **cfg)
 
 
 def list_detectors() -> list[str]:

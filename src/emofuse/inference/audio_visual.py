@@ -22,7 +22,6 @@ expression probabilities; `save_face_explanation` writes the crops, the per-fram
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -45,12 +44,9 @@ def shipped_av_dir() -> Path:
 def load_av_config(folder: str | Path | None = None) -> dict[str, Any]:
     """An audio-visual model's ``config.json``, checked field by field (`DataError` naming the file)."""
     path = (Path(folder) if folder is not None else shipped_av_dir()) / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(path, "audio-visual model config not found") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(path, f"cannot read the audio-visual model config ({exc})") from None
+    from emofuse.inference.checkpoint import read_json
+
+    config = read_json(path, "the audio-visual model config")
     if not isinstance(config, dict) or config.get("format") != AV_FORMAT:
         raise DataError(path, f"not an audio-visual model config (format {AV_FORMAT!r} expected)")
     for field, kind in (("audio", dict), ("face", dict)):

@@ -272,15 +272,8 @@ def get_face_encoder(name: str | dict[str, Any], **cfg: Any) -> FaceEncoder:
         ConfigError: unknown name (listing the known ones) or an unknown setting.
         DataError: a weights file that is missing or unusable (names the file).
     """
-    if isinstance(name, dict):
-        cfg = {**{k: v for k, v in name.items() if k != "name"}, **cfg}
-        name = name.get("name", "")
     _load_builtins()
-    cls = _ENCODERS.get(str(name))
-    try:
-        return cls(**cfg)
-    except TypeError as exc:
-        raise ConfigError(f"face encoder {name!r}: bad settings {sorted(cfg)}: {exc}") from exc
+    return _ENCODERS.build(name, **cfg)
 
 
 def list_face_encoders() -> list[str]:

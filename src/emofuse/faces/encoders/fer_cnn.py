@@ -8,7 +8,6 @@ of the two pooled feature vectors (``widths[-1]`` values), the logits the log of
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,12 +82,9 @@ class FerCnnEncoder(FaceEncoder):
 
 def _read_config(path: Path) -> dict[str, Any]:
     """The ``config.json`` of a fer_cnn folder, checked (`DataError` naming it otherwise)."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(path, "fer_cnn config.json not found (a folder written by 'emofuse train-face' has one)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(path, f"cannot read fer_cnn config ({exc})") from None
+    from emofuse.inference.checkpoint import read_json
+
+    config = read_json(path, "the fer_cnn config (a folder written by 'emofuse train-face' has one)")
     if not isinstance(config, dict) or config.get("architecture") != "FerCNN" or \
             list(config.get("classes", [])) != list(FER_CLASSES) or not config.get("widths"):
         raise DataError(path, "not a fer_cnn config (architecture FerCNN, the 7 FER classes and widths expected)")
