@@ -67,7 +67,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              "scores = self.score(x).squeeze(-1)",
              (T_PAD,)),
     Mutation("collate_mask_covers_padding", "collate marks padded frames as valid",
-             "mask[i, : a.shape[0]] = True",
+             "mask[i, : a.shape[0]] = ~missing",
              "mask[i, :] = True",
              ("tests/test_training.py::test_collate_pads_ragged_and_masks_absent_modalities", T_GAPS)),
     Mutation("tucker_conv_reads_padding", "LogMelCNN no longer re-zeroes padding between conv blocks (#17 item 1)",

@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = Path(args.data) if args.data else default_data()
     if args.task == "calibrate":
-        base = {"audio": {"checkpoint": "demo_model"}, "face": {"sampler": "2fps_8", "detector": "haar",
-                                                                "encoder": "fer_cnn"},
+        base = {"audio": {"checkpoint": "demo_model"},
+                "face": {"sampler": "2fps", "detector": {"name": "mtcnn", "max_side": 320}, "encoder": "fer_cnn"},
                 "class_map": {k: list(v) for k, v in FACE_TO_AUDIO.items()}}
         print(calibrate(Path(args.out), data, args.cache, base))
         return 0
