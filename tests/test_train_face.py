@@ -84,6 +84,8 @@ def test_train_face_learns_saves_and_resumes(tmp_path):
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["classes"] == list(FER_LABELS) and config["best_epoch"] == result.best_epoch
     assert config["public_test_acc"] == pytest.approx(result.public_test_acc)
+    card = (tmp_path / "out" / "MODEL_CARD.md").read_text()
+    assert "research-only" in card and f"{result.private_test_acc:.4f}" in card
     from safetensors.torch import load_file
 
     weights = load_file(str(tmp_path / "out" / "model.safetensors"))

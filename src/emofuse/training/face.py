@@ -257,6 +257,35 @@ def save_face_model(net: FerCNN, cfg: FaceTrainConfig, result: FaceTrainResult) 
               "settings": settings, "history": cfg.history,
               "params": int(sum(p.numel() for p in net.parameters()))}
     atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
+    atomic_write_text(out / "MODEL_CARD.md", model_card(config))
+
+
+def model_card(config: dict[str, Any]) -> str:
+    """The model card of a trained `FerCNN` (what it is, its data and licence, its scores, its limits)."""
+    history = config.get("history") or []
+    return f"""# fer_cnn — emofuse's face-expression CNN
+
+**What**: a VGG-style CNN (widths {config['widths']}, {config['params']:,} parameters) mapping a 48×48 grey face
+to the 7 FER2013 expressions ({', '.join(config['classes'])}) and a {config['widths'][-1]}-value embedding
+(global average pool). Input: each face standardised to zero mean and unit variance; the centre 40×40 crop and
+its mirror image are averaged. Trained by `emofuse train-face` (`emofuse.training.face`).
+
+**Data**: FER2013 (Goodfellow et al. 2013; ICML 2013 representation-learning challenge). Training part only
+(28,709 faces), with random scale, rotation, shift, mirror and erasing. The epoch was chosen on PublicTest
+(3,589 faces, validation); PrivateTest (3,589) was scored once, after training.
+**FER2013 is research-only data with no open licence, and so are these weights: use them for research.**
+The images are web photos; FER2013 has no subject ids (its split is not subject-independent), duplicate
+images cross its parts, and its labels are noisy (human agreement is about 65 %).
+
+**Scores** (one training run, seed {config['settings']['seed']}): PublicTest accuracy
+{config['public_test_acc']:.4f} (epoch {config['best_epoch']} of {len(history)} run), PrivateTest accuracy
+{config['private_test_acc']:.4f}. Training took {config['train_seconds']:.0f} s on the machine named in
+docs/benchmarks.md.
+
+**Limits**: trained on posed and spontaneous web faces, mostly frontal, grey and small; it has not been
+checked for differences between groups of people. Faces in video are detected, cropped and aligned by
+emofuse (`emofuse.faces`) before it sees them; a wrong crop gives a wrong answer. It knows no "calm".
+"""
 
 
 def evaluate_face_split(net: FerCNN, split: FerSplit) -> np.ndarray:
