@@ -47,11 +47,13 @@ def test_text_extractors_are_registered_by_source():
     text = list_extractors("text")
     assert text == ["minilm_pooled", "minilm_tokens"]
     assert not set(text) & set(list_extractors())  # the default listing stays audio-only
-    others = {"au", "speaker_meta", "speaker_identity", "signal_stats", "signal_frames"}  # table, meta, signal
+    others = {"au", "speaker_meta", "speaker_identity", "signal_stats", "signal_frames",
+              "face_frames"}  # table, meta, signal, video
     assert set(list_extractors(None)) == set(list_extractors()) | set(text) | others
     assert all(get_extractor(n).source == "audio" for n in list_extractors())
+    assert list_extractors("video") == ["face_frames"]
     with pytest.raises(ConfigError, match="source"):
-        list_extractors("video")
+        list_extractors("photo")
     with pytest.raises(ConfigError, match="reads text"):
         extract_features(["x.wav"], "minilm_pooled")
     with pytest.raises(ConfigError, match="no option"):

@@ -290,7 +290,6 @@ def _frames(path: Path, info: VideoInfo, sampler: FrameSampler, times: Iterator[
             limit: float) -> Iterator[Frame]:
     with _open(path) as container:
         stream = _video_stream(path, container)
-        stream.thread_type = "AUTO"  # frame- and slice-threaded decoding: the same frames, sooner
         decoded = _decode(path, info, container, stream, limit)
         try:
             if times is None:
