@@ -157,7 +157,7 @@ def test_cli_no_face_is_the_audio_prediction(tmp_path):
     from emofuse.cli import main
 
     video = clip(tmp_path / "half.mp4", set(range(0, 15)))
-    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a = tmp_path / "a.json"
     assert main(["predict", str(video), "--no-face", "--json", str(a)]) == 0
     pred = json.loads(a.read_text())["predictions"][0]
     expected = Predictor().predict_file(video)
