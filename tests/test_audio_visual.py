@@ -164,3 +164,23 @@ def test_cli_no_face_is_the_audio_prediction(tmp_path):
     assert pred["label"] == expected.label
     assert pred["probabilities"] == pytest.approx(expected.probabilities)
     assert "face_share" not in pred["explanations"]
+
+
+@pytest.mark.realdata
+def test_real_actor05_mp4_through_the_shipped_model(data_root_dir, tmp_path, capsys):
+    """One real 720p RAVDESS take (actor 05, happy) through `emofuse predict` with the shipped audio-visual model:
+    a face in every sampled frame, both modalities weighted, every class's probability printed."""
+    from emofuse.cli import main
+
+    clip = data_root_dir / "ravdess-actor05-video" / "mp4" / "01-01-03-01-01-02-05.mp4"
+    if not clip.is_file():
+        pytest.skip(f"real data missing: {clip}")
+    out = tmp_path / "p.json"
+    assert main(["predict", str(clip), "--json", str(out), "--explain", str(tmp_path / "why")]) == 0
+    pred = json.loads(out.read_text())["predictions"][0]
+    exp = pred["explanations"]
+    assert exp["face_share"] == 1.0 and exp["modalities"] == ["audio", "face"]
+    assert all(0.05 < w < 0.95 for w in exp["modality_weights"])
+    assert len(pred["probabilities"]) == 8 and pred["modalities_used"] == ["audio", "face"]
+    assert (tmp_path / "why" / clip.name / "face_crops.png").is_file()
+    assert "frames with a face: 100%" in capsys.readouterr().out

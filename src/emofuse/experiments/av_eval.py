@@ -46,7 +46,7 @@ def ravdess_samples(data_root: str | Path | None, speakers: set[str]) -> list[An
     """RAVDESS speech samples of ``speakers`` (two-digit actor ids)."""
     from emofuse.data.specs import load_dataset
 
-    return [s for s in load_dataset("ravdess", data_root) if f"{int(s.speaker):02d}" in speakers]
+    return [s for s in load_dataset("ravdess", data_root).samples if f"{int(s.speaker):02d}" in speakers]
 
 
 def audio_temperature(checkpoint: Path, data_root: str | Path | None, cache_dir: str | None) -> dict[str, Any]:
