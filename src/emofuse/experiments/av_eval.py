@@ -91,7 +91,7 @@ def actor05_takes(data_root: Path) -> list[dict[str, Any]]:
     for row in rows:
         if row["kind"] != "facecrop_avi":
             continue
-        speech = data_root / "ravdess-speech-16k" / "Actor_05" / f"03-01-{row['take_id']}.flac"
+        speech = data_root / "ravdess-speech-16k" / "Actor_05" / f"03-{row['take_id']}.flac"
         takes.append({"video": data_root / ACTOR05 / row["path"], "audio": speech, "label": row["label"],
                       "id": row["take_id"]})
     return takes

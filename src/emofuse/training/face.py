@@ -27,11 +27,7 @@ from torch.nn import functional as F
 
 from emofuse.atomic import atomic_write_text
 from emofuse.data.fer2013 import FER_LABELS, FerSplit, load_fer2013
-from emofuse.faces.encoders.fer_cnn_net import FerCNN, standardize_faces
-
-#: Side of the square the network sees: faces are 48×48, training crops and the test centre crop 40×40.
-CROP = 40
-IMAGE = 48
+from emofuse.faces.encoders.fer_cnn_net import CROP, IMAGE, FerCNN, crop_theta, to_network_input  # noqa: F401
 
 
 @dataclass
@@ -54,26 +50,6 @@ class FaceTrainConfig:
     precision: str = "auto"
     limit_train: int | None = None  # first N training faces only (smoke tests)
     history: list[dict[str, float]] = field(default_factory=list, repr=False)
-
-
-def crop_theta(n: int, scale: Tensor | float = 1.0, angle: Tensor | float = 0.0, shift: Tensor | None = None,
-               mirror: Tensor | None = None) -> Tensor:
-    """Affine matrices [n, 2, 3] mapping a 40×40 output to the 48×48 input: a centre crop at native
-    resolution, scaled, rotated (radians), shifted (fraction of the image) and mirrored."""
-    scale = torch.as_tensor(scale, dtype=torch.float32).expand(n) * (CROP / IMAGE)
-    angle = torch.as_tensor(angle, dtype=torch.float32).expand(n)
-    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-    flip = torch.ones(n) if mirror is None else 1.0 - 2.0 * mirror.float()
-    shift = torch.zeros(n, 2) if shift is None else shift
-    return torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
-                        torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)
-
-
-def to_network_input(images: Tensor, theta: Tensor) -> Tensor:
-    """uint8 or float faces [N, 48, 48] → standardised crops [N, 1, 40, 40] through ``theta``."""
-    x = standardize_faces(images.float().unsqueeze(1))
-    grid = F.affine_grid(theta.to(x.device, x.dtype), [x.shape[0], 1, CROP, CROP], align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def augment_batch(images: Tensor, cfg: FaceTrainConfig, generator: torch.Generator | None = None) -> Tensor:

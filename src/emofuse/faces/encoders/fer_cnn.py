@@ -71,7 +71,7 @@ class FerCnnEncoder(FaceEncoder):
     def forward(self, x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
         import torch
 
-        from emofuse.training.face import crop_theta, to_network_input
+        from emofuse.faces.encoders.fer_cnn_net import crop_theta, to_network_input
 
         n = x.shape[0]
         emb_a, log_a = self.net(to_network_input(x, crop_theta(n)))
