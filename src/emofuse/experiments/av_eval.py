@@ -227,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
                 "class_map": {k: list(v) for k, v in FACE_TO_AUDIO.items()}}
         print(calibrate(Path(args.out), data, args.cache, base))
         return 0
+    from emofuse.evaluation.results import machine_description
+
     results = actor05_eval(Path(args.audio_checkpoint), data, args.cache, load_av_config(args.model))
+    results.update(machine=machine_description(), folds=["actor 05 (the audio checkpoint's test speakers)"],
+                   seeds=[0], command="python -m emofuse.experiments.av_eval " + " ".join(sys.argv[1:]))
     results["detectors"] = detector_face_shares(data)
     write_json_atomic(args.out, results)
     return 0
