@@ -115,6 +115,16 @@ def test_no_speech_is_the_face_alone(tmp_path):
     assert any("no usable speech" in w for w in pred.warnings)
 
 
+def test_a_video_without_an_audio_track_is_predicted_from_the_face(tmp_path):
+    frames = np.full((30, 64, 96, 3), 10, np.uint8)
+    frames[:, 20:44, 30:54] = 255
+    pred = av().predict_file(write_video(tmp_path / "silent_film.mp4", frames, FPS))
+    assert pred.ok and pred.label == "happy" and pred.modalities_used == ["face"]
+    assert any("no audio track" in w for w in pred.warnings), pred.warnings
+    empty = av().predict_file(write_video(tmp_path / "dark_film.mp4", np.full((30, 64, 96, 3), 10, np.uint8), FPS))
+    assert not empty.ok and "no audio track in file, and no face" in empty.message and "dark_film.mp4" in empty.message
+
+
 def test_neither_speech_nor_face_gets_no_label(tmp_path):
     pred = av().predict_file(clip(tmp_path / "nothing.mp4", set(), audio="silent"))
     assert not pred.ok and pred.status == "no_speech"

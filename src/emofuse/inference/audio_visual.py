@@ -159,12 +159,15 @@ class AudioVisualPredictor:
         path = Path(path)
         face_job = self._face_worker().submit(self.read_face, path)  # the face on the other core meanwhile
         try:
-            audio = self.audio.predict_file(path, text=text)
+            audio, no_track = self._audio_part(path, text)
         finally:
             face_job.exception()  # wait for it: no face work outlives the call (its error is raised below)
-        if audio.status == "error":
+        if audio.status == "error" and not no_track:
             return audio
         faces = face_job.result()
+        if no_track and (faces is None or not faces.mask.any()):
+            return Prediction.failed(path, DataError(path, "no audio track in file, and no face was found in "
+                                                           "its sampled frames"))
         result = self._fuse(path, audio, faces, explain or explain_dir is not None)
         if explain_dir is not None:
             from emofuse.inference.av_explain import save_face_explanation
@@ -208,6 +211,18 @@ class AudioVisualPredictor:
                           probabilities={lab: float(v) for lab, v in zip(labels, fused)},
                           modalities_used=[m for m in weights if weights[m] > 0], explanations=explanations,
                           transcript=audio.transcript, transcript_source=audio.transcript_source, warnings=notes)
+
+    def _audio_part(self, path: Path, text: str | None) -> tuple[Prediction, bool]:
+        """``(the audio model's prediction, whether the file has no audio track)``: for a video without an
+        audio track, a label-less result instead of an error (the face may still answer)."""
+        try:
+            return self.audio.predict_file(path, text=text), False
+        except DataError as exc:
+            from emofuse.media.video import probe_video
+
+            if probe_video(path).has_audio:
+                raise
+            return Prediction.failed(path, exc), True
 
     def predict_files(self, paths: list[str | Path], texts: Mapping[str, str] | None = None,
                       explain_root: str | Path | None = None) -> list[Prediction]:
