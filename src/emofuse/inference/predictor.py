@@ -91,7 +91,8 @@ def feature_spec(names: list[str], configs: dict[str, dict[str, Any]]) -> dict[s
 
 
 class Predictor:
-    """Loads a checkpoint once and predicts for many files (audio; video files give their audio).
+    """Loads a checkpoint once and predicts for many files (audio; a video file gives its audio, and its face
+    frames to a model that reads `face_frames`; `emofuse.inference.audio_visual` adds a face to audio models).
 
     Args:
         checkpoint: checkpoint folder (default: the shipped demo model), a loaded checkpoint, or a
