@@ -74,8 +74,22 @@ class CaseTimeout(BaseException):
     """Raised by the alarm of `run_in_process` (a BaseException, so no ``except Exception`` swallows it)."""
 
 
+def predict_like_cli(predictor: Any, path: Path) -> Any:
+    """What ``emofuse predict FILE`` does with ``predictor``: a file with a video track through the shipped
+    audio-visual model built on it (`emofuse.inference.audio_visual`), any other file through it."""
+    from emofuse.cli.predict import _is_video
+
+    if not _is_video(str(path)):
+        return predictor.predict_file(path)
+    if getattr(predictor, "_audio_visual", None) is None:
+        from emofuse.inference.audio_visual import AudioVisualPredictor
+
+        predictor._audio_visual = AudioVisualPredictor(audio_predictor=predictor)
+    return predictor._audio_visual.predict_file(path)
+
+
 def predict_outcome(predictor: Any, path: Path) -> Outcome:
-    """`Predictor.predict_file` on ``path``: a raised `EmofuseError` becomes its label-less status
+    """`predict_like_cli` on ``path``: a raised `EmofuseError` becomes its label-less status
     (`Prediction.failed`), any other exception a crash."""
     from emofuse.errors import EmofuseError
     from emofuse.inference.predictor import Prediction
@@ -84,7 +98,7 @@ def predict_outcome(predictor: Any, path: Path) -> Outcome:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            pred = predictor.predict_file(path)
+            pred = predict_like_cli(predictor, path)
         except EmofuseError as exc:
             pred = Prediction.failed(path, exc)
         except MemoryError as exc:
