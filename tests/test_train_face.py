@@ -110,3 +110,34 @@ def test_bad_fer_file_is_named(tmp_path):
     assert str(bad) in str(err.value)
     with pytest.raises(DataError, match="not found"):
         load_fer2013(tmp_path / "missing.npz")
+
+
+def test_init_starts_from_earlier_weights(tmp_path):
+    data = synthetic_fer(tmp_path / "fer.npz")
+
+    def cfg(**kw):
+        return FaceTrainConfig(max_epochs=2, batch_size=32, widths=(8, 16, 32, 32), lr=5e-3, max_rotation_deg=5, **kw)
+
+    first = train_face(tmp_path / "a", data, cfg(), progress=False)
+    from safetensors.torch import load_file
+
+    from emofuse.faces.encoders.fer_cnn_net import FerCNN
+    from emofuse.training.face import load_initial_weights
+
+    net = FerCNN(7, (8, 16, 32, 32))
+    load_initial_weights(net, tmp_path / "a")
+    saved = load_file(str(tmp_path / "a" / "model.safetensors"))
+    assert all(torch.equal(v, saved[k]) for k, v in net.state_dict().items())
+    frozen = dict(max_epochs=1, batch_size=32, widths=(8, 16, 32, 32), lr=1e-9)  # the weights barely move
+    warm, cold = FaceTrainConfig(init=str(tmp_path / "a"), **frozen), FaceTrainConfig(**frozen)
+    train_face(tmp_path / "b", data, warm, progress=False)
+    train_face(tmp_path / "c", data, cold, progress=False)
+    conv = [k for k, v in saved.items() if v.ndim == 4]  # conv kernels: BatchNorm statistics still move
+    after_warm = load_file(str(tmp_path / "b" / "model.safetensors"))
+    after_cold = load_file(str(tmp_path / "c" / "model.safetensors"))
+    assert all(torch.allclose(after_warm[k], saved[k], atol=1e-5) for k in conv)
+    assert not any(torch.allclose(after_cold[k], saved[k], atol=1e-2) for k in conv)
+    with pytest.raises(DataError, match="no fer_cnn weights"):
+        load_initial_weights(net, tmp_path / "missing")
+    with pytest.raises(DataError, match="another architecture"):
+        load_initial_weights(FerCNN(7, (4, 8, 16, 16)), tmp_path / "a")

@@ -22,6 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="auto", help="auto (bf16/16-mixed on a GPU, 32 on the CPU), 32, "
                    "bf16-mixed, 16-mixed")
     p.add_argument("--limit-train", type=int, help="use only the first N training faces (quick checks)")
+    p.add_argument("--init", metavar="DIR", help="start from the weights of a fer_cnn folder (e.g. an earlier "
+                   "'train-face --out' or src/emofuse/assets/faces/fer_cnn): a warm restart")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -34,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
         raise ConfigError("--max-epochs and --batch-size must be >= 1 and --lr > 0")
     cfg = FaceTrainConfig(max_epochs=args.max_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                          accelerator=args.accelerator, precision=args.precision, limit_train=args.limit_train)
+                          accelerator=args.accelerator, precision=args.precision, limit_train=args.limit_train,
+                          init=args.init)
     result = train_face(args.out, args.data, cfg, progress=not args.quiet)
     print(f"best epoch {result.best_epoch}: PublicTest accuracy {result.public_test_acc:.4f} (model selection); "
           f"PrivateTest accuracy {result.private_test_acc:.4f}; {result.train_seconds:.0f} s; "

@@ -49,6 +49,7 @@ class FaceTrainConfig:
     accelerator: str = "auto"
     precision: str = "auto"
     limit_train: int | None = None  # first N training faces only (smoke tests)
+    init: str | None = None  # a fer_cnn folder whose weights start the training (a warm restart)
     history: list[dict[str, float]] = field(default_factory=list, repr=False)
 
 
@@ -178,6 +179,8 @@ def train_face(out_dir: str | Path, data_root: str | Path | None = None, cfg: Fa
     check_resume_settings(work, cfg, resume.is_file())
     lightning.seed_everything(cfg.seed, workers=True, verbose=False)
     task = FaceExpressionTask(cfg, train, splits["PublicTest"])
+    if cfg.init and not resume.is_file():
+        load_initial_weights(task.net, Path(cfg.init))
     best = ModelCheckpoint(dirpath=work, filename="best", monitor="val_acc", mode="max", save_top_k=1, save_last=True)
     trainer = build_trainer(TrainConfig(max_epochs=cfg.max_epochs, accelerator=cfg.accelerator,
                                         precision=cfg.precision, progress=progress), work, [*callbacks, best],
@@ -195,6 +198,21 @@ def train_face(out_dir: str | Path, data_root: str | Path | None = None, cfg: Fa
     result = FaceTrainResult(out_dir, best_epoch, float(best.best_model_score), private_acc, seconds)
     save_face_model(net, cfg, result)
     return result
+
+
+def load_initial_weights(net: FerCNN, folder: Path) -> None:
+    """Start from the weights of a fer_cnn folder (``model.safetensors``) of the same architecture."""
+    from safetensors.torch import load_file
+
+    from emofuse.errors import DataError
+
+    file = folder / "model.safetensors"
+    if not file.is_file():
+        raise DataError(file, "no fer_cnn weights to start from (a folder written by 'emofuse train-face')")
+    try:
+        net.load_state_dict(load_file(str(file)))
+    except (RuntimeError, ValueError) as exc:
+        raise DataError(file, f"weights of another architecture than --widths says ({exc})") from None
 
 
 def check_resume_settings(work: Path, cfg: FaceTrainConfig, resuming: bool) -> None:
