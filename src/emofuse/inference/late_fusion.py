@@ -84,18 +84,11 @@ def fuse(probs: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.nd
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, grid: np.ndarray | None = None) -> float:
     """The temperature minimising the negative log-likelihood of ``labels`` under ``softmax(logits / T)``
-    (Guo et al. 2017, temperature scaling), searched on a log grid from 0.25 to 8 then refined."""
-    logits = np.asarray(logits, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.int64)
+    (Guo et al. 2017, temperature scaling), searched on a log grid from 0.25 to 8 then refined.
+    Kept here for its callers; the implementation is `emofuse.evaluation.calibration.fit_temperature`."""
+    from emofuse.evaluation.calibration import fit_temperature as _fit
 
-    def nll(t: float) -> float:
-        p = softmax(logits, t)[np.arange(len(labels)), labels]
-        return float(-np.log(np.clip(p, 1e-12, 1.0)).mean())
-
-    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 61)) if grid is None else grid
-    best = min(grid, key=nll)
-    fine = best * np.exp(np.linspace(-0.06, 0.06, 25))
-    return float(min(fine, key=nll))
+    return _fit(logits, labels, grid, kind="logits")
 
 
 def late_fusion(audio: np.ndarray | None, face: np.ndarray | None, face_share: float, labels: Sequence[str],
