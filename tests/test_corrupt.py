@@ -142,3 +142,118 @@ def test_corruption_settings_are_checked():
     for bad in (("hail", 1, 1), ("white", float("nan"), 1), ("mp3", 2, 1), ("white", 10, -1), ("reverb", 9, 1)):
         with pytest.raises(ConfigError):
             Corruption(*bad)
+
+
+# -- wrappers, views and the feature store --------------------------------------------------------
+
+import soundfile as sf  # noqa: E402
+
+from emofuse.data.record import Sample  # noqa: E402
+from emofuse.features import get_extractor  # noqa: E402
+from emofuse.features.cache import config_hash  # noqa: E402
+from emofuse.features.corrupted import Corrupted, LevelNormalized, level_normalize  # noqa: E402
+from emofuse.features.store import FeatureStore  # noqa: E402
+from emofuse.inputs.views import (CorruptionView, CorruptMixView, corruption_views, view_from_dict)  # noqa: E402
+from emofuse.media.corrupt import TrainingMix  # noqa: E402
+
+
+def _dataset(folder, speakers: int = 3, clips: int = 3) -> list[Sample]:
+    samples = []
+    for s in range(speakers):
+        for k in range(clips):
+            path = folder / f"s{s}_{k}.wav"
+            sf.write(path, speechlike(1.0, seed=10 * s + k, f0=110 + 30 * s), SR)
+            samples.append(Sample(id=f"s{s}_{k}", speaker=f"spk{s}", dataset="toy", label=k % 2,
+                                  sources={"audio": path}))
+    return samples
+
+
+def test_corruption_views_are_the_standard_list_and_round_trip():
+    views = corruption_views()
+    assert list(views) == [c.name for c in standard_test_corruptions()]
+    v = views["babble_snr5"]
+    assert v.needs_pool and view_from_dict(v.to_dict()) == v and v.to_dict()["kind"] == "corruption"
+    mix = CorruptMixView(2)
+    assert mix.name == "mix2" and view_from_dict(mix.to_dict()) == mix
+    with pytest.raises(ConfigError):
+        view_from_dict({"kind": "corruption", "corruption": "white", "level": 10, "seed": -3})
+
+
+def test_store_views_corrupt_audio_features_deterministically(tmp_path):
+    samples = _dataset(tmp_path)
+    store = FeatureStore(samples, tmp_path / "cache", progress=False)
+    clean = store.get("logmel")
+    noisy = store.view(corruption_views()["white_snr0"]).get("logmel")
+    assert all(a.shape == b.shape and not np.allclose(a, b) for a, b in zip(clean, noisy))
+    again = FeatureStore(samples, tmp_path / "fresh-cache", progress=False).view(CorruptionView("white", 0, corruption_views()["white_snr0"].seed))
+    assert all(np.array_equal(a, b) for a, b in zip(noisy, again.get("logmel")))  # recomputed identically
+    reordered = FeatureStore(samples[::-1], tmp_path / "other-cache", progress=False)
+    assert all(np.array_equal(a, b) for a, b in
+               zip(noisy[::-1], reordered.view(corruption_views()["white_snr0"]).get("logmel")))
+
+
+def test_same_audio_under_another_sample_id_gets_other_noise(tmp_path):
+    samples = _dataset(tmp_path, speakers=1, clips=1)
+    twin = Sample(id="twin", speaker="spk0", dataset="toy", label=0, sources=dict(samples[0].sources))
+    store = FeatureStore(samples + [twin], tmp_path / "cache", progress=False)
+    a, b = store.view(CorruptionView("white", 5, 7)).get("logmel")
+    assert not np.allclose(a, b)
+
+
+def test_store_babble_mixes_other_speakers_only(tmp_path, monkeypatch):
+    samples = _dataset(tmp_path)
+    seen: list[tuple[str, set[str]]] = []
+    choose = BabbleSource.choose
+
+    def spy(self, rng):
+        chosen = choose(self, rng)
+        seen.append((self.exclude, {self.pool[i][0] for i in chosen}))
+        return chosen
+
+    monkeypatch.setattr(BabbleSource, "choose", spy)
+    noisy = FeatureStore(samples, tmp_path / "cache", progress=False).view(corruption_views()["babble_snr5"]).get("logmel")
+    assert len(noisy) == len(samples) and len(seen) == len(samples)
+    assert all(own and own not in others for own, others in seen)
+
+
+def test_training_mix_view_draws_per_clip(tmp_path):
+    samples = _dataset(tmp_path)
+    store = FeatureStore(samples, tmp_path / "cache", progress=False)
+    mixed = store.view(CorruptMixView(1)).get("logmel")
+    assert all(m is not None for m in mixed)
+    draws = [TrainingMix(1).draw(s.id) for s in samples]
+    assert len({d.kind for d in draws}) > 1 and draws == [TrainingMix(1).draw(s.id) for s in samples]
+    assert draws != [TrainingMix(2).draw(s.id) for s in samples]
+    assert not set(draws) & set(standard_test_corruptions())
+
+
+def test_cache_keys_differ_per_corruption_and_pool(tmp_path):
+    samples = _dataset(tmp_path)
+    pool = [(s.speaker, str(s.sources["audio"])) for s in samples]
+    logmel = get_extractor("logmel")
+    hashes = {config_hash(logmel)}
+    for c in standard_test_corruptions():
+        hashes.add(config_hash(Corrupted(logmel, c, pool)))
+    hashes.add(config_hash(Corrupted(logmel, TrainingMix(1), pool)))
+    hashes.add(config_hash(Corrupted(logmel, TrainingMix(1), pool[:-1])))  # another pool
+    hashes.add(config_hash(Corrupted(logmel, Corruption("white", 10, 5), pool)))  # another seed
+    hashes.add(config_hash(LevelNormalized(logmel)))
+    assert len(hashes) == 1 + len(standard_test_corruptions()) + 4
+    assert config_hash(Corrupted(logmel, Corruption("white", 10, 5), pool)) == \
+        config_hash(Corrupted(logmel, Corruption("white", 10, 5), pool[:-1]))  # white noise needs no pool
+    with pytest.raises(ConfigError, match="pool"):
+        Corrupted(logmel, Corruption("babble", 5, 1), ())
+    with pytest.raises(ConfigError, match="audio extractor"):
+        LevelNormalized(get_extractor("speaker_meta"))
+
+
+def test_level_normalisation_makes_gain_copies_give_the_same_features():
+    clean = speechlike()
+    logmel = LevelNormalized(get_extractor("logmel"))
+    loud, quiet = logmel(clean * 10.0, SR), logmel(clean * 0.1, SR)
+    assert np.abs(loud - quiet).max() < 0.01  # dB
+    plain = get_extractor("logmel")
+    assert np.abs(plain(clean * 10.0, SR) - plain(clean * 0.1, SR)).mean() > 30
+    normed = level_normalize(clean * 30.0)
+    assert np.abs(normed).max() <= 1.0 and 10 * np.log10(active_power(level_normalize(clean))) == pytest.approx(-26, abs=0.1)
+    assert np.array_equal(level_normalize(np.zeros(100, np.float32)), np.zeros(100, np.float32))

@@ -23,6 +23,8 @@ signal    ``sample.sources["signal"]``: a ``.npz`` signal file         SHA-256 o
 video     ``sample.sources["video"]``: a video file, passed as its     SHA-256 of the file bytes
           path (the extractor decodes the frames it samples, e.g.
           ``face_frames``)
+audio_    ``sample.sources["audio"]`` decoded to mono, with the        SHA-256 of the file bytes,
+sample    sample's id and speaker (`ClipAudio`; corruptions)           sample id and speaker
 ========  ===========================================================  ==========================
 
 A new kind (``face_crops``, ...) is one `SourceKind` subclass registered with `register_source`,
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -208,5 +210,44 @@ class VideoSource(FileSource):
     batch_size = 4  # a clip's frames are decoded, detected and encoded together: few clips per call
 
 
-for _kind in (AudioSource(), TextSource(), TableSource(), MetaSource(), SignalSource(), VideoSource()):
+class ClipAudio(NamedTuple):
+    """What the ``audio_sample`` kind reads (``path``) and loads (``wave``) for one sample."""
+
+    path: Path
+    sample_id: str
+    speaker: str
+    wave: np.ndarray | None = None
+
+
+class AudioSampleSource(FileSource):
+    """The audio of a sample with its id and speaker (`ClipAudio`), for wrappers that need them:
+    corruptions seeded per sample id, babble from other speakers (`emofuse.features.corrupted`).
+    Keyed by the file's content, the sample id and the speaker."""
+
+    name = "audio_sample"
+    description = "sample.sources['audio'] decoded to mono, with the sample's id and speaker"
+
+    def read(self, sample: Any, extractor: Any) -> ClipAudio | None:
+        value = sample.sources.get("audio")
+        if not isinstance(value, (str, Path)):
+            return None
+        return ClipAudio(Path(value), str(sample.id), str(getattr(sample, "speaker", "") or ""))
+
+    def key(self, raw: ClipAudio) -> str:
+        return text_key(f"{clip_key(raw.path)}\0{raw.sample_id}\0{raw.speaker}")
+
+    def load(self, raw: ClipAudio, extractor: Any) -> ClipAudio:
+        from emofuse.media.audio import load_audio
+
+        return raw._replace(wave=load_audio(raw.path, extractor.sample_rate))
+
+    def describe(self, raw: ClipAudio) -> str:
+        return f"{Path(raw.path).resolve()} (sample {raw.sample_id}, speaker {raw.speaker})"
+
+    def where(self, raw: ClipAudio, sample: Any) -> Path:
+        return raw.path
+
+
+for _kind in (AudioSource(), TextSource(), TableSource(), MetaSource(), SignalSource(), VideoSource(),
+              AudioSampleSource()):
     register_source(_kind)

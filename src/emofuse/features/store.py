@@ -84,7 +84,10 @@ class FeatureStore:
         if self._original is not None:
             if not self.augmentation.applies_to(extractor):
                 return self._original.get(name, shard)
-            extractor = self.augmentation.wrap(extractor)
+            from emofuse.features.corrupted import audio_pool
+            from emofuse.inputs.views import wrap_view
+
+            extractor = wrap_view(self.augmentation, extractor, audio_pool(self.samples))  # babble: other speakers
         if name in self._arrays:
             return self._arrays[name]
         from emofuse.features.driver import extract

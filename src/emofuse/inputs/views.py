@@ -9,7 +9,11 @@ feature it does not affect stays the original one. Views serve twice:
 - **test-time views**: class probabilities are averaged over the original and each view
   (`emofuse.inputs.plan.average_over_views`).
 
-`SpeedView` (speed perturbation of the audio, `emofuse.features.augment`) is the first kind.
+`SpeedView` (speed perturbation of the audio, `emofuse.features.augment`) is the first kind;
+`CorruptionView` (one corruption of `emofuse.media.corrupt`, e.g. the standard test list,
+`corruption_views`) and `CorruptMixView` (each clip its own draw from the training distribution)
+wrap audio extractors with `emofuse.features.corrupted.Corrupted`; views with ``needs_pool`` get the
+store's (speaker, audio path) clips (`wrap_view`).
 A new kind is one class registered with `register_view`; nothing else needs to change::
 
     @register_view
@@ -143,5 +147,135 @@ def speed_views(factors: Any, source: str = "speed_perturb") -> tuple[SpeedView,
 def recipe_views(recipe: Any) -> tuple[tuple[AugmentedView, ...], tuple[AugmentedView, ...]]:
     """``(training views, test-time views)`` a recipe's ``data`` asks for: ``speed_perturb``
     factors become training `SpeedView` s, ``test_time_augment`` (true: the same factors, or a
-    list) test-time ones."""
-    return (tuple(SpeedView(f) for f in recipe.train_speeds), tuple(SpeedView(f) for f in recipe.test_speeds))
+    list) test-time ones; ``corrupt_augment: N`` adds the training views `CorruptMixView` (seeds 1..N)."""
+    mixes = tuple(CorruptMixView(seed) for seed in range(1, corrupt_augment_copies(recipe.data) + 1))
+    return (tuple(SpeedView(f) for f in recipe.train_speeds) + mixes, tuple(SpeedView(f) for f in recipe.test_speeds))
+
+
+#: Most corrupted training copies a recipe may ask for.
+MAX_CORRUPT_AUGMENT = 20
+
+
+def corrupt_augment_copies(data: Any) -> int:
+    """A recipe ``data``'s ``corrupt_augment`` (0 when absent), checked: a whole number 0..20."""
+    value = (data or {}).get("corrupt_augment") or 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CORRUPT_AUGMENT:
+        raise ConfigError(f"data.corrupt_augment must be a whole number of corrupted training copies from 0 to "
+                          f"{MAX_CORRUPT_AUGMENT}, got {value!r}")
+    return value
+
+
+def wrap_view(view: Any, extractor: Any, pool: Any = ()) -> Any:
+    """``view.wrap(extractor)``, giving ``pool`` (the store's (speaker, audio path) clips) to views
+    that need one (``needs_pool``: babble mixes other speakers' clips)."""
+    return view.wrap(extractor, pool=pool) if getattr(view, "needs_pool", False) else view.wrap(extractor)
+
+
+def _is_audio(extractor: Any) -> bool:
+    return getattr(extractor, "source", None) == "audio"
+
+
+@register_view
+@dataclass(frozen=True)
+class CorruptionView(AugmentedView):
+    """The clip under one corruption (`emofuse.media.corrupt.Corruption`: ``corruption`` kind,
+    ``level``, ``seed``), e.g. a condition of the standard test list (`corruption_views`).
+    Affects the extractors that read the audio."""
+
+    kind: ClassVar[str] = "corruption"
+    corruption: str
+    level: float
+    seed: int
+
+    def __post_init__(self) -> None:
+        c = self.as_corruption()
+        object.__setattr__(self, "level", c.level)
+
+    def as_corruption(self) -> Any:
+        from emofuse.media.corrupt import Corruption
+
+        return Corruption(self.corruption, self.level, self.seed)
+
+    @property
+    def name(self) -> str:
+        return self.as_corruption().name
+
+    @property
+    def needs_pool(self) -> bool:
+        return self.corruption == "babble"
+
+    def applies_to(self, extractor: Any) -> bool:
+        return _is_audio(extractor)
+
+    def wrap(self, extractor: Any, pool: Any = ()) -> Any:
+        from emofuse.features.corrupted import Corrupted
+
+        return Corrupted(extractor, self.as_corruption(), pool)
+
+
+@register_view
+@dataclass(frozen=True)
+class CorruptMixView(AugmentedView):
+    """Each clip under its own corruption drawn from the TRAINING distribution
+    (`emofuse.media.corrupt.TrainingMix`, from ``seed`` and the sample id): a training copy."""
+
+    kind: ClassVar[str] = "corrupt_mix"
+    seed: int
+    needs_pool: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        from emofuse.media.corrupt import TrainingMix
+
+        TrainingMix(self.seed)
+
+    @property
+    def name(self) -> str:
+        return f"mix{self.seed}"
+
+    def applies_to(self, extractor: Any) -> bool:
+        return _is_audio(extractor)
+
+    def wrap(self, extractor: Any, pool: Any = ()) -> Any:
+        from emofuse.features.corrupted import Corrupted
+        from emofuse.media.corrupt import TrainingMix
+
+        return Corrupted(extractor, TrainingMix(self.seed), pool)
+
+
+def corruption_views() -> dict[str, CorruptionView]:
+    """The standard TEST corruptions (`emofuse.media.corrupt.standard_test_corruptions`) as views,
+    by name (``white_snr10``, ``reverb_rt0.4``, ``mp3_8k``, ``telephone``, ...)."""
+    from emofuse.media.corrupt import standard_test_corruptions
+
+    return {c.name: CorruptionView(c.kind, c.level, c.seed) for c in standard_test_corruptions()}
+
+
+@dataclass(frozen=True)
+class UtteranceNormView(AugmentedView):
+    """Per-utterance level normalisation (`emofuse.features.corrupted.LevelNormalized`) of every
+    audio extractor, under ``inner`` (a view, or None: the original clip). Not saved as a view: an
+    input plan with ``utterance_norm`` builds it around each of its views (`InputPlan.source_store`)."""
+
+    kind: ClassVar[str] = "utterance_norm"
+    inner: AugmentedView | None = None
+
+    @property
+    def name(self) -> str:
+        return "lnorm" if self.inner is None else f"lnorm+{self.inner.name}"
+
+    @property
+    def needs_pool(self) -> bool:
+        return bool(getattr(self.inner, "needs_pool", False))
+
+    def applies_to(self, extractor: Any) -> bool:
+        return _is_audio(extractor) or (self.inner is not None and self.inner.applies_to(extractor))
+
+    def wrap(self, extractor: Any, pool: Any = ()) -> Any:
+        from emofuse.features.corrupted import LevelNormalized
+
+        if not _is_audio(extractor):
+            return wrap_view(self.inner, extractor, pool)
+        normed = LevelNormalized(extractor)
+        if self.inner is None or not self.inner.applies_to(normed):
+            return normed
+        return wrap_view(self.inner, normed, pool)

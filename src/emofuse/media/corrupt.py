@@ -399,3 +399,22 @@ def corruption_from_name(name: str) -> Corruption:
     if name not in named:
         raise ConfigError(f"unknown test corruption {name!r}; known: {', '.join(named)}")
     return named[name]
+
+
+@dataclass(frozen=True)
+class TrainingMix:
+    """Each clip gets its own `training_corruption`, drawn from (``seed``, sample id) only."""
+
+    seed: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ConfigError(f"a corruption mix needs a whole-number seed >= 0, got {self.seed!r}")
+
+    @property
+    def name(self) -> str:
+        return f"mix{self.seed}"
+
+    def draw(self, sample_id: str) -> Corruption:
+        """The corruption of the clip ``sample_id`` in this mix."""
+        return training_corruption(clip_rng(self.seed, f"training-mix\0{sample_id}"))
