@@ -372,3 +372,29 @@ def test_run_kfold_standardize_extra_tests_and_fold_callback():
     extra = result.extra_aggregates()
     assert set(extra) == {"only_face", "drop"} and extra["only_face"]["n"] == 1
     assert set(result.runs[0].extra["only_face"]) >= {"wa", "ua", "macro_f1"}
+
+
+def test_balanced_sampler_draws_each_class_equally_often():
+    import torch
+
+    from emofuse.training.config import TrainConfig
+    from emofuse.training.data import FeatureDataset
+    from emofuse.training.datamodule import FeatureDataModule
+
+    labels = [0] * 90 + [1] * 10  # 9:1 imbalance
+    ds = FeatureDataset({"audio": [np.full((1, 2), float(y), dtype=np.float32) for y in labels]}, labels,
+                        [str(i) for i in range(100)])
+    drawn = {}
+    for sampler in ("shuffle", "balanced"):
+        dm = FeatureDataModule.from_config(TrainConfig(batch_size=10, sampler=sampler), ds)
+        ys = torch.cat([b["labels"] for _ in range(20) for b in dm.train_dataloader()])
+        drawn[sampler] = float((ys == 1).float().mean())
+    assert drawn["shuffle"] == pytest.approx(0.1)
+    assert 0.4 < drawn["balanced"] < 0.6  # 2000 draws: 0.5 ± 0.03 (3 sigma)
+    again = torch.cat([b["labels"] for b in FeatureDataModule.from_config(
+        TrainConfig(batch_size=10, sampler="balanced"), ds).train_dataloader()])
+    first = torch.cat([b["labels"] for b in FeatureDataModule.from_config(
+        TrainConfig(batch_size=10, sampler="balanced"), ds).train_dataloader()])
+    assert torch.equal(again, first)  # seeded
+    with pytest.raises(Exception, match="sampler"):
+        TrainConfig(sampler="oversample")

@@ -26,6 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-epochs", type=int, help="override every recipe's max_epochs (quick runs)")
     p.add_argument("--robustness", action="store_true",
                    help="also test each neural model with single modalities and random modality drop rates 0.1-0.5")
+    p.add_argument("--protocol", default="standard", choices=("standard", "shift"),
+                   help="'shift': each recipe on the plain folds (also scored on corrupted test clips and "
+                   "calibrated on validation speakers), cross-sentence and cross-gender; see docs/shift.md")
     p.add_argument("--features", default="logmel,mfcc,frft_mfcc,egemaps,egemaps_lld,whisper", help="for 'features'")
     p.add_argument("--clips", type=int, default=40, help="for 'features': number of clips")
     data_opts(p)
@@ -58,5 +61,5 @@ def run(args: argparse.Namespace) -> int:
                             report_dir=args.report_dir, cache_dir=args.cache, seeds=parse_seeds(args.seeds),
                             folds=args.folds, max_epochs=args.max_epochs, progress=not args.quiet,
                             robustness=args.robustness, resume=not args.fresh, num_folds=args.num_folds,
-                            fold_seed=args.fold_seed)
+                            fold_seed=args.fold_seed, protocol=args.protocol)
     return 0

@@ -271,6 +271,11 @@ def write_results(out_dir: str | Path, results: dict[str, Any], *, name: str = "
     robust = robustness_table(results)
     if robust:
         lines += ["", "## Missing-modality robustness (WA at test time)", "", robust]
+    from emofuse.evaluation.shift import shift_table
+
+    shift = shift_table(results)
+    if shift:
+        lines += ["", "## Shift protocols (docs/shift.md)", "", shift]
     write_text_atomic(md_path, "\n".join(lines))
     return json_path, md_path
 

@@ -43,6 +43,7 @@ CODE_SOURCES: dict[str, tuple[str, ...]] = {
     "classical_model": ("training/classical.py",),
     "features": ("features", "inputs", "media", "data"),
     "training": ("training", "experiments/benchmark.py", "evaluation/metrics.py"),
+    "shift": ("experiments/shift.py", "evaluation/shift.py", "evaluation/calibration.py"),
 }
 
 
@@ -59,30 +60,35 @@ def _source_digest(root: Path, parts: tuple[str, ...]) -> str:
     return digest.hexdigest()[:16]
 
 
-def code_fingerprint(recipe: Recipe, root: Path | None = None) -> str:
+def code_fingerprint(recipe: Recipe, root: Path | None = None, roles: tuple[str, ...] | None = None) -> str:
     """Fingerprint of the code behind a recipe's row: the model code (``emofuse/models/`` for a neural
     recipe, the logistic-regression baseline for a classical one), the feature and data code and the
-    training/evaluation code, plus the package version. Editing any of those files changes it."""
+    training/evaluation code, plus the package version. Editing any of those files changes it.
+    ``roles`` picks other parts of `CODE_SOURCES` (e.g. ``("shift",)``)."""
     from emofuse import __version__
 
     root = Path(__file__).resolve().parents[1] if root is None else root
-    roles = ("classical_model" if recipe.classical else "neural_model", "features", "training")
+    roles = roles or ("classical_model" if recipe.classical else "neural_model", "features", "training")
     parts = "/".join(_source_digest(root, CODE_SOURCES[role]) for role in roles)
     return hashlib.sha256(f"{__version__}/{parts}".encode()).hexdigest()[:16]
 
 
 def run_key(recipe: Recipe, dataset: str, fold_names: list[str], seeds, max_epochs: int | None,
-            robustness: bool) -> str:
+            robustness: bool, protocol: str = "standard") -> str:
     """Fingerprint of one benchmark row: everything that changes its numbers (the recipe's model,
     features, kwargs, training and data settings, the folds, seeds, epoch cap, robustness tests and
-    `code_fingerprint`: the package version and the source of the code that computes the row).
+    `code_fingerprint`: the package version and the source of the code that computes the row) and,
+    for another ``protocol`` than the standard one, the protocol and its code.
     A finished row with the same key is reused on resume."""
     import json
 
     blob = json.dumps({"model": recipe.model, "features": recipe.features, "model_kwargs": recipe.model_kwargs,
                        "train": recipe.train, "data": recipe.data, "dataset": dataset, "folds": fold_names,
                        "seeds": list(seeds), "max_epochs": max_epochs, "robustness": bool(robustness),
-                       "code": code_fingerprint(recipe)}, sort_keys=True, default=str)
+                       "code": code_fingerprint(recipe),
+                       **({} if protocol == "standard" else
+                          {"protocol": protocol, "protocol_code": code_fingerprint(recipe, roles=("shift",))})},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

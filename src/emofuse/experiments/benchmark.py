@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("emofuse.experiments.benchmark")
 
+#: ``standard``: the corpus's folds; ``shift``: also corruptions, calibration, cross-sentence and
+#: cross-gender (`emofuse.experiments.shift`)
+PROTOCOLS = ("standard", "shift")
+
 
 def run_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds, labels: list[str],
                   seeds=(0,), progress: bool = True) -> dict[str, Any]:
@@ -148,7 +152,7 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
                   out: str | None = None, report_dir: str | None = None, cache_dir: str | None = None, seeds=(0,),
                   folds: str | None = None, max_epochs: int | None = None, progress: bool = True,
                   robustness: bool = False, resume: bool = True, num_folds: int | None = None,
-                  fold_seed: int | None = None) -> dict[str, Any]:
+                  fold_seed: int | None = None, protocol: str = "standard") -> dict[str, Any]:
     """Run every selected recipe over the folds and print/write one results table.
 
     ``dataset`` is a registered name, a CSV manifest path or a loaded `DatasetInstance`. A manifest's
@@ -157,6 +161,9 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
     With ``out``, the JSON is rewritten (atomically) after every recipe, so an interrupted run
     loses at most the recipe in progress; run the same command again and finished rows whose
     `run_key` still matches are reused (``resume=False`` recomputes everything).
+    ``protocol="shift"`` runs every recipe under the shift protocols instead
+    (`emofuse.experiments.shift.run_shift`: clean, corruptions, calibration, cross-sentence,
+    cross-gender) and prints the shift table.
     """
     from emofuse.evaluation.reports import (format_table, plot_robustness, robustness_table, write_json_atomic,
                                             write_results)
@@ -174,7 +181,9 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
     out_path = Path(out) if out else None
     finished = finished_rows(out_path) if resume else {}
     fold_names = [f.name for f in fold_list]
-    keys = {r.name: run_key(r, data.key, fold_names, seeds, max_epochs, robustness) for r in recipes}
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    keys = {r.name: run_key(r, data.key, fold_names, seeds, max_epochs, robustness, protocol) for r in recipes}
     store = FeatureStore(samples, cache_dir, progress=progress)
     store.labels = labels
     extract_before_timing(store, [r for r in recipes if keys[r.name] not in finished])
@@ -183,7 +192,7 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
     results = {
         "dataset": dataset, "date": date.today().isoformat(), "machine": machine_description(),
         "command": " ".join(["emofuse", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("emofuse") else None,
-        "folds": fold_names, "seeds": list(seeds), "labels": labels, "results": rows,
+        "folds": fold_names, "seeds": list(seeds), "labels": labels, "protocol": protocol, "results": rows,
     }
     for recipe in recipes:
         key = keys[recipe.name]
@@ -194,7 +203,12 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
                       file=sys.stderr)
         else:
             start = time.perf_counter()
-            if recipe.classical:
+            if protocol == "shift":
+                from emofuse.experiments.shift import run_shift
+
+                row = run_shift(recipe, samples, store, fold_list, labels, seeds=seeds, max_epochs=max_epochs,
+                                progress=progress)
+            elif recipe.classical:
                 row = run_classical(recipe, samples, store, fold_list, labels, seeds, progress)
             else:
                 row = run_neural(recipe, samples, store, fold_list, labels, seeds, max_epochs, progress, robustness,
@@ -212,6 +226,10 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
             plot_row_confusions(report, row, labels, dataset, len(fold_list))
     results["complete"] = True
     rank_zero_print(format_table(results, title=table_title(data, fold_list)))
+    if protocol == "shift":
+        from emofuse.evaluation.shift import shift_table
+
+        rank_zero_print("Shift protocols (UA unless named; corruption figures are WA and UA):\n" + shift_table(results))
     robust = robustness_table(results)
     if robust:
         rank_zero_print("Missing-modality robustness (WA at test time):\n" + robust)

@@ -41,10 +41,14 @@ class LogRegResult:
     probabilities: np.ndarray
     chosen_c: float
     model: Any = None
+    #: validation probabilities of the chosen C's model trained without the validation samples
+    #: (for calibration; None without validation samples)
+    val_probabilities: np.ndarray | None = None
 
 
-def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int):
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed))
+def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int, balanced: bool = False):
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000, random_state=seed,
+                                                               class_weight="balanced" if balanced else None))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(x, y)
@@ -54,28 +58,33 @@ def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int):
 def fit_predict_logreg(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
                        x_test: np.ndarray | Sequence[np.ndarray], num_classes: int,
                        c_grid: tuple[float, ...] = DEFAULT_C_GRID, seed: int = 0,
-                       x_refit: np.ndarray | None = None, y_refit: np.ndarray | None = None) -> LogRegResult:
+                       x_refit: np.ndarray | None = None, y_refit: np.ndarray | None = None,
+                       balanced: bool = False) -> LogRegResult:
     """Pick C by validation UA, refit on train+val, return class probabilities for the test set
     (columns for every class index 0..num_classes-1, zeros for classes absent from training).
 
     ``x_test`` may be a list of matrices of the same test samples (the original features and
     test-time augmented views): their probabilities are averaged. ``x_refit``/``y_refit`` replace
-    the validation rows added for the refit (e.g. validation samples with augmented copies)."""
-    best_c, best_score = c_grid[0], -1.0
+    the validation rows added for the refit (e.g. validation samples with augmented copies).
+    ``balanced`` weights each class by the inverse of its frequency (class-balanced training)."""
+    best_c, best_score, val_proba = c_grid[0], -1.0, None
     if len(y_val):
         for c in c_grid:
-            score = balanced_accuracy_score(y_val, _fit(x_train, y_train, c, seed).predict(x_val))
+            first = _fit(x_train, y_train, c, seed, balanced)
+            score = balanced_accuracy_score(y_val, first.predict(x_val))
             if score > best_score:
                 best_c, best_score = c, score
+                val_proba = np.zeros((len(x_val), num_classes), dtype=np.float64)
+                val_proba[:, first.classes_] = first.predict_proba(x_val)
     if x_refit is None or y_refit is None:
         x_refit, y_refit = x_val, y_val
-    model = _fit(np.concatenate([x_train, x_refit]), np.concatenate([y_train, y_refit]), best_c, seed)
+    model = _fit(np.concatenate([x_train, x_refit]), np.concatenate([y_train, y_refit]), best_c, seed, balanced)
     from emofuse.inputs.plan import average_over_views
 
     views = [x_test] if isinstance(x_test, np.ndarray) else list(x_test)
     proba = np.zeros((len(views[0]), num_classes), dtype=np.float64)
     proba[:, model.classes_] = average_over_views(model.predict_proba, views)  # test-time views
-    return LogRegResult(probabilities=proba, chosen_c=best_c, model=model)
+    return LogRegResult(probabilities=proba, chosen_c=best_c, model=model, val_probabilities=val_proba)
 
 
 #: Logit of a class the pipeline never saw in training: its probability is 0 in float32, as in
@@ -129,6 +138,8 @@ class ClassicalData:
     test_views: list[np.ndarray]
     #: how the matrices were built (saved in a trained checkpoint)
     plan: InputPlan | None = None
+    #: class-balanced training (the recipe's ``train.sampler: balanced``)
+    balanced: bool = False
 
 
 def classical_data(recipe: Recipe, samples: list[Sample], store: FeatureStore, labels: list[str]) -> ClassicalData:
@@ -154,7 +165,8 @@ def classical_data(recipe: Recipe, samples: list[Sample], store: FeatureStore, l
     kept = [samples[i] for i in keep]
     return ClassicalData(kept, matrix(feats), np.array([index[s.label] for s in kept]),
                          {m: int(feats[m][keep[0]].shape[-1]) for m in feats},
-                         [matrix(v) for v in train_views.values()], [matrix(v) for v in test_views.values()], plan)
+                         [matrix(v) for v in train_views.values()], [matrix(v) for v in test_views.values()], plan,
+                         balanced=recipe.train.get("sampler") == "balanced")
 
 
 def fit_classical_fold(data: ClassicalData, fold, num_classes: int, seed: int = 0):
@@ -176,5 +188,5 @@ def fit_classical_fold(data: ClassicalData, fold, num_classes: int, seed: int = 
     x_va = np.concatenate([x[va], *(v[va] for v in views)])
     y_va = np.concatenate([y[va]] * (1 + len(views)))
     res = fit_predict_logreg(x_tr, y_tr, x[va], y[va], [x[te], *(v[te] for v in data.test_views)], num_classes,
-                             seed=seed, x_refit=x_va, y_refit=y_va)
+                             seed=seed, x_refit=x_va, y_refit=y_va, balanced=data.balanced)
     return res, te

@@ -21,6 +21,8 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
 #: Lightning strategies whose processes each run `fit` to its end (launched by torchrun, SLURM or
 #: Lightning itself); spawn-based and sharded strategies are not offered
 STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
+#: How training batches are drawn: a seeded shuffle, or class-balanced (each class equally likely).
+SAMPLERS = ("shuffle", "balanced")
 
 
 @dataclass
@@ -46,6 +48,10 @@ class TrainConfig:
     (``best_epoch + 1``) and keeps its last weights, as the logistic-regression baseline refits
     on train + validation with its chosen C. Test speakers are never seen; training costs about
     twice as long.
+
+    ``sampler``: ``"shuffle"`` (each sample once per epoch, seeded order) or ``"balanced"``
+    (class-balanced sampling: as many draws per epoch as samples, with replacement, each class
+    equally likely; `emofuse.training.datamodule.make_loader`).
     """
 
     lr: float = 1e-3
@@ -73,6 +79,7 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = False
     refit: bool = False
+    sampler: str = "shuffle"
 
     def __post_init__(self) -> None:
         # YAML 1.1 reads "1e-3" as a string: accept numeric strings for float fields.
@@ -141,6 +148,8 @@ class TrainConfig:
             raise bad("refit", "must be true or false")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise bad("num_workers", "must be a non-negative integer")
+        if self.sampler not in SAMPLERS:
+            raise bad("sampler", f"must be one of {', '.join(SAMPLERS)}")
 
     @property
     def monitor_mode(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import lightning
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from emofuse.training.config import TrainConfig
 from emofuse.training.data import FeatureDataset, collate
@@ -20,13 +20,27 @@ EVAL_BATCH = 64
 
 
 def make_loader(ds: FeatureDataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                num_workers: int = 0) -> DataLoader:
+                num_workers: int = 0, balanced: bool = False) -> DataLoader:
     """A DataLoader over ``ds`` using `collate`. When shuffling, a final batch of a single sample
-    is dropped (BatchNorm cannot train on it); the generator is seeded for reproducibility."""
-    drop_last = shuffle and len(ds) > batch_size and len(ds) % batch_size == 1
-    gen = torch.Generator().manual_seed(int(seed)) if shuffle else None
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, drop_last=drop_last,
-                      generator=gen, num_workers=num_workers, persistent_workers=num_workers > 0)
+    is dropped (BatchNorm cannot train on it); the generator is seeded for reproducibility.
+    ``balanced`` (training only) draws ``len(ds)`` samples per epoch with replacement, each with
+    probability proportional to 1 / (its class's count): every class equally likely."""
+    drop_last = (shuffle or balanced) and len(ds) > batch_size and len(ds) % batch_size == 1
+    gen = torch.Generator().manual_seed(int(seed)) if shuffle or balanced else None
+    sampler = class_balanced_sampler(ds, gen) if balanced else None
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle and not balanced, sampler=sampler,
+                      collate_fn=collate, drop_last=drop_last, generator=None if balanced else gen,
+                      num_workers=num_workers, persistent_workers=num_workers > 0)
+
+
+def class_balanced_sampler(ds: FeatureDataset, generator: torch.Generator | None) -> WeightedRandomSampler:
+    """Draws with replacement, each sample weighted 1 / (count of its class) (a labelled set)."""
+    if not ds.labels:
+        raise ValueError("class-balanced sampling needs labelled training samples")
+    labels = torch.as_tensor(list(ds.labels), dtype=torch.long)
+    counts = torch.bincount(labels).double()
+    weights = 1.0 / counts[labels]
+    return WeightedRandomSampler(weights, num_samples=len(ds), replacement=True, generator=generator)
 
 
 class FeatureDataModule(lightning.LightningDataModule):
@@ -39,12 +53,14 @@ class FeatureDataModule(lightning.LightningDataModule):
         batch_size: training batch size; validation and test use ``max(batch_size, 64)``.
         num_workers: DataLoader worker processes (0 = load in the training process).
         seed: seed of the training shuffle.
+        balanced: class-balanced training batches (``TrainConfig.sampler == "balanced"``).
     """
 
     def __init__(self, train: FeatureDataset, val: FeatureDataset | None = None,
                  test: FeatureDataset | None = None, *, batch_size: int = 32, num_workers: int = 0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, balanced: bool = False) -> None:
         super().__init__()
+        self.balanced = bool(balanced)
         if len(train) == 0:
             raise ValueError("training set is empty")
         self.train_set = train
@@ -63,7 +79,8 @@ class FeatureDataModule(lightning.LightningDataModule):
     def from_config(cls, cfg: TrainConfig, train: FeatureDataset, val: FeatureDataset | None = None,
                     test: FeatureDataset | None = None) -> FeatureDataModule:
         """Batch size, workers and shuffle seed from a `TrainConfig`."""
-        return cls(train, val, test, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed)
+        return cls(train, val, test, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed,
+                   balanced=cfg.sampler == "balanced")
 
     @property
     def has_val(self) -> bool:
@@ -76,7 +93,7 @@ class FeatureDataModule(lightning.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return make_loader(self.train_set, self.batch_size, shuffle=True, seed=self.seed,
-                           num_workers=self.num_workers)
+                           num_workers=self.num_workers, balanced=self.balanced)
 
     def val_dataloader(self) -> DataLoader:
         if self.val_set is None:

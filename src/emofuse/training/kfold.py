@@ -165,8 +165,10 @@ def run_kfold(
             ``{"only_audio": {"modalities": ["audio"]}, "drop_0.3": {"drop_rate": 0.3}}``;
             their metrics land in ``FoldRun.extra`` and `KFoldResult.extra_aggregates`.
         on_fold_end: called as ``on_fold_end(fold, model, info)`` after each run, with ``info``
-            holding ``seed``, ``metrics`` and ``stats`` (standardisation statistics or None),
-            e.g. to save a checkpoint per fold.
+            holding ``seed``, ``metrics``, ``stats`` (standardisation statistics or None),
+            ``val_probs`` / ``val_y`` (validation probabilities of the early-stopped model, before
+            any refit, and their classes: for calibration) and ``test_idx`` (the test samples'
+            indices), e.g. to save a checkpoint per fold.
         train_views: augmented copies of the features, view name -> features like ``features``
             (the training views of an `emofuse.inputs.plan.InputPlan`, ``plan.view_arrays(store)``,
             e.g. ``{"speed0.9": ..., "speed1.1": ...}`` from speed-perturbed audio). Each training
@@ -306,9 +308,11 @@ def _train_fold(job: _KFoldJob, plan: FoldPlan, fold_index: int, seed: int, run_
     if model.num_classes != len(job.label_names):
         raise ConfigError(f"build_model() gave {model.num_classes} classes for {len(job.label_names)} labels")
     result = fit(model, data.train, data.val, run_cfg)
+    batch = max(64, job.cfg.batch_size)
+    # validation probabilities of the model early stopping chose (before any refit sees them): calibration
+    val_probs = predict_proba_mean(result.model, [data.val], batch) if len(data.val) else np.zeros((0, 0))
     if run_cfg.refit and len(data.val):
         result = _refit(job.build_model, train_idx + val_idx, data.train_sources, job.labels, result, run_cfg, seed)
-    batch = max(64, job.cfg.batch_size)
     probs = predict_proba_mean(result.model, data.tests, batch)
     test_ds = data.tests[0]
     y_true = [int(y) for y in test_ds.labels or []]
@@ -316,7 +320,9 @@ def _train_fold(job: _KFoldJob, plan: FoldPlan, fold_index: int, seed: int, run_
     metrics = classification_metrics(y_true, y_pred, job.label_names)
     extra = _extra_scores(job, result.model, data.clean_tests, y_true, seed, fold_index, batch)
     if job.on_fold_end is not None:
-        job.on_fold_end(fold, result.model, {"seed": seed, "metrics": metrics, "stats": data.stats})
+        job.on_fold_end(fold, result.model, {"seed": seed, "metrics": metrics, "stats": data.stats,
+                                             "val_probs": val_probs, "val_y": [int(y) for y in data.val.labels or []],
+                                             "test_idx": plan[3]})
     return FoldRun(
         fold=fold.name, seed=seed, metrics=metrics, train_seconds=result.train_seconds,
         best_epoch=result.best_epoch, best_score=result.best_score, stopped_epoch=result.stopped_epoch,

@@ -74,6 +74,8 @@ def training_setup(recipe: Recipe, dataset: str, fold: int, seed: int, max_epoch
 
     if recipe.classical:
         train: dict[str, Any] = {"c_grid": list(DEFAULT_C_GRID), "seed": seed}
+        if recipe.train.get("sampler") == "balanced":
+            train["class_weight"] = "balanced"
     else:
         cfg = load_train_config(recipe.train).replace(seed=seed)
         train = (cfg.replace(max_epochs=max_epochs) if max_epochs else cfg).to_dict()
@@ -207,6 +209,7 @@ def _train_neural(recipe: Recipe, samples: list[Sample], store: FeatureStore, la
         saved["metrics"] = {} if cfg.refit and not fold_obj.test else info["metrics"]
         save_checkpoint(out_dir, model, labels=labels, features=plan.feature_specs(), input_plan=plan,
                         extras=stats_to_tensors(info["stats"] or {}),
+                        calibration=fold_calibration(info.get("val_probs"), info.get("val_y"), fold_obj),
                         meta=_checkpoint_meta(recipe, setup["dataset"], fold_obj, refit=cfg.refit, setup=setup,
                                               metrics=saved["metrics"], description=description))
 
@@ -220,6 +223,7 @@ def _train_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore,
                      setup: dict[str, Any], out_dir: Path, description: str | None, progress: bool) -> dict[str, Any]:
     """`train_recipe` for ``model: logreg``: C chosen on the validation speakers, refitted on
     training + validation, saved as a ``logistic_regression`` checkpoint (`export_logreg`)."""
+    from emofuse.data.splits import partition
     from emofuse.training.classical import export_logreg
     from emofuse.inference.checkpoint import save_checkpoint
     from emofuse.inputs.normalize import stats_to_tensors
@@ -230,9 +234,25 @@ def _train_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore,
     model, stats = export_logreg(res.model, len(labels), data.dims)
     meta = _checkpoint_meta(recipe, setup["dataset"], chosen, refit=True, setup=setup, metrics=metrics,
                             description=description)
+    _, va, _ = partition(data.samples, chosen)
+    calibration = fold_calibration(getattr(res, "val_probabilities", None), data.y[va], chosen)
     save_checkpoint(out_dir, model, labels=labels, features=data.plan.feature_specs(), input_plan=data.plan,
-                    extras=stats_to_tensors(stats), meta={**meta, "chosen_c": res.chosen_c})
+                    extras=stats_to_tensors(stats), meta={**meta, "chosen_c": res.chosen_c}, calibration=calibration)
     return metrics
+
+
+def fold_calibration(val_probs: Any, val_y: Any, fold) -> dict[str, Any] | None:
+    """The checkpoint's ``calibration``: temperature and abstention threshold fitted on the fold's
+    validation speakers (`emofuse.evaluation.calibration.calibration_block`); None without validation
+    probabilities. The probabilities are those of the model chosen on them, before any refit."""
+    import numpy as np
+
+    from emofuse.evaluation.calibration import calibration_block
+
+    if val_probs is None or val_y is None or not len(val_y) or np.asarray(val_probs).ndim != 2:
+        return None
+    where = f"validation speakers {', '.join(fold.val)} (fold {fold.name}), before any refit"
+    return calibration_block(np.asarray(val_probs), np.asarray(val_y, dtype=np.int64), fitted_on=where)
 
 
 def _train_ensemble(recipe: Recipe, data: DatasetInstance, data_root: str | Path | None, *, out_dir: Path, fold: int,

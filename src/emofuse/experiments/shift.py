@@ -1,0 +1,247 @@
+"""``emofuse benchmark CORPUS --protocol shift``: one recipe under the shift protocols.
+
+For each recipe (`run_shift`), on the corpus's speaker-disjoint folds:
+
+1. **clean**: the plain folds (the usual WA / UA / F1 row). The same trained models are then scored
+   on corrupted copies of their test clips (`emofuse.inputs.views.corruption_views`, one corruption
+   at a time so that only one corrupted feature set is in memory), and calibrated: a temperature
+   and an abstention threshold fitted on each fold's validation speakers, ECE on its test speakers
+   before and after (`emofuse.evaluation.calibration`).
+2. **cross-sentence**: trained on the first sentence, scored within and across sentences.
+3. **cross-gender**: trained on one gender, scored on test speakers of both (both directions).
+
+The protocols are defined in `emofuse.evaluation.shift`. Classical (logistic) and neural recipes run
+through the same steps; each trained fold is reduced to a `FoldOutput`.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from emofuse.data.record import Sample
+from emofuse.evaluation.metrics import aggregate, classification_metrics
+from emofuse.evaluation.shift import (check_speaker_disjoint, corruption_summary, gender_folds, gender_of,
+                                      sentence_folds, split_runs)
+from emofuse.features.store import FeatureStore
+from emofuse.inputs.plan import InputPlan
+from emofuse.recipes import Recipe
+from emofuse.training.distributed import rank_zero_print
+
+Predict = Callable[[Any], np.ndarray]  # a corruption view -> probabilities of the fold's test clips
+
+
+@dataclass
+class FoldOutput:
+    """One trained fold x seed, as the shift summaries need it."""
+
+    fold: str
+    seed: int
+    ids: list[str]
+    y_true: list[int]
+    probs: np.ndarray
+    val_probs: np.ndarray
+    val_y: list[int]
+    train_seconds: float
+    predict_view: Predict
+
+
+# -- training one protocol's folds -------------------------------------------------------------
+
+def neural_outputs(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds: Sequence[Any],
+                   labels: list[str], seeds: Sequence[int], max_epochs: int | None,
+                   progress: bool) -> list[FoldOutput]:
+    """Train a neural recipe on ``folds`` (`run_kfold`, its views included) and keep each model."""
+    from emofuse.training.kfold import run_kfold
+    from emofuse.training.recipe import neural_setup
+
+    plan = InputPlan.from_recipe(recipe)
+    feats, build, cfg = neural_setup(recipe, store, plan)
+    if max_epochs:
+        cfg = cfg.replace(max_epochs=max_epochs)
+    kept: list[dict[str, Any]] = []
+    train_views, test_views = plan.view_arrays(store)
+    result = run_kfold(samples, feats, labels, folds, build, cfg, seeds=seeds, progress=progress,
+                       standardize=plan.standardize, train_views=train_views, test_views=test_views,
+                       on_fold_end=lambda fold, model, info: kept.append({"model": model, **info}))
+    outputs = []
+    for run, info in zip(result.runs, kept):
+        predict = _neural_predictor(plan, store, info["model"], info["stats"], info["test_idx"], run.y_true)
+        outputs.append(FoldOutput(run.fold, run.seed, list(run.ids), list(run.y_true), run.probs,
+                                  info["val_probs"], info["val_y"], run.train_seconds, predict))
+    return outputs
+
+
+def _neural_predictor(plan: InputPlan, store: FeatureStore, model: Any, stats: Any, test_idx: Sequence[int],
+                      y_true: Sequence[int]) -> Predict:
+    from emofuse.training.data import FeatureDataset
+    from emofuse.training.fit import predict_proba
+
+    def predict(view: Any) -> np.ndarray:
+        arrays = plan.arrays(store, view)
+        if stats:
+            arrays = plan.standardized(arrays, stats)
+        columns = {m: [col[i] for i in test_idx] for m, col in arrays.items()}
+        ids = [store.samples[i].id for i in test_idx]
+        return predict_proba(model, FeatureDataset(columns, list(y_true), ids, dims=model.input_dims))
+
+    return predict
+
+
+def classical_outputs(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds: Sequence[Any],
+                      labels: list[str], progress: bool) -> list[FoldOutput]:
+    """Fit the logistic baseline on ``folds`` (C on validation, refit on train + validation)."""
+    from emofuse.data.splits import partition
+    from emofuse.training.classical import classical_data, fit_classical_fold
+
+    data = classical_data(recipe, samples, store, labels)
+    position = {s.id: i for i, s in enumerate(store.samples)}
+    rows = [position[s.id] for s in data.samples]
+    outputs = []
+    for fold in folds:
+        start = time.perf_counter()
+        res, te = fit_classical_fold(data, fold, len(labels), 0)
+        seconds = time.perf_counter() - start
+        _, va, _ = partition(data.samples, fold)
+        val_probs = res.val_probabilities if res.val_probabilities is not None else np.zeros((0, len(labels)))
+        predict = _classical_predictor(data, store, res.model, [rows[i] for i in te], len(labels))
+        out = FoldOutput(fold.name, 0, [data.samples[i].id for i in te], [int(y) for y in data.y[te]],
+                         res.probabilities, val_probs, [int(y) for y in data.y[va]], seconds, predict)
+        outputs.append(out)
+        if progress:
+            m = classification_metrics(out.y_true, out.probs.argmax(1), labels)
+            rank_zero_print(f"{recipe.name} {fold.name}: WA {m['wa']:.3f} UA {m['ua']:.3f}", file=sys.stderr)
+    return outputs
+
+
+def _classical_predictor(data: Any, store: FeatureStore, pipeline: Any, rows: Sequence[int],
+                         num_classes: int) -> Predict:
+    def predict(view: Any) -> np.ndarray:
+        arrays = data.plan.arrays(store, view)
+        x = np.stack([np.concatenate([arrays[m][i][0] for m in arrays]) for i in rows])
+        proba = np.zeros((len(rows), num_classes))
+        proba[:, pipeline.classes_] = pipeline.predict_proba(x)
+        return proba
+
+    return predict
+
+
+# -- the summaries -----------------------------------------------------------------------------
+
+def calibration_summary(outputs: Sequence[FoldOutput]) -> dict[str, Any]:
+    """Per fold: temperature and abstention threshold fitted on the validation speakers; test ECE
+    before / after, and the share of test clips answered with their accuracy. Mean ± std over folds."""
+    from emofuse.evaluation.calibration import (apply_temperature, choose_threshold, expected_calibration_error,
+                                                fit_temperature, selective_scores)
+
+    per_fold = []
+    for out in outputs:
+        if not len(out.val_y):
+            continue
+        temp = fit_temperature(out.val_probs, np.asarray(out.val_y), kind="probs")
+        val_cal = apply_temperature(out.val_probs, temp)
+        test_cal = apply_temperature(out.probs, temp)
+        threshold = choose_threshold(val_cal, np.asarray(out.val_y))
+        selective = selective_scores(test_cal, np.asarray(out.y_true), threshold)
+        per_fold.append({"temperature": temp, "threshold": threshold,
+                         "ece_before": expected_calibration_error(out.probs, np.asarray(out.y_true)),
+                         "ece_after": expected_calibration_error(test_cal, np.asarray(out.y_true)),
+                         "coverage": selective.coverage, "answered_accuracy": selective.accuracy})
+    agg = aggregate(per_fold) if per_fold else {}
+    return {**agg, "per_fold": per_fold}
+
+
+def corruption_scores(outputs: Sequence[FoldOutput], store: FeatureStore, labels: list[str],
+                      views: dict[str, Any], progress: bool) -> tuple[dict[str, dict[str, float]], list[int]]:
+    """WA / UA aggregate per corruption (each fold's model on its corrupted test clips) and the
+    histogram of predicted classes over every corrupted clip."""
+    scores: dict[str, dict[str, float]] = {}
+    histogram = np.zeros(len(labels), dtype=int)
+    for name, view in views.items():
+        per_run = []
+        for out in outputs:
+            probs = out.predict_view(view)
+            pred = probs.argmax(axis=1)
+            histogram += np.bincount(pred, minlength=len(labels))
+            per_run.append(classification_metrics(out.y_true, pred, labels))
+        agg = aggregate(per_run)
+        scores[name] = {k: float(agg[k]) for k in ("wa_mean", "wa_std", "ua_mean", "ua_std")}
+        _forget_view(store, view)
+        if progress:
+            rank_zero_print(f"  {name}: WA {agg['wa_mean']:.3f} UA {agg['ua_mean']:.3f}", file=sys.stderr)
+    return scores, histogram.tolist()
+
+
+def _forget_view(store: FeatureStore, view: Any) -> None:
+    """Drop a view's arrays from memory (they stay in the on-disk cache)."""
+    original = getattr(store, "_original", None) or store
+    original._views.pop(view, None)
+    gc.collect()
+
+
+def _clean_aggregate(outputs: Sequence[FoldOutput], labels: list[str]) -> dict[str, Any]:
+    runs = [classification_metrics(o.y_true, o.probs.argmax(1), labels) for o in outputs]
+    return aggregate([{**r, "train_seconds": o.train_seconds} for r, o in zip(runs, outputs)])
+
+
+def run_shift(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds: Sequence[Any], labels: list[str],
+              *, seeds: Sequence[int] = (0,), max_epochs: int | None = None, progress: bool = True,
+              corruptions: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every shift protocol for one recipe; returns the results row (clean figures at the top level,
+    ``shift``, ``calibration`` and ``corrupted_prediction_histogram`` beside them)."""
+    def train(fold_list: Sequence[Any]) -> list[FoldOutput]:
+        check_speaker_disjoint(samples, fold_list)
+        if recipe.classical:
+            return classical_outputs(recipe, samples, store, fold_list, labels, progress)
+        return neural_outputs(recipe, samples, store, fold_list, labels, seeds, max_epochs, progress)
+
+    by_id = {s.id: s for s in samples}
+    clean = train(folds)
+    clean_agg = _clean_aggregate(clean, labels)
+    if corruptions is None:
+        from emofuse.inputs.views import corruption_views
+
+        corruptions = corruption_views()
+    views = corruptions
+    corrupted, histogram = corruption_scores(clean, store, labels, views, progress)
+    levels = {name: getattr(view, "level", None) if getattr(view, "kind", "") in ("white", "pink", "babble") else None
+              for name, view in views.items()}
+    s_folds, key, first = sentence_folds(samples, folds)
+    by_sentence = split_runs(train(s_folds), by_id, labels, lambda s: "within" if str(s.meta[key]) == first else "cross")
+    gender: dict[str, Any] = {}
+    for g in ("M", "F"):
+        split = split_runs(train(gender_folds(samples, folds, g)), by_id, labels,
+                           lambda s, g=g: "within" if gender_of(s) == g else "cross")
+        gender[f"train_{g}"] = split
+    row = {"model": recipe.name, "architecture": recipe.model, "modalities": recipe.modalities,
+           "features": recipe.features, "protocol": "shift",
+           **{f"{k}_{s}": float(clean_agg[f"{k}_{s}"]) for k in ("wa", "ua", "macro_f1", "weighted_f1")
+              for s in ("mean", "std")},
+           "train_seconds": float(clean_agg["train_seconds_mean"]),
+           "per_fold": [{"fold": o.fold, "seed": o.seed, **{k: float(v) for k, v in
+                                                             classification_metrics(o.y_true, o.probs.argmax(1), labels).items()
+                                                             if k in ("wa", "ua", "macro_f1", "weighted_f1")}}
+                        for o in clean],
+           "shift": {"cross_sentence": {"sentence_key": key, "trained_on": first, **by_sentence},
+                     "cross_gender": {**gender, **_gender_means(gender)},
+                     "corruptions": corrupted,
+                     "corruption_summary": corruption_summary(clean_agg, corrupted, levels)},
+           "calibration": calibration_summary(clean),
+           "corrupted_prediction_histogram": dict(zip(labels, histogram))}
+    return row
+
+
+def _gender_means(gender: dict[str, Any]) -> dict[str, Any]:
+    """Mean of both directions: within-gender and cross-gender UA / WA, and their gap."""
+    out: dict[str, Any] = {}
+    for side in ("within", "cross"):
+        for key in ("wa", "ua"):
+            out[f"{side}_{key}_mean"] = float(np.mean([gender[d][side][f"{key}_mean"] for d in gender]))
+    out["ua_gap"] = out["within_ua_mean"] - out["cross_ua_mean"]
+    return out
