@@ -124,14 +124,25 @@ def print_predictions(preds, as_json: str | None) -> int:
         if not p.ok:
             print(f"emofuse: error: {p.message}", file=sys.stderr)
             continue
-        table = Table(title=f"{name} → [bold]{p.label}[/bold]", show_header=True)
+        uncertain = p.status == "uncertain"  # below a calibrated model's confidence threshold (docs/calibration.md)
+        answer = f"[bold]uncertain[/bold] (best guess {p.label})" if uncertain else f"[bold]{p.label}[/bold]"
+        title = f"{name} → {answer}"
+        table = Table(title=title, show_header=True)
         table.add_column("emotion")
         table.add_column("probability", justify="right")
         for lab, prob in sorted(p.probabilities.items(), key=lambda kv: -kv[1]):
             table.add_row(lab, f"{prob:.3f}")
         console.print(table)
+        if uncertain:
+            console.print(f"uncertain: the model's calibrated probability of {p.label} is {p.confidence:.2f}, "
+                          f"below its confidence threshold {p.threshold:.2f}")
         if p.modalities_used:
             console.print(f"modalities used: {', '.join(p.modalities_used)}")
+        space = p.explanations.get("label_space")
+        if space:  # predict --labels: renormalised over the classes the space keeps
+            dropped = space["dropped"]
+            console.print(f"label space {space['name']}: renormalised without {', '.join(dropped) or 'nothing'} "
+                          f"(their probability {sum(dropped.values()):.3f} dropped)", markup=False)
         exp = p.explanations
         if exp.get("modalities") and exp.get("modality_weights"):
             weights = ", ".join(f"{m} {w:.2f}" for m, w in zip(exp["modalities"], exp["modality_weights"]))
@@ -154,7 +165,7 @@ def print_predictions(preds, as_json: str | None) -> int:
         from emofuse.evaluation.reports import json_text
 
         payload = json_text({"predictions": [p.to_dict() for p in preds], "ok": len(preds) - failed,
-                             "failed": failed})
+                             "failed": failed, "uncertain": sum(p.status == "uncertain" for p in preds)})
         if as_json == "-":
             print(payload)
         else:

@@ -32,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
     for clip, p in zip(clips, preds):
         truth = parse_ravdess_name(clip.name).meta()["emotion"]
         guess = f"predicted {p.label} ({p.probabilities[p.label]:.2f})" if p.ok else f"no prediction ({p.status})"
+        guess = f"uncertain, best guess {p.label} ({p.probabilities[p.label]:.2f})" if p.uncertain else guess
         print(f"{clip.name}: true emotion {truth}, {guess}")
     return 2 if failed else 0

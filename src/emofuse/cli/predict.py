@@ -1,4 +1,5 @@
-"""``emofuse predict FILE... [--text|--transcripts] [--source MODALITY=PATH]``: predict files' emotions."""
+"""``emofuse predict FILE... [--text|--transcripts] [--source MODALITY=PATH] [--labels SPACE] [--threshold P]``:
+predict files' emotions; ``emofuse predict --model-card [--model DIR]`` prints a model's card."""
 
 from __future__ import annotations
 
@@ -13,15 +14,17 @@ from emofuse.cli.common import check_output, checkpoint_files, print_predictions
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("predict", help="predict the emotion of audio (or video) files",
                               epilog="Each file is predicted on its own: a file that gets no label (unreadable, no "
-                                     "speech, too short) prints an error line and the others still print. Exit status: "
-                                     "0 if every file got a label, 2 if some did not or on bad input, 1 on an "
-                                     "unexpected error.")
+                                     "speech, too short) prints an error line and the others still print. A calibrated "
+                                     "model answers 'uncertain' (with its best guess) below its confidence threshold "
+                                     "(docs/calibration.md). Exit status: 0 if every file got a label (uncertain "
+                                     "included), 2 if some did not or on bad input, 1 on an unexpected error.")
     p.add_argument("files", nargs="*", help="wav/flac/mp3/mp4 files (none: predict --text alone, for text models)")
     p.add_argument("--model", action="append", metavar="CHECKPOINT",
                    help="checkpoint folder (default: the shipped demo model); repeat it for a seed ensemble "
                         "(e.g. 'emofuse train --seeds 0,1,2' output): their probabilities are averaged")
     p.add_argument("--json", help="write predictions as JSON to this file ('-' for stdout): {\"predictions\": "
-                   "[...], \"ok\": N, \"failed\": N}; never one of the inputs, a directory or a special file")
+                   "[...], \"ok\": N, \"failed\": N, \"uncertain\": N}; never one of the inputs, a directory "
+                   "or a special file")
     text = p.add_mutually_exclusive_group()
     text.add_argument("--text", help="transcript of FILE (one file only), for models that read text; without it "
                       "they transcribe the speech offline with Whisper tiny.en")
@@ -38,6 +41,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "$EMOFUSE_MAX_DURATION, else 600 s)")
     p.add_argument("--audio-track", type=int, metavar="N", help="in files with several audio tracks, use track N "
                    "(from 1; default: the track with the most speech, named in a warning)")
+    p.add_argument("--labels", metavar="SPACE", help="report the probabilities over another corpus's classes, "
+                   "renormalised over those the model shares with it: 6 (neutral happy sad angry fearful disgust), "
+                   "7 (+ surprised), cremad, fer, meld, emodb, 8 (the model's own; default); the other classes' "
+                   "probability is dropped (docs/calibration.md)")
+    p.add_argument("--threshold", type=float, metavar="P", help="confidence threshold in [0, 1] below which the "
+                   "answer is 'uncertain' (default: the one the model was calibrated with, if any; 0: never)")
+    p.add_argument("--model-card", action="store_true", help="print the model card (MODEL_CARD.md) beside the "
+                   "checkpoint (--model, default: the shipped demo model) and exit")
     p.add_argument("--min-speech", type=float, metavar="SECONDS", help="seconds of detected speech a file needs for "
                    "a label (default 0.5; 0 turns the speech check off, e.g. for shouted speech the detector misses)")
     face = p.add_argument_group("video files", "A file with a video track is predicted from its audio and its face "
@@ -58,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
     """Exit 0 when every file got a label, 2 when some did not (each named on stderr and in the JSON)."""
     from emofuse.errors import ConfigError
 
+    if args.model_card:
+        if args.files or args.text is not None:
+            raise ConfigError("--model-card prints the model's card and predicts nothing: give no files or --text")
+        return print_model_card(args.model)
+    space = _label_space(args.labels)
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise ConfigError(f"--threshold is a probability in [0, 1], got {args.threshold}")
     sources = parse_sources(args.source, args.files)
     inputs = [*args.files, *([args.transcripts] if args.transcripts else []), *sources.values(),
               *checkpoint_files(args.model)]
@@ -68,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.files:  # text alone
         if args.text is None:
             raise ConfigError("give audio/video files, or --text \"...\" alone for a model that reads text")
-        predictor = Predictor(args.model, asr=False)
-        print_predictions([predictor.predict_text(args.text)], args.json)
+        predictor = Predictor(args.model, asr=False, threshold=args.threshold)
+        print_predictions(_in_space([predictor.predict_text(args.text)], space), args.json)
         return 0
     if args.text is not None and len(args.files) != 1:
         raise ConfigError(f"--text is the transcript of one file, got {len(args.files)} files: "
@@ -80,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.text is not None:
         transcripts = {str(args.files[0]): args.text}
     predictor = Predictor(args.model, asr=not args.no_asr, max_duration=args.max_duration, audio_track=args.audio_track,
-                          min_speech=args.min_speech)
+                          min_speech=args.min_speech, threshold=args.threshold)
     if (args.text is not None or args.transcripts) and not predictor.reads_text:
         print(f"emofuse: warning: the model reads no text ({', '.join(predictor.ckpt.model.input_dims)}); "
               "--text/--transcripts ignored", file=sys.stderr)
@@ -89,7 +107,52 @@ def run(args: argparse.Namespace) -> int:
         preds = [_predict_with_sources(predictor, args.files[0], transcripts.get(str(args.files[0])), sources)]
     else:
         preds = _predict_files(args, predictor, transcripts)
-    return 2 if print_predictions(preds, args.json) else 0
+    return 2 if print_predictions(_in_space(preds, space), args.json) else 0
+
+
+def _label_space(name: str | None) -> Any:
+    """The ``--labels`` space (None: the model's own classes), checked before any model is loaded."""
+    if name is None:
+        return None
+    from emofuse.inference.label_spaces import get_label_space
+
+    return get_label_space(name)
+
+
+def _in_space(preds: list[Any], space: Any) -> list[Any]:
+    """Each prediction over the ``--labels`` space (`emofuse.inference.label_spaces.restrict_prediction`)."""
+    if space is None:
+        return preds
+    from emofuse.inference.label_spaces import restrict_prediction
+
+    return [restrict_prediction(p, space) for p in preds]
+
+
+MODEL_CARD = "MODEL_CARD.md"
+
+
+def print_model_card(models: list[str] | None) -> int:
+    """Print the ``MODEL_CARD.md`` in each ``--model`` checkpoint folder (default: the shipped demo model);
+    `DataError` naming the file when there is none."""
+    from importlib import resources
+
+    from emofuse.errors import DataError
+
+    # the shipped model's folder, as `emofuse.inference.predictor.demo_checkpoint_dir` (without importing torch)
+    shipped = Path(str(resources.files("emofuse") / "assets" / "demo_model"))
+    folders = [Path(m) for m in models] if models else [shipped]
+    for i, folder in enumerate(folders):
+        if not folder.is_dir():
+            raise DataError(folder, "checkpoint folder not found")
+        card = folder / MODEL_CARD
+        if not card.is_file():
+            which = "the shipped demo model" if not models else "this checkpoint"
+            raise DataError(folder / MODEL_CARD, f"no model card: {which} has no {MODEL_CARD} beside it")
+        if i:
+            print()
+        text = card.read_text(encoding="utf-8", errors="replace")
+        print(text if text.endswith("\n") else text + "\n", end="")
+    return 0
 
 
 def _predict_files(args: argparse.Namespace, predictor: Any, transcripts: dict[str, str]) -> list[Any]:

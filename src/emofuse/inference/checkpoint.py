@@ -40,6 +40,20 @@ class LoadedCheckpoint:
 
     #: the saved input plan (``config.json`` ``input_plan``); None for a checkpoint saved before plans
     plan: Any = None
+    #: ``config.json`` ``calibration`` (temperature, abstention threshold, ...; see
+    #: `emofuse.evaluation.calibration.calibration_block`); None: uncalibrated (temperature 1, no abstention)
+    calibration: dict[str, Any] | None = None
+
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature (1.0 for an uncalibrated checkpoint)."""
+        return float((self.calibration or {}).get("temperature", 1.0))
+
+    @property
+    def threshold(self) -> float | None:
+        """The abstention threshold on the calibrated top probability (None: never abstain)."""
+        value = (self.calibration or {}).get("threshold")
+        return None if value is None else float(value)
 
     @property
     def input_plan(self) -> Any:
@@ -85,11 +99,13 @@ def save_checkpoint(
     extras: dict[str, torch.Tensor] | None = None,
     meta: dict[str, Any] | None = None,
     input_plan: Any = None,
+    calibration: dict[str, Any] | None = None,
 ) -> Path:
     """Save ``model`` to ``directory`` (created). ``features`` maps modality -> extractor config;
     ``extras`` are further tensors (e.g. feature normalisation statistics); ``meta`` any JSON data
     (training config, metrics, dataset, fold); ``input_plan`` the `emofuse.inputs.plan.InputPlan`
-    the inputs were built with (saved as ``input_plan``)."""
+    the inputs were built with (saved as ``input_plan``); ``calibration`` the temperature and abstention
+    threshold fitted on validation speakers (`emofuse.evaluation.calibration.calibration_block`)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if len(labels) != model.num_classes:
@@ -104,6 +120,7 @@ def save_checkpoint(
         "features": features,
         "meta": meta or {},
         **({} if input_plan is None else {"input_plan": input_plan.to_dict()}),
+        **({} if calibration is None else {"calibration": calibration}),
         "versions": package_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -198,6 +215,35 @@ def _check_meta(meta: Any, bad) -> None:
             raise bad(f"meta.{key}", f"must be a list of speaker names, got {value!r:.80}")
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def _check_calibration(block: Any, bad) -> None:
+    """``calibration``: an object with a positive ``temperature`` and a ``threshold`` in [0, 1] (or null)."""
+    if not isinstance(block, dict):
+        raise bad("calibration", f"must be an object, got {_type_name(block)}")
+    t = block.get("temperature", 1.0)
+    if not _number(t) or not 0 < t < 100:
+        raise bad("calibration.temperature", f"must be a number in (0, 100), got {t!r}")
+    thr = block.get("threshold")
+    if thr is not None and (not _number(thr) or not 0 <= thr <= 1):
+        raise bad("calibration.threshold", f"must be a probability in [0, 1] or null, got {thr!r}")
+
+
+def write_calibration(directory: str | Path, calibration: dict[str, Any] | None) -> Path:
+    """Set (None: remove) the ``calibration`` of a saved checkpoint's ``config.json``, checked and written
+    atomically; e.g. a fold-0 model calibrated on the validation speakers of k-fold runs of its recipe."""
+    directory = Path(directory)
+    config = read_config(directory)
+    config.pop("calibration", None)
+    if calibration is not None:
+        config["calibration"] = calibration
+    check_config(json.loads(json.dumps(config)), directory / CONFIG)
+    atomic_write_text(directory / CONFIG, json.dumps(config, indent=2, sort_keys=False))
+    return directory / CONFIG
+
+
 def check_config(config: Any, path: Path) -> dict[str, Any]:
     """``config`` (a parsed ``config.json``) with the type and value of every field the loader uses
     checked; a problem raises `DataError` naming ``path`` and the field."""
@@ -218,6 +264,8 @@ def check_config(config: Any, path: Path) -> dict[str, Any]:
         from emofuse.inputs.plan import check_saved_plan
 
         check_saved_plan(config, bad)
+    if "calibration" in config:
+        _check_calibration(config["calibration"], bad)
     if not isinstance(config.setdefault("versions", {}), dict):
         raise bad("versions", f"must be an object, got {_type_name(config['versions'])}")
     return config
@@ -337,7 +385,7 @@ def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> LoadedC
     return LoadedCheckpoint(model=model, labels=list(config["labels"]), features=config["features"],
                             extras=extras, meta={**config["meta"], "versions": config["versions"],
                                                  "created": config.get("created")},
-                            plan=_saved_plan(config))
+                            plan=_saved_plan(config), calibration=config.get("calibration"))
 
 
 def _saved_plan(config: dict[str, Any]) -> Any:

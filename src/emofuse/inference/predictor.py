@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from emofuse.evaluation.calibration import apply_temperature
 from emofuse.inference.checkpoint import LoadedCheckpoint, load_members
 from emofuse.data.record import Sample
 from emofuse.errors import ConfigError, DataError, NoSpeechError
@@ -29,14 +30,19 @@ from emofuse.inputs.transcripts import load_transcripts, match_transcripts  # no
 from emofuse.inputs.views import SpeedView
 
 
-#: `Prediction.status` values: a label was given, or why not.
-STATUSES = ("ok", "no_speech", "too_short", "error")
+#: `Prediction.status` values: a label was given, a best guess below the checkpoint's confidence threshold
+#: ("uncertain", see docs/calibration.md), or why there is no label.
+STATUSES = ("ok", "uncertain", "no_speech", "too_short", "error")
+#: The statuses that come with a label and probabilities.
+ANSWERED = ("ok", "uncertain")
 
 
 @dataclass
 class Prediction:
-    """The model's answer for one file: ``status == "ok"`` with a label and probabilities, or a
-    status saying why there is none ("no_speech", "too_short", "error") and a ``message``."""
+    """The model's answer for one file: ``status == "ok"`` with a label and probabilities;
+    ``"uncertain"`` when a calibrated checkpoint's ``confidence`` (its calibrated probability of the
+    label) is below its ``threshold``: ``label`` is then the best guess, kept with the probabilities; or a
+    status saying why there is no label ("no_speech", "too_short", "error") and a ``message``."""
 
     path: str | None  # None for `Predictor.predict_text`
     label: str | None
@@ -52,10 +58,20 @@ class Prediction:
     message: str | None = None
     #: non-fatal problems noticed in the input (clipping, truncation, the audio track used, ...)
     warnings: list[str] = field(default_factory=list)
+    #: the model's calibrated probability of ``label`` (None without a label)
+    confidence: float | None = None
+    #: the abstention threshold applied to ``confidence`` (None: the checkpoint has none)
+    threshold: float | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        """Whether there is a label (a confident one, or an "uncertain" best guess)."""
+        return self.status in ANSWERED
+
+    @property
+    def uncertain(self) -> bool:
+        """Whether the label is a best guess below the confidence threshold."""
+        return self.status == "uncertain"
 
     @classmethod
     def failed(cls, path: str | Path | None, error: Exception) -> "Prediction":
@@ -67,6 +83,7 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "status": self.status, "message": self.message, "label": self.label,
+                "uncertain": self.uncertain, "confidence": self.confidence, "threshold": self.threshold,
                 "probabilities": self.probabilities, "modalities_used": self.modalities_used,
                 "transcript": self.transcript, "transcript_source": self.transcript_source,
                 "warnings": self.warnings, "explanations": self.explanations}
@@ -110,11 +127,16 @@ class Predictor:
             most speech; the track used is named in `Prediction.warnings`).
         min_speech: seconds of detected speech a file needs for a label (None:
             `emofuse.media.vad.MIN_SPEECH_SECONDS`; 0 turns the speech check off).
+        threshold: abstention threshold replacing the checkpoint's (a probability in [0, 1]; 0 never
+            abstains; None: the checkpoint's ``calibration.threshold``, or none). Each member's probabilities
+            are scaled by its own calibration temperature before averaging; an ensemble's threshold is the
+            mean of its members' (none unless every member has one). See docs/calibration.md.
     """
 
     def __init__(self, checkpoint: str | Path | LoadedCheckpoint | Sequence[str | Path | LoadedCheckpoint] | None = None,
                  *, asr: bool = True, cache_dir: str | Path | None = None, max_duration: float | None = None,
-                 audio_track: int | None = None, min_speech: float | None = None) -> None:
+                 audio_track: int | None = None, min_speech: float | None = None,
+                 threshold: float | None = None) -> None:
         from emofuse.media.audio import max_duration_limit
         from emofuse.media.vad import MIN_SPEECH_SECONDS
 
@@ -134,6 +156,7 @@ class Predictor:
         self.plan = self.plans[0]
         self._stats = [plan.saved_stats(m.extras) for plan, m in zip(self.plans, self.members)]
         self.stats = self._stats[0]
+        self.threshold = _threshold(self.members, threshold)
         self.asr = asr
         self.cache_dir = cache_dir
         self._extractors: dict[str, Any] = {}
@@ -368,7 +391,7 @@ class Predictor:
             variants = [feats]
             for view in plan.test_views:
                 arrays = plan.arrays(store, view)
-                if store.view(view).changed:  # e.g. a speed view of an input without audio repeats the original
+                if plan.source_store(store, view).changed:  # e.g. a speed view of an input without audio repeats the original
                     variants.append(arrays)
                     used[view] = True
 
@@ -382,7 +405,8 @@ class Predictor:
                 return result
 
             averaged = average_over_views(run, variants)
-            probs.append(averaged["probs"])
+            t = member.temperature  # 1 (uncalibrated): the probabilities untouched, as before calibration existed
+            probs.append(averaged["probs"] if t == 1.0 else apply_temperature(averaged["probs"], t))
             if "weights" in averaged:
                 weights.append(averaged["weights"])
         mean = np.mean(probs, axis=0)
@@ -396,7 +420,11 @@ class Predictor:
             explanations["test_time_augment"] = speeds
         if any(not isinstance(v, SpeedView) for v in used):
             explanations["test_views"] = [v.name for v in used]
-        return Prediction(path=None if path is None else str(path), label=self.labels[int(mean.argmax())],
+        best = int(mean.argmax())
+        uncertain = self.threshold is not None and float(mean[best]) < self.threshold
+        return Prediction(path=None if path is None else str(path), label=self.labels[best],
+                          status="uncertain" if uncertain else "ok", confidence=float(mean[best]),
+                          threshold=self.threshold,
                           probabilities={lab: float(p) for lab, p in zip(self.labels, mean)},
                           modalities_used=[m for m in self.ckpt.model.input_dims if feats.get(m, [None])[0] is not None],
                           explanations=explanations, transcript=read["text"], transcript_source=read["source"])
@@ -423,6 +451,16 @@ class Predictor:
             except DataError as exc:
                 results.append(Prediction.failed(path, exc))
         return results
+
+
+def _threshold(members: Sequence[LoadedCheckpoint], given: float | None) -> float | None:
+    """The abstention threshold: ``given`` (checked), else the members' mean (None unless all have one)."""
+    if given is not None:
+        if isinstance(given, bool) or not isinstance(given, (int, float)) or not 0.0 <= float(given) <= 1.0:
+            raise ConfigError(f"the confidence threshold is a probability in [0, 1], got {given!r}")
+        return float(given)
+    found = [m.threshold for m in members]
+    return None if any(t is None for t in found) else float(np.mean(found))
 
 
 def _given(face: np.ndarray | None, sources: Mapping[str, Any] | None) -> dict[str, Any]:
