@@ -257,3 +257,72 @@ def test_level_normalisation_makes_gain_copies_give_the_same_features():
     normed = level_normalize(clean * 30.0)
     assert np.abs(normed).max() <= 1.0 and 10 * np.log10(active_power(level_normalize(clean))) == pytest.approx(-26, abs=0.1)
     assert np.array_equal(level_normalize(np.zeros(100, np.float32)), np.zeros(100, np.float32))
+
+
+# -- recipes, the input plan and the predictor -----------------------------------------------------
+
+from emofuse.inputs.plan import InputPlan  # noqa: E402
+from emofuse.recipes import recipe_from_dict  # noqa: E402
+
+BASE = {"model": "early_concat", "features": {"audio": "mfcc"}}
+
+
+def test_recipe_corruption_and_normalisation_keys_are_checked():
+    recipe = recipe_from_dict({**BASE, "data": {"corrupt_augment": 2, "utterance_norm": True}})
+    plan = InputPlan.from_recipe(recipe)
+    assert [v.name for v in plan.train_views] == ["mix1", "mix2"] and plan.test_views == ()
+    assert plan.utterance_norm and plan.to_dict()["utterance_norm"] is True
+    assert InputPlan.from_dict(plan.to_dict()) == plan
+    plain = InputPlan.from_recipe(recipe_from_dict(BASE))
+    assert "utterance_norm" not in plain.to_dict() and not InputPlan.from_dict(plain.to_dict()).utterance_norm
+    for data, message in (({"corrupt_augment": -1}, "corrupt_augment"), ({"corrupt_augment": 99}, "corrupt_augment"),
+                          ({"corrupt_augment": 1.5}, "corrupt_augment"), ({"utterance_norm": "yes"}, "utterance_norm")):
+        with pytest.raises(ConfigError, match=message):
+            recipe_from_dict({**BASE, "data": data}, source="r.yaml")
+    with pytest.raises(ConfigError, match="utterance_norm"):
+        InputPlan.from_dict({**plan.to_dict(), "utterance_norm": "yes"})
+
+
+def test_plan_with_utterance_norm_reads_level_normalised_features(tmp_path):
+    samples = _dataset(tmp_path, speakers=3, clips=2)
+    loud = [Sample(id=s.id + "-loud", speaker=s.speaker, dataset="toy", label=s.label,
+                   sources={"audio": tmp_path / f"{s.id}-loud.wav"}) for s in samples]
+    for s, l in zip(samples, loud):
+        wave, _ = sf.read(s.sources["audio"], dtype="float32")
+        sf.write(l.sources["audio"], wave * 8.0, SR, subtype="FLOAT")
+    plan = InputPlan.from_recipe(recipe_from_dict({**BASE, "data": {"utterance_norm": True}}))
+    plain = InputPlan.from_recipe(recipe_from_dict(BASE))
+    store = FeatureStore(samples + loud, tmp_path / "cache", progress=False)
+    normed, raw = plan.arrays(store)["audio"], plain.arrays(store)["audio"]
+    n = len(samples)
+    assert np.allclose(normed[0], normed[n], atol=1e-2) and not np.allclose(raw[0], raw[n], atol=1)
+    mixed = plan.arrays(store, CorruptMixView(1))["audio"]  # corrupted, then normalised
+    assert all(m.shape == n.shape for m, n in zip(mixed, normed))
+
+
+def test_predictor_applies_the_saved_utterance_norm(tmp_path):
+    import torch
+
+    from emofuse.inference.checkpoint import save_checkpoint
+    from emofuse.inference.predictor import Predictor
+    from emofuse.models import create_model
+
+    wave = speechlike(1.0)
+    for name, gain in (("loud", 10.0), ("quiet", 0.1)):
+        sf.write(tmp_path / f"{name}.wav", wave * gain, SR, subtype="FLOAT")
+    recipe = recipe_from_dict({**BASE, "data": {"utterance_norm": True, "speed_perturb": [0.9],
+                                                "test_time_augment": True}})
+    plan, plain = InputPlan.from_recipe(recipe), InputPlan.from_recipe(recipe_from_dict(BASE))
+    torch.manual_seed(0)
+    model = create_model("early_concat", num_classes=3, input_dims={"audio": get_extractor("mfcc").dim}, hidden=8)
+    labels = ["neutral", "happy", "sad"]
+    normed = save_checkpoint(tmp_path / "normed", model, labels=labels, features=plan.feature_specs(), input_plan=plan)
+    raw = save_checkpoint(tmp_path / "raw", model, labels=labels, features=plain.feature_specs(), input_plan=plain)
+    n = Predictor(normed, min_speech=0)
+    assert n.plan.utterance_norm
+    a, b = (n.predict_file(tmp_path / f).probabilities for f in ("loud.wav", "quiet.wav"))
+    assert a == pytest.approx(b, abs=1e-4)
+    assert n.predict_file(tmp_path / "loud.wav").explanations["test_time_augment"] == [0.9]
+    r = Predictor(raw, min_speech=0)
+    a, b = (r.predict_file(tmp_path / f).probabilities for f in ("loud.wav", "quiet.wav"))
+    assert max(abs(a[k] - b[k]) for k in a) > 1e-3

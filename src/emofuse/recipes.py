@@ -39,7 +39,8 @@ MERGED_SECTIONS = ("model_kwargs", "train", "data")
 #: dialogue turn windows, speed-perturbed training copies (factors) and test-time augmentation
 #: (true: the speed_perturb factors; or its own list of factors). null means the default.
 DATA_TYPES: dict[str, Any] = {"speaker_norm": bool, "max_dialogue_length": int, "speed_perturb": list[float],
-                              "test_time_augment": bool | list[float]}
+                              "test_time_augment": bool | list[float], "corrupt_augment": int,
+                              "utterance_norm": bool}
 DATA_KEYS = set(DATA_TYPES)
 #: Config files (recipes, ladders) larger than this are refused before parsing.
 MAX_CONFIG_BYTES = 256 * 1024
@@ -216,11 +217,13 @@ def _check_train(train: dict[str, Any], source: str) -> None:
 
 
 def _check_data(recipe: Recipe, source: str) -> None:
+    from emofuse.inputs.views import corrupt_augment_copies
     from emofuse.typecheck import conforms, describe
 
     check_keys(recipe.data, allowed=DATA_KEYS, required=(), source=source, kind="data")
     try:
         recipe.train_speeds, recipe.test_speeds  # the augmentation factors, with their own messages
+        corrupt_augment_copies(recipe.data)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     for key, value in recipe.data.items():

@@ -3,7 +3,8 @@
 One `InputPlan` holds, per modality, the feature names (with their extractor settings), whether
 they are pooled to one vector per clip and whether they become dialogue turn windows; whether the
 inputs are standardised (statistics fitted on each fold's training samples, `emofuse.inputs.normalize`)
-or speaker-normalised (benchmark only, `emofuse.features.store.speaker_normalize`); and the
+or speaker-normalised (benchmark only, `emofuse.features.store.speaker_normalize`); whether every
+audio feature sees the clip level-normalised (``utterance_norm``, at training and prediction time); and the
 augmented views (`emofuse.inputs.views`) that add training copies and that test-time
 probabilities are averaged over.
 
@@ -127,6 +128,8 @@ class InputPlan:
     speaker_norm: bool = False
     train_views: tuple[AugmentedView, ...] = ()
     test_views: tuple[AugmentedView, ...] = ()
+    #: every audio extractor sees the clip at a fixed active-speech level (`emofuse.features.corrupted.LevelNormalized`)
+    utterance_norm: bool = False
 
     # -- making a plan -------------------------------------------------------------------------
 
@@ -150,7 +153,8 @@ class InputPlan:
                                          pooled=bool(recipe.classical),
                                          dialogue_window=window if m in context and not recipe.classical else None)
         train, test = recipe_views(recipe)
-        plan = cls(modalities, standardize=True, speaker_norm=bool(recipe.data.get("speaker_norm")))
+        plan = cls(modalities, standardize=True, speaker_norm=bool(recipe.data.get("speaker_norm")),
+                   utterance_norm=bool(recipe.data.get("utterance_norm")))
         plan.train_views, plan.test_views = plan.applicable(train), plan.applicable(test)
         return plan
 
@@ -186,7 +190,8 @@ class InputPlan:
         return {"version": PLAN_VERSION, "modalities": {m: mp.to_dict() for m, mp in self.modalities.items()},
                 "standardize": self.standardize, "speaker_norm": self.speaker_norm,
                 "train_views": [v.to_dict() for v in self.train_views],
-                "test_views": [v.to_dict() for v in self.test_views]}
+                "test_views": [v.to_dict() for v in self.test_views],
+                **({"utterance_norm": True} if self.utterance_norm else {})}  # absent: as older emofuse wrote
 
     @classmethod
     def from_dict(cls, data: Any, bad: Callable[[str, str], Exception] | None = None) -> "InputPlan":
@@ -221,7 +226,7 @@ class InputPlan:
         windows within the store's samples. The one feature-to-input function."""
         from emofuse.features.store import dialogue_windows, speaker_normalize
 
-        source = store if view is None else store.view(view)
+        source = self.source_store(store, view)
         out = {m: modality_arrays([source.get(n) for n in mp.names], mp.names, mp.pooled) if mp.names
                else [None] * len(source.samples) for m, mp in self.modalities.items()}
         if self.speaker_norm:
@@ -230,6 +235,16 @@ class InputPlan:
             if mp.dialogue_window is not None:
                 out[m] = dialogue_windows(out[m], list(source.samples), mp.dialogue_window)
         return out
+
+    def source_store(self, store: Store, view: AugmentedView | None = None) -> Store:
+        """The store `arrays` reads for ``view`` (None: the original): ``store.view(view)``, every
+        audio feature level-normalised first when the plan has ``utterance_norm``
+        (`emofuse.inputs.views.UtteranceNormView`)."""
+        if self.utterance_norm:
+            from emofuse.inputs.views import UtteranceNormView
+
+            return store.view(UtteranceNormView(view))
+        return store if view is None else store.view(view)
 
     def view_arrays(self, store: Store) -> tuple[dict[str, Arrays], dict[str, Arrays]]:
         """``(training views, test-time views)``: view name -> `arrays` of that view; a view used for
@@ -307,7 +322,7 @@ def _parse_plan(data: Any, bad: Callable[[str, str], Exception]) -> InputPlan:
     if not isinstance(data, dict):
         raise bad("input_plan", f"must be an object, got {type(data).__name__}")
     unknown = sorted(set(data) - {"version", "modalities", "standardize", "speaker_norm", "train_views",
-                                  "test_views"})
+                                  "test_views", "utterance_norm"})
     if unknown:
         raise bad("input_plan", f"unknown field(s) {', '.join(unknown)}")
     if data.get("version") != PLAN_VERSION:
@@ -316,12 +331,13 @@ def _parse_plan(data: Any, bad: Callable[[str, str], Exception]) -> InputPlan:
     modalities = data.get("modalities")
     if not isinstance(modalities, dict) or not modalities:
         raise bad("input_plan.modalities", f"must map modality -> its features, got {modalities!r:.80}")
-    for key in ("standardize", "speaker_norm"):
+    for key in ("standardize", "speaker_norm", "utterance_norm"):
         if not isinstance(data.get(key, False), bool):
             raise bad(f"input_plan.{key}", f"must be true or false, got {data[key]!r}")
     return InputPlan({m: check_modality_spec(f"input_plan.modalities.{m}", spec, bad, in_plan=True)
                       for m, spec in modalities.items()},
                      standardize=data.get("standardize", True), speaker_norm=data.get("speaker_norm", False),
+                     utterance_norm=data.get("utterance_norm", False),
                      train_views=parse_views(data.get("train_views", []), "input_plan.train_views", bad),
                      test_views=parse_views(data.get("test_views", []), "input_plan.test_views", bad))
 
