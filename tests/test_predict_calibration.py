@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from emofuse.cli import main
-from emofuse.errors import DataError
+from emofuse.errors import ConfigError, DataError
 from emofuse.evaluation.calibration import apply_temperature
 from emofuse.inference.checkpoint import load_checkpoint, read_config, write_calibration
 from emofuse.inference.predictor import Predictor, demo_checkpoint_dir, sample_clips
@@ -65,6 +65,21 @@ def test_a_calibrated_checkpoint_scales_and_abstains(plain, calibrated):
         assert got.to_dict()["uncertain"] is (got.confidence < 0.6)
     assert {p.status for p in preds} == {"ok", "uncertain"}  # the fixture's threshold straddles them
     assert all(p.status == "ok" for p in Predictor(calibrated, threshold=0.0).predict_files(sample_clips()))
+
+
+def test_an_ensemble_scales_each_member_and_averages_thresholds(plain, calibrated, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(demo_checkpoint_dir(), other)
+    write_calibration(other, {"temperature": 0.5, "threshold": 0.8})
+    ens = Predictor([calibrated, other])
+    assert ens.threshold == pytest.approx(0.7)
+    got = ens.predict_file(sample_clips()[0])
+    ref = _vector(plain[0])
+    expected = (apply_temperature(ref, 2.0) + apply_temperature(ref, 0.5)) / 2
+    np.testing.assert_allclose(_vector(got), expected, rtol=1e-6)
+    assert Predictor([calibrated, demo_checkpoint_dir()]).threshold is None  # one member has none
+    with pytest.raises(ConfigError, match="probability in \\[0, 1\\]"):
+        Predictor(calibrated, threshold=1.5)
 
 
 def test_bad_calibration_blocks_are_refused_naming_the_field(calibrated):
