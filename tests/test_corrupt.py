@@ -121,7 +121,7 @@ def test_standard_test_list_is_fixed_and_named():
     names = [c.name for c in tests]
     assert len(tests) == 22 and len(set(names)) == 22 and tests == standard_test_corruptions()
     assert {"white_snr10", "babble_snr0", "reverb_rt0.4", "mp3_8k", "opus_12k", "telephone", "gain+20db",
-            "gain-20db", "silence_sil1"} <= set(names)
+            "gain-20db", "silence1s"} <= set(names)
     assert set(list_corruptions()) == {c.kind for c in tests}
     assert corruption_from_name("pink_snr5") == Corruption("pink", 5, tests[names.index("pink_snr5")].seed)
     with pytest.raises(ConfigError, match="unknown test corruption"):

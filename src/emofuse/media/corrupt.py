@@ -72,9 +72,10 @@ class Corruption:
 
     @property
     def name(self) -> str:
-        """Short name, e.g. ``white_snr10``, ``reverb_rt0.8``, ``mp3_8k``, ``telephone``."""
-        unit = {"white": "snr", "pink": "snr", "babble": "snr", "reverb": "rt", "gain": "",
-                "silence": "sil"}.get(self.kind)
+        """Short name, e.g. ``white_snr10``, ``reverb_rt0.8``, ``mp3_8k``, ``telephone``, ``gain-20db``, ``silence1s``."""
+        unit = {"white": "snr", "pink": "snr", "babble": "snr", "reverb": "rt"}.get(self.kind)
+        if self.kind == "silence":
+            return f"silence{self.level:g}s"
         if self.kind == "telephone":
             return "telephone"
         if self.kind in ("mp3", "opus"):
