@@ -326,3 +326,16 @@ def test_predictor_applies_the_saved_utterance_norm(tmp_path):
     r = Predictor(raw, min_speech=0)
     a, b = (r.predict_file(tmp_path / f).probabilities for f in ("loud.wav", "quiet.wav"))
     assert max(abs(a[k] - b[k]) for k in a) > 1e-3
+
+
+def test_corrupt_augment_adds_corrupted_training_copies(tmp_path):
+    from emofuse.training.recipe import augmented_views
+
+    samples = _dataset(tmp_path)
+    store = FeatureStore(samples, tmp_path / "cache", progress=False)
+    recipe = recipe_from_dict({**BASE, "data": {"corrupt_augment": 2}})
+    train, test = augmented_views(recipe, store)
+    assert list(train) == ["mix1", "mix2"] and test == {}
+    clean = InputPlan.from_recipe(recipe).arrays(store)["audio"]
+    assert all(not np.allclose(a, b) for a, b in zip(train["mix1"]["audio"], clean))
+    assert any(not np.allclose(a, b) for a, b in zip(train["mix1"]["audio"], train["mix2"]["audio"]))

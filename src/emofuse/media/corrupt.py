@@ -199,7 +199,7 @@ class BabbleSource:
     def clip(self, index: int) -> np.ndarray:
         path = self.pool[index][1]
         if path not in self._memo:
-            if len(self._memo) > 512:
+            if len(self._memo) > 64:  # a few MB; the draws span the whole pool anyway
                 self._memo.clear()
             self._memo[path] = np.asarray(self._load(path), dtype=np.float32)
         return self._memo[path]
