@@ -207,3 +207,11 @@ def test_command_reports_counts_and_peak_memory(tmp_path, monkeypatch, capsys):
     assert report["cases"][0]["label"] and report["cases"][0]["predict_seconds"] > 0
     assert Path("corpus/ref_03-01-03-02-02-01-02.flac").exists()
     assert "| crashes | 0 |" in capsys.readouterr().out
+
+
+def test_an_uncertain_answer_counts_as_an_answer():
+    from emofuse.diagnostics.bad_inputs import Outcome, judge
+    from emofuse.diagnostics.corpus import Case
+
+    case = Case(name="speech", filename=None, expected=("ok",), description="speech")
+    assert judge(case, Outcome(status="uncertain", label="sad")) == "correct"

@@ -182,7 +182,7 @@ def test_ravdess_actors_as_a_manifest(ravdess_manifest, ravdess_au, tmp_path, ca
                          "--json", "-"], capsys)
     assert rc == 0, err
     prediction = json.loads(out)["predictions"][0]
-    assert prediction["status"] == "ok" and prediction["label"] in payload["labels"]
+    assert prediction["status"] in ("ok", "uncertain") and prediction["label"] in payload["labels"]
     assert set(prediction["modalities_used"]) == {"audio", "face"}
 
 

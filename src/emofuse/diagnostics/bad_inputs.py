@@ -43,6 +43,10 @@ from typing import Any
 
 from emofuse.diagnostics.corpus import Case, generate
 
+#: statuses of a prediction that carries a label ("uncertain": below a calibrated checkpoint's
+#: threshold, the label is its best guess; `emofuse.inference.predictor.ANSWERED`)
+ANSWERED = ("ok", "uncertain")
+
 VERDICTS = ("correct", "mismatch", "unclear_error", "wrong_silent", "crash", "hang", "over_memory")
 #: verdicts that miss the targets of issue #10 (zero of each)
 FAILURES = ("unclear_error", "wrong_silent", "crash", "hang", "over_memory")
@@ -124,7 +128,7 @@ def judge(case: Case, outcome: Outcome) -> str:
         return "over_memory"
     if outcome.crash is not None or outcome.status is None:
         return "crash"
-    if outcome.status == "ok":
+    if outcome.status in ANSWERED:
         if "ok" not in case.expected:
             return "wrong_silent"
         if case.warn is not None and not any(re.search(case.warn, w, re.IGNORECASE) for w in outcome.warnings):
@@ -250,7 +254,7 @@ def summarize(cases: Sequence[Case], outcomes: Sequence[Outcome | None]) -> dict
     """The counts of issue #10 and one record per case."""
     records, reference = [], {}
     for case, outcome in zip(cases, outcomes):
-        if outcome is not None and case.name.startswith("ref_") and outcome.status == "ok":
+        if outcome is not None and case.name.startswith("ref_") and outcome.status in ANSWERED:
             reference[case.source] = outcome.label
     for case, outcome in zip(cases, outcomes):
         record = {"name": case.name, "file": None if case.path is None else str(case.path),
@@ -260,7 +264,7 @@ def summarize(cases: Sequence[Case], outcomes: Sequence[Outcome | None]) -> dict
             record.update(verdict="skipped", skipped=case.skipped)
         else:
             record.update(verdict=judge(case, outcome), **asdict(outcome))
-            if outcome.status == "ok" and reference.get(case.source) is not None:
+            if outcome.status in ANSWERED and reference.get(case.source) is not None:
                 record["label_matches_source"] = outcome.label == reference[case.source]
         records.append(record)
     run = [r for r in records if r["verdict"] != "skipped"]

@@ -34,7 +34,9 @@ from emofuse.inputs.plan import InputPlan
 from emofuse.recipes import Recipe
 from emofuse.training.distributed import rank_zero_print
 
-Predict = Callable[[Any], np.ndarray]  # a corruption view -> probabilities of the fold's test clips
+Predict = Callable[[Any], np.ndarray]
+#: corruptions whose level is an SNR (the target compares their 10 dB mean with clean)
+NOISE_KINDS = ("white", "pink", "babble")  # a corruption view -> probabilities of the fold's test clips
 
 
 @dataclass
@@ -50,6 +52,8 @@ class FoldOutput:
     val_y: list[int]
     train_seconds: float
     predict_view: Predict
+    #: the model early stopping (or C) was chosen with, on the validation clips of a view
+    predict_val_view: Predict | None = None
 
 
 # -- training one protocol's folds -------------------------------------------------------------
@@ -73,8 +77,11 @@ def neural_outputs(recipe: Recipe, samples: list[Sample], store: FeatureStore, f
     outputs = []
     for run, info in zip(result.runs, kept):
         predict = _neural_predictor(plan, store, info["model"], info["stats"], info["test_idx"], run.y_true)
+        # without a refit the kept model is the early-stopped one, the model of the validation scores
+        val_predict = None if cfg.refit else _neural_predictor(plan, store, info["model"], info["stats"],
+                                                               info["val_idx"], info["val_y"])
         outputs.append(FoldOutput(run.fold, run.seed, list(run.ids), list(run.y_true), run.probs,
-                                  info["val_probs"], info["val_y"], run.train_seconds, predict))
+                                  info["val_probs"], info["val_y"], run.train_seconds, predict, val_predict))
     return outputs
 
 
@@ -111,8 +118,10 @@ def classical_outputs(recipe: Recipe, samples: list[Sample], store: FeatureStore
         _, va, _ = partition(data.samples, fold)
         val_probs = res.val_probabilities if res.val_probabilities is not None else np.zeros((0, len(labels)))
         predict = _classical_predictor(data, store, res.model, [rows[i] for i in te], len(labels))
+        val_predict = None if res.val_model is None else \
+            _classical_predictor(data, store, res.val_model, [rows[i] for i in va], len(labels))
         out = FoldOutput(fold.name, 0, [data.samples[i].id for i in te], [int(y) for y in data.y[te]],
-                         res.probabilities, val_probs, [int(y) for y in data.y[va]], seconds, predict)
+                         res.probabilities, val_probs, [int(y) for y in data.y[va]], seconds, predict, val_predict)
         outputs.append(out)
         if progress:
             m = classification_metrics(out.y_true, out.probs.argmax(1), labels)
@@ -164,14 +173,18 @@ def corruption_scores(outputs: Sequence[FoldOutput], store: FeatureStore, labels
     scores: dict[str, dict[str, float]] = {}
     histogram = np.zeros(len(labels), dtype=int)
     for name, view in views.items():
-        per_run = []
+        per_run, per_val = [], []
         for out in outputs:
             probs = out.predict_view(view)
             pred = probs.argmax(axis=1)
             histogram += np.bincount(pred, minlength=len(labels))
             per_run.append(classification_metrics(out.y_true, pred, labels))
+            if out.predict_val_view is not None:
+                per_val.append(classification_metrics(out.val_y, out.predict_val_view(view).argmax(1), labels))
         agg = aggregate(per_run)
         scores[name] = {k: float(agg[k]) for k in ("wa_mean", "wa_std", "ua_mean", "ua_std")}
+        if per_val:
+            scores[name]["val_ua_mean"] = float(aggregate(per_val)["ua_mean"])
         _forget_view(store, view)
         if progress:
             rank_zero_print(f"  {name}: WA {agg['wa_mean']:.3f} UA {agg['ua_mean']:.3f}", file=sys.stderr)
@@ -210,7 +223,7 @@ def run_shift(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds:
         corruptions = corruption_views()
     views = corruptions
     corrupted, histogram = corruption_scores(clean, store, labels, views, progress)
-    levels = {name: getattr(view, "level", None) if getattr(view, "kind", "") in ("white", "pink", "babble") else None
+    levels = {name: getattr(view, "level", None) if getattr(view, "corruption", "") in NOISE_KINDS else None
               for name, view in views.items()}
     s_folds, key, first = sentence_folds(samples, folds)
     by_sentence = split_runs(train(s_folds), by_id, labels, lambda s: "within" if str(s.meta[key]) == first else "cross")
@@ -233,8 +246,23 @@ def run_shift(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds:
                      "corruptions": corrupted,
                      "corruption_summary": corruption_summary(clean_agg, corrupted, levels)},
            "calibration": calibration_summary(clean),
+           "validation": validation_summary(clean, corrupted, labels),
            "corrupted_prediction_histogram": dict(zip(labels, histogram))}
     return row
+
+
+def validation_summary(outputs: Sequence[FoldOutput], corrupted: dict[str, dict[str, float]],
+                       labels: list[str]) -> dict[str, float]:
+    """The validation speakers' clean UA and mean UA over the corruptions (of the models early stopping
+    or C was chosen with): what recipes are compared by when one is picked (``selection_ua``, their
+    mean), never the test folds."""
+    clean = [classification_metrics(o.val_y, o.val_probs.argmax(1), labels)["ua"] for o in outputs if len(o.val_y)]
+    corr = [c["val_ua_mean"] for c in corrupted.values() if "val_ua_mean" in c]
+    if not clean or not corr:
+        return {}
+    out = {"clean_ua": float(np.mean(clean)), "corrupted_ua": float(np.mean(corr))}
+    out["selection_ua"] = (out["clean_ua"] + out["corrupted_ua"]) / 2
+    return out
 
 
 def _gender_means(gender: dict[str, Any]) -> dict[str, Any]:

@@ -42,8 +42,9 @@ class LogRegResult:
     chosen_c: float
     model: Any = None
     #: validation probabilities of the chosen C's model trained without the validation samples
-    #: (for calibration; None without validation samples)
+    #: (for calibration; None without validation samples), and that model
     val_probabilities: np.ndarray | None = None
+    val_model: Any = None
 
 
 def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int, balanced: bool = False):
@@ -67,13 +68,13 @@ def fit_predict_logreg(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarr
     test-time augmented views): their probabilities are averaged. ``x_refit``/``y_refit`` replace
     the validation rows added for the refit (e.g. validation samples with augmented copies).
     ``balanced`` weights each class by the inverse of its frequency (class-balanced training)."""
-    best_c, best_score, val_proba = c_grid[0], -1.0, None
+    best_c, best_score, val_proba, val_model = c_grid[0], -1.0, None, None
     if len(y_val):
         for c in c_grid:
             first = _fit(x_train, y_train, c, seed, balanced)
             score = balanced_accuracy_score(y_val, first.predict(x_val))
             if score > best_score:
-                best_c, best_score = c, score
+                best_c, best_score, val_model = c, score, first
                 val_proba = np.zeros((len(x_val), num_classes), dtype=np.float64)
                 val_proba[:, first.classes_] = first.predict_proba(x_val)
     if x_refit is None or y_refit is None:
@@ -84,7 +85,8 @@ def fit_predict_logreg(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarr
     views = [x_test] if isinstance(x_test, np.ndarray) else list(x_test)
     proba = np.zeros((len(views[0]), num_classes), dtype=np.float64)
     proba[:, model.classes_] = average_over_views(model.predict_proba, views)  # test-time views
-    return LogRegResult(probabilities=proba, chosen_c=best_c, model=model, val_probabilities=val_proba)
+    return LogRegResult(probabilities=proba, chosen_c=best_c, model=model, val_probabilities=val_proba,
+                        val_model=val_model)
 
 
 #: Logit of a class the pipeline never saw in training: its probability is 0 in float32, as in

@@ -167,8 +167,8 @@ def run_kfold(
         on_fold_end: called as ``on_fold_end(fold, model, info)`` after each run, with ``info``
             holding ``seed``, ``metrics``, ``stats`` (standardisation statistics or None),
             ``val_probs`` / ``val_y`` (validation probabilities of the early-stopped model, before
-            any refit, and their classes: for calibration) and ``test_idx`` (the test samples'
-            indices), e.g. to save a checkpoint per fold.
+            any refit, and their classes: for calibration) and ``val_idx`` / ``test_idx`` (the
+            validation and test samples' indices), e.g. to save a checkpoint per fold.
         train_views: augmented copies of the features, view name -> features like ``features``
             (the training views of an `emofuse.inputs.plan.InputPlan`, ``plan.view_arrays(store)``,
             e.g. ``{"speed0.9": ..., "speed1.1": ...}`` from speed-perturbed audio). Each training
@@ -322,7 +322,7 @@ def _train_fold(job: _KFoldJob, plan: FoldPlan, fold_index: int, seed: int, run_
     if job.on_fold_end is not None:
         job.on_fold_end(fold, result.model, {"seed": seed, "metrics": metrics, "stats": data.stats,
                                              "val_probs": val_probs, "val_y": [int(y) for y in data.val.labels or []],
-                                             "test_idx": plan[3]})
+                                             "val_idx": plan[2], "test_idx": plan[3]})
     return FoldRun(
         fold=fold.name, seed=seed, metrics=metrics, train_seconds=result.train_seconds,
         best_epoch=result.best_epoch, best_score=result.best_score, stopped_epoch=result.stopped_epoch,
