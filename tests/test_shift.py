@@ -166,3 +166,21 @@ def test_run_shift_end_to_end_on_a_csv_corpus(tmp_path, recipe_text):
     assert len(cal["per_fold"]) == 4 and all(f["temperature"] > 0 for f in cal["per_fold"])
     assert 0.0 <= cal["ece_after_mean"] <= 1.0
     assert 0.0 <= row["wa_mean"] <= 1.0 and len(row["per_fold"]) == 4
+
+
+def test_checkpoint_histogram_counts_every_corrupted_answer(tmp_path):
+    from emofuse.experiments.lineup import dataset_instance
+    from emofuse.experiments.shift import checkpoint_corruption_histogram
+    from emofuse.inputs.views import SpeedView
+    from emofuse.training.recipe import train_recipe
+
+    csv = _corpus(tmp_path)
+    (tmp_path / "r.yaml").write_text("model: logreg\nfeatures: {audio: mfcc}\n", encoding="utf-8")
+    data = dataset_instance(str(csv), None, folds_dir=tmp_path / "ckpt", num_folds=4, fold_seed=0, progress=False)
+    train_recipe(str(tmp_path / "r.yaml"), data, None, out_dir=tmp_path / "ckpt", fold=1, progress=False)
+    views = {"speed0.8": SpeedView(0.8), "speed1.2": SpeedView(1.2)}
+    out = checkpoint_corruption_histogram(tmp_path / "ckpt", data.samples, None, views)
+    assert out["clips"] == len(data.samples) and out["corruptions"] == list(views)
+    assert sum(out["shares"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert out["max_share"] == pytest.approx(max(out["shares"].values()), abs=1e-4)
+    assert 0.0 <= out["per_corruption"]["speed0.8"]["wa"] <= 1.0
