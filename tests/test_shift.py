@@ -184,3 +184,32 @@ def test_checkpoint_histogram_counts_every_corrupted_answer(tmp_path):
     assert sum(out["shares"].values()) == pytest.approx(1.0, abs=1e-3)
     assert out["max_share"] == pytest.approx(max(out["shares"].values()), abs=1e-4)
     assert 0.0 <= out["per_corruption"]["speed0.8"]["wa"] <= 1.0
+
+
+def test_model_card_is_written_from_the_measured_files(tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("card", Path(__file__).parents[1] / "scripts" / "write_model_card.py")
+    card = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(card)
+    agg = {f"{k}_{s}": 0.5 for k in ("wa", "ua", "macro_f1") for s in ("mean", "std")}
+    corr = {"white_snr10": {"wa_mean": 0.41, "ua_mean": 0.4}, "babble_snr0": {"wa_mean": 0.21, "ua_mean": 0.2}}
+    row = {"model": "r", **agg, "shift": {
+        "cross_sentence": {"trained_on": "01", "within": agg, "cross": agg},
+        "cross_gender": {"train_M": {"within": agg, "cross": agg}, "train_F": {"within": agg, "cross": agg}},
+        "corruptions": corr,
+        "corruption_summary": {"wa_mean": 0.31, "ua_mean": 0.3, "wa_worst": 0.21, "ua_worst": 0.2,
+                               "ua_worst_corruption": "babble_snr0", "wa_snr10_mean": 0.41, "ua_snr10_mean": 0.4}},
+        "calibration": {f"{k}_{s}": 0.1 for k in ("ece_before", "ece_after", "coverage", "answered_accuracy")
+                        for s in ("mean", "std")}}
+    config = {"model": {"name": "logistic_regression"}, "labels": ["a", "b"],
+              "features": {"audio": {"names": ["whisper"]}}, "meta": {"val_speakers": ["05", "06"]},
+              "calibration": {"temperature": 1.2, "threshold": 0.4, "fitted_on": "validation speakers 05, 06"}}
+    text = card.card(config, row, {"shares": {"a": 0.6, "b": 0.4}, "max_class": "a", "max_share": 0.6}, "r",
+                     "shift.json", "hist.json")
+    assert "babble_snr0 (UA 0.20)" in text and "temperature 1.200" in text and "a 60.0%" in text
+    assert "| white_snr10 | 0.410 | 0.400 |" in text and "non-commercial" in text
+    (tmp_path / "results.json").write_text(json.dumps({"results": [row]}))
+    assert card._find_row(json.loads((tmp_path / "results.json").read_text()), "r") == row
