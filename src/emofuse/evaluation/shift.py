@@ -85,6 +85,7 @@ def gender_folds(samples: Sequence[Sample], folds: Sequence[Fold], gender: str) 
     gender validates instead (never a test speaker)."""
     _speaker_folds(folds)
     by_speaker = {s.speaker: gender_of(s) for s in samples}
+    group = {s.speaker: f"{s.speaker}|{s.meta['gender']}" for s in samples}  # speaker+meta.gender groups
     out = []
     for f in folds:
         train = tuple(g for g in f.train if by_speaker.get(g) == gender)
@@ -93,7 +94,10 @@ def gender_folds(samples: Sequence[Sample], folds: Sequence[Fold], gender: str) 
             train, val = train[:-1], train[-1:]
         if not train or not val:
             raise ConfigError(f"fold {f.name}: too few {gender} speakers to train and validate on")
-        out.append(Fold(name=f"{f.name}-train{gender}", train=train, val=val, test=f.test))
+        # composite groups: the other gender's training speakers are left out by design (logged at INFO)
+        out.append(Fold(name=f"{f.name}-train{gender}", train=tuple(group[g] for g in train),
+                        val=tuple(group[g] for g in val), test=tuple(group[g] for g in f.test if g in group),
+                        group_by="speaker+meta.gender"))
     return out
 
 
