@@ -213,3 +213,23 @@ def test_model_card_is_written_from_the_measured_files(tmp_path):
     assert "| white_snr10 | 0.410 | 0.400 |" in text and "non-commercial" in text
     (tmp_path / "results.json").write_text(json.dumps({"results": [row]}))
     assert card._find_row(json.loads((tmp_path / "results.json").read_text()), "r") == row
+
+
+def test_benchmark_protocol_shift_writes_rows_tables_and_plots(tmp_path, monkeypatch, capsys):
+    import json
+
+    import emofuse.inputs.views as views
+    from emofuse.cli import main
+
+    monkeypatch.setattr(views, "corruption_views", lambda: {"speed0.8": views.SpeedView(0.8)})
+    csv = _corpus(tmp_path)
+    (tmp_path / "r.yaml").write_text("model: logreg\nfeatures: {audio: mfcc}\n", encoding="utf-8")
+    out, report = tmp_path / "shift.json", tmp_path / "report"
+    rc = main(["--threads", "1", "benchmark", str(csv), "--num-folds", "4", "--protocol", "shift", "--models",
+               str(tmp_path / "r.yaml"), "--out", str(out), "--report-dir", str(report), "--quiet"])
+    assert rc == 0
+    results = json.loads(out.read_text())
+    assert results["protocol"] == "shift" and results["results"][0]["shift"]["corruptions"]
+    assert "Shift protocols" in capsys.readouterr().out
+    assert "## Shift protocols" in (report / "results.md").read_text()
+    assert (report / "confusion_r.png").is_file()

@@ -245,6 +245,8 @@ def run_shift(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds:
                      "cross_gender": {**gender, **_gender_means(gender)},
                      "corruptions": corrupted,
                      "corruption_summary": corruption_summary(clean_agg, corrupted, levels)},
+           "confusion": np.sum([classification_metrics(o.y_true, o.probs.argmax(1), labels)["confusion"]
+                                for o in clean], axis=0).tolist(),
            "calibration": calibration_summary(clean),
            "validation": validation_summary(clean, corrupted, labels),
            "corrupted_prediction_histogram": dict(zip(labels, histogram))}
