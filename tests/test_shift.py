@@ -233,3 +233,25 @@ def test_benchmark_protocol_shift_writes_rows_tables_and_plots(tmp_path, monkeyp
     assert "Shift protocols" in capsys.readouterr().out
     assert "## Shift protocols" in (report / "results.md").read_text()
     assert (report / "confusion_r.png").is_file()
+
+
+def test_logreg_calibration_probabilities_are_out_of_fold_by_speaker():
+    """Each clip's calibration probability comes from a model that never saw its speaker: a label that is
+    a speaker's identity (learnable in-sample) is at chance out of fold."""
+    from emofuse.training.classical import ClassicalData, _fit, out_of_fold_probabilities
+
+    rng = np.random.default_rng(0)
+    speakers = [f"{i:02d}" for i in range(10)]
+    label_of = {s: int(rng.integers(0, 2)) for s in speakers}
+    samples, rows = [], []
+    for k, spk in enumerate(speakers):
+        for j in range(6):
+            samples.append(Sample(id=f"{spk}-{j}", speaker=spk, dataset="toy", label=LABELS[label_of[spk]]))
+            rows.append(np.eye(10)[k] * 3 + 0.05 * rng.standard_normal(10))
+    x, y = np.array(rows), np.array([label_of[s.speaker] for s in samples])
+    data = ClassicalData(samples, x, y, {"audio": 10}, [], [])
+    probs, ys = out_of_fold_probabilities(data, list(range(len(samples))), 1.0, 2)
+    assert np.array_equal(ys, y)
+    in_sample = _fit(x, y, 1.0, 0).predict(x)
+    assert (in_sample == y).mean() > 0.9
+    assert (probs.argmax(1) == y).mean() < 0.75

@@ -54,6 +54,10 @@ class FoldOutput:
     predict_view: Predict
     #: the model early stopping (or C) was chosen with, on the validation clips of a view
     predict_val_view: Predict | None = None
+    #: what calibration is fitted on when not the validation clips (the logistic baseline's
+    #: out-of-fold probabilities over training + validation speakers)
+    cal_probs: np.ndarray | None = None
+    cal_y: list[int] | None = None
 
 
 # -- training one protocol's folds -------------------------------------------------------------
@@ -121,7 +125,9 @@ def classical_outputs(recipe: Recipe, samples: list[Sample], store: FeatureStore
         val_predict = None if res.val_model is None else \
             _classical_predictor(data, store, res.val_model, [rows[i] for i in va], len(labels))
         out = FoldOutput(fold.name, 0, [data.samples[i].id for i in te], [int(y) for y in data.y[te]],
-                         res.probabilities, val_probs, [int(y) for y in data.y[va]], seconds, predict, val_predict)
+                         res.probabilities, val_probs, [int(y) for y in data.y[va]], seconds, predict, val_predict,
+                         res.calibration_probabilities,
+                         None if res.calibration_y is None else [int(y) for y in res.calibration_y])
         outputs.append(out)
         if progress:
             m = classification_metrics(out.y_true, out.probs.argmax(1), labels)
@@ -144,19 +150,21 @@ def _classical_predictor(data: Any, store: FeatureStore, pipeline: Any, rows: Se
 # -- the summaries -----------------------------------------------------------------------------
 
 def calibration_summary(outputs: Sequence[FoldOutput]) -> dict[str, Any]:
-    """Per fold: temperature and abstention threshold fitted on the validation speakers; test ECE
-    before / after, and the share of test clips answered with their accuracy. Mean ± std over folds."""
+    """Per fold: temperature and abstention threshold fitted on the validation speakers (the logistic
+    baseline: on out-of-fold predictions over training + validation speakers, as `emofuse train`
+    does); test ECE before / after, and the share of test clips answered with their accuracy. Mean ±
+    std over folds."""
     from emofuse.evaluation.calibration import (apply_temperature, choose_threshold, expected_calibration_error,
                                                 fit_temperature, selective_scores)
 
     per_fold = []
     for out in outputs:
-        if not len(out.val_y):
+        fit_probs, fit_y = (out.val_probs, out.val_y) if out.cal_probs is None else (out.cal_probs, out.cal_y)
+        if fit_y is None or not len(fit_y):
             continue
-        temp = fit_temperature(out.val_probs, np.asarray(out.val_y), kind="probs")
-        val_cal = apply_temperature(out.val_probs, temp)
+        temp = fit_temperature(fit_probs, np.asarray(fit_y), kind="probs")
         test_cal = apply_temperature(out.probs, temp)
-        threshold = choose_threshold(val_cal, np.asarray(out.val_y))
+        threshold = choose_threshold(apply_temperature(fit_probs, temp), np.asarray(fit_y))
         selective = selective_scores(test_cal, np.asarray(out.y_true), threshold)
         per_fold.append({"temperature": temp, "threshold": threshold,
                          "ece_before": expected_calibration_error(out.probs, np.asarray(out.y_true)),

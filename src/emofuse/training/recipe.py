@@ -223,8 +223,7 @@ def _train_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore,
                      setup: dict[str, Any], out_dir: Path, description: str | None, progress: bool) -> dict[str, Any]:
     """`train_recipe` for ``model: logreg``: C chosen on the validation speakers, refitted on
     training + validation, saved as a ``logistic_regression`` checkpoint (`export_logreg`)."""
-    from emofuse.data.splits import partition
-    from emofuse.training.classical import export_logreg
+    from emofuse.training.classical import CALIBRATION_SPLITS, export_logreg
     from emofuse.inference.checkpoint import save_checkpoint
     from emofuse.inputs.normalize import stats_to_tensors
 
@@ -234,14 +233,15 @@ def _train_classical(recipe: Recipe, samples: list[Sample], store: FeatureStore,
     model, stats = export_logreg(res.model, len(labels), data.dims)
     meta = _checkpoint_meta(recipe, setup["dataset"], chosen, refit=True, setup=setup, metrics=metrics,
                             description=description)
-    _, va, _ = partition(data.samples, chosen)
-    calibration = fold_calibration(getattr(res, "val_probabilities", None), data.y[va], chosen)
+    where = (f"out-of-fold predictions over the training and validation speakers ({CALIBRATION_SPLITS} speaker "
+             f"groups, C={res.chosen_c:g}), then refitted on all of them")
+    calibration = fold_calibration(res.calibration_probabilities, res.calibration_y, chosen, where)
     save_checkpoint(out_dir, model, labels=labels, features=data.plan.feature_specs(), input_plan=data.plan,
                     extras=stats_to_tensors(stats), meta={**meta, "chosen_c": res.chosen_c}, calibration=calibration)
     return metrics
 
 
-def fold_calibration(val_probs: Any, val_y: Any, fold) -> dict[str, Any] | None:
+def fold_calibration(val_probs: Any, val_y: Any, fold, where: str | None = None) -> dict[str, Any] | None:
     """The checkpoint's ``calibration``: temperature and abstention threshold fitted on the fold's
     validation speakers (`emofuse.evaluation.calibration.calibration_block`); None without validation
     probabilities. The probabilities are those of the model chosen on them, before any refit."""
@@ -251,7 +251,7 @@ def fold_calibration(val_probs: Any, val_y: Any, fold) -> dict[str, Any] | None:
 
     if val_probs is None or val_y is None or not len(val_y) or np.asarray(val_probs).ndim != 2:
         return None
-    where = f"validation speakers {', '.join(fold.val)} (fold {fold.name}), before any refit"
+    where = where or f"validation speakers {', '.join(fold.val)} (fold {fold.name}), before any refit"
     return calibration_block(np.asarray(val_probs), np.asarray(val_y, dtype=np.int64), fitted_on=where)
 
 
