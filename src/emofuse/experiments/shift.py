@@ -106,8 +106,9 @@ def _neural_predictor(plan: InputPlan, store: FeatureStore, model: Any, stats: A
 
 
 def classical_outputs(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds: Sequence[Any],
-                      labels: list[str], progress: bool) -> list[FoldOutput]:
-    """Fit the logistic baseline on ``folds`` (C on validation, refit on train + validation)."""
+                      labels: list[str], progress: bool, calibrate: bool = True) -> list[FoldOutput]:
+    """Fit the logistic baseline on ``folds`` (C on validation, refit on train + validation; with
+    ``calibrate``, also the out-of-fold probabilities it is calibrated on)."""
     from emofuse.data.splits import partition
     from emofuse.training.classical import classical_data, fit_classical_fold
 
@@ -117,7 +118,7 @@ def classical_outputs(recipe: Recipe, samples: list[Sample], store: FeatureStore
     outputs = []
     for fold in folds:
         start = time.perf_counter()
-        res, te = fit_classical_fold(data, fold, len(labels), 0)
+        res, te = fit_classical_fold(data, fold, len(labels), 0, calibrate=calibrate)
         seconds = time.perf_counter() - start
         _, va, _ = partition(data.samples, fold)
         val_probs = res.val_probabilities if res.val_probabilities is not None else np.zeros((0, len(labels)))
@@ -216,14 +217,14 @@ def run_shift(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds:
               corruptions: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every shift protocol for one recipe; returns the results row (clean figures at the top level,
     ``shift``, ``calibration`` and ``corrupted_prediction_histogram`` beside them)."""
-    def train(fold_list: Sequence[Any]) -> list[FoldOutput]:
+    def train(fold_list: Sequence[Any], calibrate: bool = False) -> list[FoldOutput]:
         check_speaker_disjoint(samples, fold_list)
-        if recipe.classical:
-            return classical_outputs(recipe, samples, store, fold_list, labels, progress)
+        if recipe.classical:  # calibration is scored on the clean folds only
+            return classical_outputs(recipe, samples, store, fold_list, labels, progress, calibrate)
         return neural_outputs(recipe, samples, store, fold_list, labels, seeds, max_epochs, progress)
 
     by_id = {s.id: s for s in samples}
-    clean = train(folds)
+    clean = train(folds, calibrate=True)
     clean_agg = _clean_aggregate(clean, labels)
     if corruptions is None:
         from emofuse.inputs.views import corruption_views

@@ -175,11 +175,12 @@ def classical_data(recipe: Recipe, samples: list[Sample], store: FeatureStore, l
                          balanced=recipe.train.get("sampler") == "balanced")
 
 
-def fit_classical_fold(data: ClassicalData, fold, num_classes: int, seed: int = 0):
+def fit_classical_fold(data: ClassicalData, fold, num_classes: int, seed: int = 0, calibrate: bool = True):
     """``(result, test indices)``: the logistic regression with C chosen on the fold's validation
     samples, refitted on training + validation (each with its speed-perturbed copies), and its
     probabilities for the test samples averaged over the test-time views. A fold without test
-    groups (``emofuse train --fold 0``) is scored on its validation samples (not held out)."""
+    groups (``emofuse train --fold 0``) is scored on its validation samples (not held out).
+    ``calibrate`` also computes the out-of-fold probabilities it is calibrated on (five more fits)."""
     from emofuse.data.splits import partition
 
     tr, va, te = partition(data.samples, fold)
@@ -195,8 +196,9 @@ def fit_classical_fold(data: ClassicalData, fold, num_classes: int, seed: int = 
     y_va = np.concatenate([y[va]] * (1 + len(views)))
     res = fit_predict_logreg(x_tr, y_tr, x[va], y[va], [x[te], *(v[te] for v in data.test_views)], num_classes,
                              seed=seed, x_refit=x_va, y_refit=y_va, balanced=data.balanced)
-    res.calibration_probabilities, res.calibration_y = out_of_fold_probabilities(data, tr + va, res.chosen_c,
-                                                                                 num_classes, seed)
+    if calibrate:
+        res.calibration_probabilities, res.calibration_y = out_of_fold_probabilities(data, tr + va, res.chosen_c,
+                                                                                     num_classes, seed)
     return res, te
 
 
