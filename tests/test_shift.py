@@ -255,3 +255,22 @@ def test_logreg_calibration_probabilities_are_out_of_fold_by_speaker():
     in_sample = _fit(x, y, 1.0, 0).predict(x)
     assert (in_sample == y).mean() > 0.9
     assert (probs.argmax(1) == y).mean() < 0.75
+
+
+def test_corruption_scoring_frees_each_corrupted_feature_set(tmp_path):
+    """With utterance_norm the corrupted arrays live in a wrapping view's store: those go too."""
+    from emofuse.experiments.lineup import dataset_instance
+    from emofuse.experiments.shift import classical_outputs, corruption_scores
+    from emofuse.features.store import FeatureStore
+    from emofuse.inputs.views import SpeedView
+    from emofuse.recipes import load_recipe
+
+    csv = _corpus(tmp_path)
+    (tmp_path / "r.yaml").write_text("model: logreg\nfeatures: {audio: mfcc}\ndata: {utterance_norm: true}\n")
+    data = dataset_instance(str(csv), None, folds_dir=tmp_path, num_folds=4, fold_seed=0, progress=False)
+    store = FeatureStore(data.samples, None, progress=False)
+    outputs = classical_outputs(load_recipe(str(tmp_path / "r.yaml")), data.samples, store, data.folds[:1],
+                                data.labels, progress=False, calibrate=False)
+    kept = set(store._views)
+    corruption_scores(outputs, store, data.labels, {"speed0.8": SpeedView(0.8)}, progress=False)
+    assert set(store._views) == kept  # the level-normalised clean clips stay; nothing of speed0.8 does

@@ -201,9 +201,11 @@ def corruption_scores(outputs: Sequence[FoldOutput], store: FeatureStore, labels
 
 
 def _forget_view(store: FeatureStore, view: Any) -> None:
-    """Drop a view's arrays from memory (they stay in the on-disk cache)."""
+    """Drop a view's arrays from memory (they stay in the on-disk cache): the view's store and any
+    store of a view wrapping it (e.g. the level-normalised corrupted clips of ``utterance_norm``)."""
     original = getattr(store, "_original", None) or store
-    original._views.pop(view, None)
+    for key in [k for k in original._views if k == view or getattr(k, "inner", None) == view]:
+        original._views.pop(key, None)
     gc.collect()
 
 
