@@ -31,3 +31,17 @@ def test_actor05_takes_pair_each_face_clip_with_its_speech(data_root_dir):
     for take in takes:
         assert take["video"].is_file() and take["audio"].is_file(), take
         assert take["audio"].name[3:-5] + "_facecroppad.avi" == take["video"].name[3:]  # same performance
+
+
+def test_a_calibrated_audio_checkpoint_gets_no_second_temperature(tmp_path):
+    import shutil
+
+    from emofuse.experiments.av_eval import audio_temperature
+    from emofuse.inference.checkpoint import write_calibration
+    from emofuse.inference.predictor import demo_checkpoint_dir
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(demo_checkpoint_dir(), ckpt)
+    write_calibration(ckpt, {"temperature": 1.3, "threshold": 0.5, "fitted_on": "out-of-fold predictions"})
+    out = audio_temperature(ckpt, None, None)  # no data needed: nothing is fitted
+    assert out["temperature"] == 1.0 and "out-of-fold predictions" in out["fit_on"]

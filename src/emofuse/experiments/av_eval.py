@@ -50,10 +50,15 @@ def ravdess_samples(data_root: str | Path | None, speakers: set[str]) -> list[An
 
 
 def audio_temperature(checkpoint: Path, data_root: str | Path | None, cache_dir: str | None) -> dict[str, Any]:
-    """Temperature of an audio checkpoint fitted on its validation speakers (never its test speakers)."""
+    """Temperature of an audio checkpoint fitted on its validation speakers (never its test speakers);
+    1.0 for a checkpoint with a calibration block (`emofuse train` fitted one already)."""
     from emofuse.inference.checkpoint import load_members
 
-    meta = load_members([checkpoint])[0].meta
+    member = load_members([checkpoint])[0]
+    if member.calibration:  # calibrated by emofuse train: its probabilities are used as they are
+        return {"temperature": 1.0, "fit_on": "none: the audio checkpoint carries its own calibration "
+                                              f"({member.calibration.get('fitted_on', 'emofuse train')})"}
+    meta = member.meta
     speakers = {f"{int(s):02d}" for s in meta["val_speakers"]}
     samples = ravdess_samples(data_root, speakers)
     probs, labels = checkpoint_probs(checkpoint, samples, cache_dir)
