@@ -88,9 +88,24 @@ def test_wrong_label_count_is_rejected(tmp_path):
         explain_batch_outputs(model, inputs, masks, tmp_path, ["only", "two"], "")
 
 
-def test_explain_file_demo(tmp_path):
+def _attention_checkpoint(folder: Path) -> Path:
+    """An untrained attention-pooling model over Whisper states (frame_stride 4), as the earlier demo
+    model was: the shipped model is now a logistic regression, which has no attention to plot."""
+    from emofuse.features import get_extractor
+    from emofuse.inference.checkpoint import save_checkpoint
+    from emofuse.inputs.plan import InputPlan, ModalityPlan
+
+    plan = InputPlan({"audio": ModalityPlan(("whisper",), {"whisper": get_extractor("whisper").config()})})
+    torch.manual_seed(0)
+    model = create_model("attention_pooling", num_classes=8, input_dims={"audio": 384}, hidden=16, embed_dim=16,
+                         frame_stride=4)
+    labels = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+    return save_checkpoint(folder, model, labels=labels, features=plan.feature_specs(), input_plan=plan)
+
+
+def test_explain_file_attention_model(tmp_path):
     clip = sample_clips()[0]
-    result = explain_file(demo_checkpoint_dir(), clip, tmp_path / "out")
+    result = explain_file(_attention_checkpoint(tmp_path / "ckpt"), clip, tmp_path / "out")
     names = {Path(f).name for f in result["files"]}
     assert names == {"probabilities.png", "attention_audio.png"}
     for f in result["files"]:
@@ -105,6 +120,13 @@ def test_explain_file_demo(tmp_path):
     assert len(weights) == pytest.approx(seconds * 50 / 4, abs=2)
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
     assert Path(result["summary"]).is_file()
+
+
+
+def test_explain_file_shipped_model_plots_its_probabilities(tmp_path):
+    result = explain_file(demo_checkpoint_dir(), sample_clips()[0], tmp_path / "out")
+    assert "probabilities.png" in {Path(f).name for f in result["files"]}
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_explain_file_bad_path_names_file(tmp_path):
