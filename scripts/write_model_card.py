@@ -46,7 +46,9 @@ def _shift_lines(row: dict[str, Any]) -> list[str]:
               f"| worst ({corr['ua_worst_corruption']}) | {corr['wa_worst']:.3f} | {corr['ua_worst']:.3f} |", "",
               "| corruption | WA | UA |", "|---|---|---|"]
     lines += [f"| {name} | {m['wa_mean']:.3f} | {m['ua_mean']:.3f} |" for name, m in shift["corruptions"].items()]
-    lines += ["", "Calibration on the test folds (temperature and threshold fitted on each fold's validation actors):",
+    lines += ["", "Calibration on the test folds (temperature and threshold fitted without the test actors: a neural "
+              "recipe on each fold's validation actors, a logistic one out of fold over its training and validation "
+              "actors; docs/calibration.md):",
               "", f"- ECE {_pm(cal, 'ece_before')} before, {_pm(cal, 'ece_after')} after temperature scaling",
               f"- answered (confidence at or above the threshold): {_pm(cal, 'coverage')} of the clips, "
               f"accuracy {_pm(cal, 'answered_accuracy')} on those"]
@@ -72,9 +74,10 @@ def card(config: dict[str, Any], row: dict[str, Any], histogram: dict[str, Any],
         "probability; 'uncertain' below the confidence threshold; `--labels 6` / `7` / ... renormalise over common "
         "label sets (docs/calibration.md)",
         f"- **Trained**: `emofuse train {recipe} --fold 0`: all 24 RAVDESS actors; validation actors "
-        f"{', '.join(meta.get('val_speakers', []))} chose the regularisation / epoch and fitted the calibration",
+        f"{', '.join(meta.get('val_speakers', []))} chose the regularisation (or the epoch)",
         f"- **Calibration**: temperature {cal.get('temperature', 1.0):.3f}, threshold "
-        f"{cal.get('threshold') if cal.get('threshold') is not None else 'none'} ({cal.get('fitted_on', 'not calibrated')})", "",
+        f"{'none' if cal.get('threshold') is None else format(cal['threshold'], '.3f')} "
+        f"(fitted on {cal.get('fitted_on', 'nothing: not calibrated')})", "",
         "## Training data and licence", "",
         "RAVDESS speech (Livingstone & Russo 2018): 24 professional actors (12 female, 12 male), North American English, "
         "two neutral sentences, 8 emotions, 1440 clips, one studio. Licence CC BY-NC-SA 4.0, so this model is for "
@@ -85,7 +88,7 @@ def card(config: dict[str, Any], row: dict[str, Any], histogram: dict[str, Any],
         "## Shift figures (same folds, `emofuse benchmark ravdess --protocol shift`, docs/shift.md)", "",
         *_shift_lines(row), "",
         "## Answers under corruption (this checkpoint, every RAVDESS clip x 22 corruptions)", "",
-        f"Share of each answer: {shares}; largest {histogram['max_class']} {histogram['max_share']:.1%} "
+        f"Share of each answer: {shares}; no class above {histogram['max_share']:.1%} "
         f"(`{histogram_file}`). These clips include the ones it was trained on.", "",
         "## Known failure modes", "",
         f"- Background speech and strong noise: the weakest conditions are {_weakest(row)}.",

@@ -209,7 +209,7 @@ def test_model_card_is_written_from_the_measured_files(tmp_path):
               "calibration": {"temperature": 1.2, "threshold": 0.4, "fitted_on": "validation speakers 05, 06"}}
     text = card.card(config, row, {"shares": {"a": 0.6, "b": 0.4}, "max_class": "a", "max_share": 0.6}, "r",
                      "shift.json", "hist.json")
-    assert "babble_snr0 (UA 0.20)" in text and "temperature 1.200" in text and "a 60.0%" in text
+    assert "babble_snr0 (UA 0.20)" in text and "temperature 1.200, threshold 0.400" in text and "a 60.0%" in text
     assert "| white_snr10 | 0.410 | 0.400 |" in text and "non-commercial" in text
     (tmp_path / "results.json").write_text(json.dumps({"results": [row]}))
     assert card._find_row(json.loads((tmp_path / "results.json").read_text()), "r") == row
