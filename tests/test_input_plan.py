@@ -24,7 +24,7 @@ from emofuse.features.store import FeatureStore
 from emofuse.inputs import AugmentedView, InputPlan, SpeedView, average_over_views, register_view, view_from_dict
 from emofuse.inputs.plan import ModalityPlan
 from emofuse.models import create_model
-from emofuse.inference.predictor import Predictor, demo_checkpoint_dir
+from emofuse.inference.predictor import Predictor
 from emofuse.recipes import Recipe, recipe_from_dict
 
 from test_train_checkpoints import data_root  # noqa: F401  (the fake RAVDESS fixture)
@@ -129,7 +129,8 @@ def test_an_old_checkpoint_gets_its_plan_from_features_and_meta(tmp_path):
     assert plan.test_views == (SpeedView(0.9), SpeedView(1.1)) and plan.train_views == ()
     assert plan.modalities["face"] == ModalityPlan(("au",), {"au": {}}, pooled=True, dialogue_window=2)
     assert plan.standardize and not plan.speaker_norm and plan.feature_specs() == features
-    demo = load_checkpoint(demo_checkpoint_dir()).input_plan  # the shipped model (no plan saved)
+    # the demo model shipped before input plans existed (kept as a fixture): its plan comes from features/meta
+    demo = load_checkpoint(Path(__file__).parent / "data" / "old_demo_model").input_plan
     assert list(demo.modalities) == ["audio"] and demo.modalities["audio"].names == ("whisper",)
     assert demo.views == () and demo.modalities["audio"].configs["whisper"]["mode"] == "fit"
     broken = _checkpoint(tmp_path / "broken", None, {"audio": MFCC, "face": 4}, meta={"test_time_augment": [9.0]},

@@ -19,18 +19,23 @@ from emofuse.inference.checkpoint import load_checkpoint, read_config, write_cal
 from emofuse.inference.predictor import Predictor, demo_checkpoint_dir, sample_clips
 
 
+#: the demo model shipped before calibration existed (attention pooling, fold 1), kept as a fixture: a
+#: checkpoint without a calibration block or an input plan must load and predict exactly as before
+OLD_CHECKPOINT = Path(__file__).parent / "data" / "old_demo_model"
+
+
 @pytest.fixture(scope="module")
 def plain():
-    """The shipped demo model's predictions of the sample clips (no calibration block)."""
-    return Predictor().predict_files(sample_clips())
+    """The old uncalibrated checkpoint's predictions of the sample clips."""
+    return Predictor(OLD_CHECKPOINT).predict_files(sample_clips())
 
 
 @pytest.fixture()
 def calibrated(tmp_path) -> Path:
-    """A copy of the demo model with temperature 2 and threshold 0.6 (its sample clips' calibrated
+    """A copy of the old checkpoint with temperature 2 and threshold 0.6 (its sample clips' calibrated
     confidences straddle it)."""
     folder = tmp_path / "calibrated"
-    shutil.copytree(demo_checkpoint_dir(), folder)
+    shutil.copytree(OLD_CHECKPOINT, folder)
     write_calibration(folder, {"temperature": 2.0, "threshold": 0.6, "fitted_on": "test"})
     return folder
 
@@ -39,8 +44,8 @@ def _vector(pred) -> np.ndarray:
     return np.array(list(pred.probabilities.values()))
 
 
-def test_the_demo_model_has_no_calibration_and_is_unchanged(plain):
-    ckpt = load_checkpoint(demo_checkpoint_dir())
+def test_an_uncalibrated_checkpoint_is_unchanged(plain):
+    ckpt = load_checkpoint(OLD_CHECKPOINT)
     assert ckpt.calibration is None and ckpt.temperature == 1.0 and ckpt.threshold is None
     assert all(p.status == "ok" and p.threshold is None for p in plain)
     assert [p.label for p in plain] == ["happy", "sad", "angry"]
@@ -49,7 +54,7 @@ def test_the_demo_model_has_no_calibration_and_is_unchanged(plain):
 
 def test_temperature_one_gives_exactly_the_same_probabilities(plain, tmp_path):
     folder = tmp_path / "t1"
-    shutil.copytree(demo_checkpoint_dir(), folder)
+    shutil.copytree(OLD_CHECKPOINT, folder)
     write_calibration(folder, {"temperature": 1.0, "threshold": None})
     again = Predictor(folder).predict_files(sample_clips())
     assert [p.probabilities for p in again] == [p.probabilities for p in plain]
@@ -69,7 +74,7 @@ def test_a_calibrated_checkpoint_scales_and_abstains(plain, calibrated):
 
 def test_an_ensemble_scales_each_member_and_averages_thresholds(plain, calibrated, tmp_path):
     other = tmp_path / "other"
-    shutil.copytree(demo_checkpoint_dir(), other)
+    shutil.copytree(OLD_CHECKPOINT, other)
     write_calibration(other, {"temperature": 0.5, "threshold": 0.8})
     ens = Predictor([calibrated, other])
     assert ens.threshold == pytest.approx(0.7)
@@ -77,7 +82,7 @@ def test_an_ensemble_scales_each_member_and_averages_thresholds(plain, calibrate
     ref = _vector(plain[0])
     expected = (apply_temperature(ref, 2.0) + apply_temperature(ref, 0.5)) / 2
     np.testing.assert_allclose(_vector(got), expected, rtol=1e-6)
-    assert Predictor([calibrated, demo_checkpoint_dir()]).threshold is None  # one member has none
+    assert Predictor([calibrated, OLD_CHECKPOINT]).threshold is None  # one member has none
     with pytest.raises(ConfigError, match="probability in \\[0, 1\\]"):
         Predictor(calibrated, threshold=1.5)
 
@@ -120,6 +125,14 @@ def test_cli_labels_renormalises_over_a_label_space(capsys):
     assert "label space meld: renormalised without calm" in " ".join(out.err.split())
     assert main(["predict", clip, "--labels", "nine"]) == 2
     assert "unknown label space 'nine'" in capsys.readouterr().err
+
+
+def test_the_shipped_model_is_calibrated_and_has_a_model_card(capsys):
+    ckpt = load_checkpoint(demo_checkpoint_dir())
+    assert ckpt.temperature > 0 and ckpt.threshold is not None and "out-of-fold" in ckpt.calibration["fitted_on"]
+    assert main(["predict", "--model-card"]) == 0
+    card = capsys.readouterr().out
+    assert card.startswith("# Model card") and "logreg_whisper_robust" in card and "non-commercial" in card
 
 
 def test_model_card_is_printed_or_its_absence_named(calibrated, capsys):
