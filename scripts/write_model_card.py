@@ -73,8 +73,9 @@ def card(config: dict[str, Any], row: dict[str, Any], histogram: dict[str, Any],
         f"- **Output**: one of {len(config['labels'])} RAVDESS classes ({', '.join(config['labels'])}) with every class's "
         "probability; 'uncertain' below the confidence threshold; `--labels 6` / `7` / ... renormalise over common "
         "label sets (docs/calibration.md)",
-        f"- **Trained**: `emofuse train {recipe} --fold 0`: all 24 RAVDESS actors; validation actors "
-        f"{', '.join(meta.get('val_speakers', []))} chose the regularisation (or the epoch)",
+        f"- **Trained**: `emofuse train {recipe} --fold 0`: the weights learned from "
+        f"{len(meta.get('train_speakers', []))} of the 24 RAVDESS actors; validation actors "
+        f"{', '.join(meta.get('val_speakers', []))} chose the epoch (or the regularisation, then trained too)",
         f"- **Calibration**: temperature {cal.get('temperature', 1.0):.3f}, threshold "
         f"{'none' if cal.get('threshold') is None else format(cal['threshold'], '.3f')} "
         f"(fitted on {cal.get('fitted_on', 'nothing: not calibrated')})", "",
