@@ -417,3 +417,17 @@ def test_demo_json_output_that_is_a_shipped_file_is_refused(capsys, monkeypatch)
         before = shipped.read_bytes()
         assert main(["demo", "--json", str(shipped)]) == 2
         assert str(shipped) in capsys.readouterr().err and shipped.read_bytes() == before
+
+
+def test_threads_limits_pytorch_and_the_blas_pools():
+    """`emofuse --threads 1` also caps numpy's / scikit-learn's thread pools, in a fresh process."""
+    import subprocess
+    import sys
+
+    code = ("import os\nfor k in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.pop(k, None)\n"
+            "from emofuse.cli import limit_threads\nlimit_threads(1)\nimport sklearn.linear_model, torch\n"
+            "from threadpoolctl import threadpool_info\n"
+            "print(torch.get_num_threads(), max(p['num_threads'] for p in threadpool_info()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1"]

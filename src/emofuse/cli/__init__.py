@@ -35,12 +35,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emofuse", description="Multimodal emotion recognition.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
-    parser.add_argument("--threads", type=int, dest="torch_threads", help="CPU threads for PyTorch (default: PyTorch's "
-                        "choice; 1 is much faster when other jobs share the CPU, see docs/training.md)")
+    parser.add_argument("--threads", type=int, dest="torch_threads", help="CPU threads for PyTorch and the BLAS/OpenMP "
+                        "pools of numpy and scikit-learn (default: the libraries' choice; 1 is much faster when other "
+                        "jobs share the CPU, see docs/training.md)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"emofuse.cli.{name.replace('-', '_')}").add_parser(sub)
     return parser
+
+
+#: environment variables the numerical libraries read their thread count from when they load
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_threads(n: int) -> None:
+    """``--threads N``: PyTorch, and the BLAS / OpenMP pools of numpy and scikit-learn (the logistic
+    baseline's fits used more than one core under ``--threads 1`` before). Variables a user already
+    set win; libraries loaded before this call are limited through threadpoolctl."""
+    import os
+
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, str(n))
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.torch_threads is not None:
         if args.torch_threads < 1:
             parser.error("--threads must be >= 1")
-        import torch
-
-        torch.set_num_threads(args.torch_threads)
+        limit_threads(args.torch_threads)
     try:
         return int(args.func(args) or 0)
     except EmofuseError as exc:
