@@ -42,10 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from emofuse.diagnostics.corpus import Case, generate
-
-#: statuses of a prediction that carries a label ("uncertain": below a calibrated checkpoint's
-#: threshold, the label is its best guess; `emofuse.inference.predictor.ANSWERED`)
-ANSWERED = ("ok", "uncertain")
+# statuses that carry a label ("uncertain": below a calibrated checkpoint's threshold, a best guess)
+from emofuse.inference.predictor import ANSWERED
 
 VERDICTS = ("correct", "mismatch", "unclear_error", "wrong_silent", "crash", "hang", "over_memory")
 #: verdicts that miss the targets of issue #10 (zero of each)

@@ -64,18 +64,20 @@ def evaluate_checkpoint(checkpoint: Path, dataset: str | DatasetInstance, data_r
     return metrics
 
 
-def view_averaged_probs(member, plan: InputPlan, store: FeatureStore, y_true: list[int]) -> np.ndarray:
+def view_averaged_probs(member, plan: InputPlan, store: FeatureStore, y_true: list[int],
+                        view: Any = None) -> np.ndarray:
     """One checkpoint's class probabilities for the store's samples: inputs built by its input plan
     (arrays shared between members through the store), standardised with its own statistics,
     averaged over the original and its test-time views, then scaled by its calibration temperature
-    (as `emofuse.inference.predictor.Predictor` does)."""
+    (as `emofuse.inference.predictor.Predictor` does). With ``view`` (e.g. a corruption), the
+    samples' sources under that view, without test-time views (views do not compose)."""
+    from emofuse.evaluation.calibration import apply_temperature
     from emofuse.training.data import FeatureDataset
     from emofuse.training.fit import predict_proba_mean
 
-    from emofuse.evaluation.calibration import apply_temperature
-
     stats = plan.saved_stats(member.extras)
     ids = [s.id for s in store.samples]
+    views = (None, *plan.test_views) if view is None else (view,)
     return apply_temperature(predict_proba_mean(member.model, [
-        FeatureDataset(plan.standardized(plan.arrays(store, view), stats), y_true, ids, dims=member.model.input_dims)
-        for view in (None, *plan.test_views)]), member.temperature)
+        FeatureDataset(plan.standardized(plan.arrays(store, v), stats), y_true, ids, dims=member.model.input_dims)
+        for v in views]), member.temperature)

@@ -34,9 +34,10 @@ from emofuse.inputs.plan import InputPlan
 from emofuse.recipes import Recipe
 from emofuse.training.distributed import rank_zero_print
 
+#: a corruption view -> probabilities of the fold's test (or validation) clips
 Predict = Callable[[Any], np.ndarray]
 #: corruptions whose level is an SNR (the target compares their 10 dB mean with clean)
-NOISE_KINDS = ("white", "pink", "babble")  # a corruption view -> probabilities of the fold's test clips
+NOISE_KINDS = ("white", "pink", "babble")
 
 
 @dataclass
@@ -138,9 +139,10 @@ def classical_outputs(recipe: Recipe, samples: list[Sample], store: FeatureStore
 
 def _classical_predictor(data: Any, store: FeatureStore, pipeline: Any, rows: Sequence[int],
                          num_classes: int) -> Predict:
+    from emofuse.training.classical import feature_matrix
+
     def predict(view: Any) -> np.ndarray:
-        arrays = data.plan.arrays(store, view)
-        x = np.stack([np.concatenate([arrays[m][i][0] for m in arrays]) for i in rows])
+        x = feature_matrix(data.plan.arrays(store, view), rows)
         proba = np.zeros((len(rows), num_classes))
         proba[:, pipeline.classes_] = pipeline.predict_proba(x)
         return proba
@@ -194,24 +196,12 @@ def corruption_scores(outputs: Sequence[FoldOutput], store: FeatureStore, labels
         scores[name] = {k: float(agg[k]) for k in ("wa_mean", "wa_std", "ua_mean", "ua_std")}
         if per_val:
             scores[name]["val_ua_mean"] = float(aggregate(per_val)["ua_mean"])
-        _forget_view(store, view)
+        store.forget(view)
+        gc.collect()
         if progress:
             rank_zero_print(f"  {name}: WA {agg['wa_mean']:.3f} UA {agg['ua_mean']:.3f}", file=sys.stderr)
     return scores, histogram.tolist()
 
-
-def _forget_view(store: FeatureStore, view: Any) -> None:
-    """Drop a view's arrays from memory (they stay in the on-disk cache): the view's store and any
-    store of a view wrapping it (e.g. the level-normalised corrupted clips of ``utterance_norm``)."""
-    original = getattr(store, "_original", None) or store
-    for key in [k for k in original._views if k == view or getattr(k, "inner", None) == view]:
-        original._views.pop(key, None)
-    gc.collect()
-
-
-def _clean_aggregate(outputs: Sequence[FoldOutput], labels: list[str]) -> dict[str, Any]:
-    runs = [classification_metrics(o.y_true, o.probs.argmax(1), labels) for o in outputs]
-    return aggregate([{**r, "train_seconds": o.train_seconds} for r, o in zip(runs, outputs)])
 
 
 def run_shift(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds: Sequence[Any], labels: list[str],
@@ -225,17 +215,19 @@ def run_shift(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds:
             return classical_outputs(recipe, samples, store, fold_list, labels, progress, calibrate)
         return neural_outputs(recipe, samples, store, fold_list, labels, seeds, max_epochs, progress)
 
+    from emofuse.experiments.benchmark import fold_scores
+
     by_id = {s.id: s for s in samples}
     clean = train(folds, calibrate=True)
-    clean_agg = _clean_aggregate(clean, labels)
+    clean_metrics = [classification_metrics(o.y_true, o.probs.argmax(1), labels) for o in clean]
+    clean_agg = aggregate([{**m, "train_seconds": o.train_seconds} for m, o in zip(clean_metrics, clean)])
     if corruptions is None:
         from emofuse.inputs.views import corruption_views
 
         corruptions = corruption_views()
-    views = corruptions
-    corrupted, histogram = corruption_scores(clean, store, labels, views, progress)
+    corrupted, histogram = corruption_scores(clean, store, labels, corruptions, progress)
     levels = {name: getattr(view, "level", None) if getattr(view, "corruption", "") in NOISE_KINDS else None
-              for name, view in views.items()}
+              for name, view in corruptions.items()}
     s_folds, key, first = sentence_folds(samples, folds)
     by_sentence = split_runs(train(s_folds), by_id, labels, lambda s: "within" if str(s.meta[key]) == first else "cross")
     gender: dict[str, Any] = {}
@@ -248,16 +240,12 @@ def run_shift(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds:
            **{f"{k}_{s}": float(clean_agg[f"{k}_{s}"]) for k in ("wa", "ua", "macro_f1", "weighted_f1")
               for s in ("mean", "std")},
            "train_seconds": float(clean_agg["train_seconds_mean"]),
-           "per_fold": [{"fold": o.fold, "seed": o.seed, **{k: float(v) for k, v in
-                                                             classification_metrics(o.y_true, o.probs.argmax(1), labels).items()
-                                                             if k in ("wa", "ua", "macro_f1", "weighted_f1")}}
-                        for o in clean],
+           "per_fold": [fold_scores(o.fold, o.seed, m) for o, m in zip(clean, clean_metrics)],
            "shift": {"cross_sentence": {"sentence_key": key, "trained_on": first, **by_sentence},
                      "cross_gender": {**gender, **_gender_means(gender)},
                      "corruptions": corrupted,
                      "corruption_summary": corruption_summary(clean_agg, corrupted, levels)},
-           "confusion": np.sum([classification_metrics(o.y_true, o.probs.argmax(1), labels)["confusion"]
-                                for o in clean], axis=0).tolist(),
+           "confusion": np.sum([m["confusion"] for m in clean_metrics], axis=0).tolist(),
            "calibration": calibration_summary(clean),
            "validation": validation_summary(clean, corrupted, labels),
            "corrupted_prediction_histogram": dict(zip(labels, histogram))}
@@ -293,10 +281,8 @@ def checkpoint_corruption_histogram(checkpoint: Any, samples: list[Sample], cach
     """A saved checkpoint's answers on ``samples`` under every corruption: the share of each predicted
     class over all corrupted clips (the issue's "no class over 30 %" check) and per corruption, and
     the accuracy per corruption. Clips it was trained on are included (it answers on every clip)."""
-    from emofuse.evaluation.calibration import apply_temperature
+    from emofuse.evaluation.evaluate import view_averaged_probs
     from emofuse.inference.checkpoint import load_members
-    from emofuse.training.data import FeatureDataset
-    from emofuse.training.fit import predict_proba
 
     if views is None:
         from emofuse.inputs.views import corruption_views
@@ -308,18 +294,14 @@ def checkpoint_corruption_histogram(checkpoint: Any, samples: list[Sample], cach
     store = FeatureStore(samples, cache_dir, progress=False)
     total, per_view = np.zeros(len(labels), dtype=int), {}
     for name, view in views.items():
-        probs = []
-        for m in members:
-            plan = m.input_plan
-            arrays = plan.standardized(plan.arrays(store, view), plan.saved_stats(m.extras))
-            ds = FeatureDataset(arrays, y, [s.id for s in samples], dims=m.model.input_dims)
-            probs.append(apply_temperature(predict_proba(m.model, ds), m.temperature))
+        probs = [view_averaged_probs(m, m.input_plan, store, y, view) for m in members]
         pred = np.mean(probs, axis=0).argmax(axis=1)
         counts = np.bincount(pred, minlength=len(labels))
         total += counts
         per_view[name] = {"shares": dict(zip(labels, (counts / counts.sum()).round(4).tolist())),
                           "wa": float(np.mean(pred == np.asarray(y)))}
-        _forget_view(store, view)
+        store.forget(view)
+        gc.collect()
     shares = total / total.sum()
     return {"checkpoint": str(checkpoint), "clips": len(samples), "corruptions": list(views),
             "shares": dict(zip(labels, shares.round(4).tolist())), "max_share": float(shares.max()),

@@ -76,6 +76,14 @@ class FeatureStore:
             store.labels = original.labels
         return store
 
+    def forget(self, view: Any) -> None:
+        """Drop the arrays of ``view`` from memory (they stay in the on-disk cache), and those of any
+        view wrapping it (e.g. the level-normalised copy of an input plan with ``utterance_norm``)."""
+        original = self._original or self
+        view = _as_view(view)
+        for key in [k for k in original._views if k == view or getattr(k, "inner", None) == view]:
+            del original._views[key]
+
     def get(self, name: str, shard: tuple[int, int] | None = None) -> list[np.ndarray | None]:
         """One array per sample (``[T, D]``), None where the sample lacks the source. With ``shard``
         (``(k, n)``, `emofuse.features.driver.extract`) only that share of the missing cache

@@ -148,6 +148,12 @@ class ClassicalData:
     balanced: bool = False
 
 
+def feature_matrix(arrays: dict[str, list[np.ndarray | None]], rows: Sequence[int]) -> np.ndarray:
+    """One row per sample index in ``rows``: its pooled vectors of every modality, concatenated in
+    ``arrays`` order (the input plan's ``arrays`` of a classical recipe)."""
+    return np.stack([np.concatenate([arrays[m][i][0] for m in arrays]) for i in rows])
+
+
 def classical_data(recipe: Recipe, samples: list[Sample], store: FeatureStore, labels: list[str]) -> ClassicalData:
     """The recipe's input plan (pooled vectors) concatenated per clip, for the original and each
     augmented view; samples lacking a modality are left out (with a warning)."""
@@ -165,13 +171,11 @@ def classical_data(recipe: Recipe, samples: list[Sample], store: FeatureStore, l
     if not keep:
         raise DataError(None, f"{recipe.name}: no sample has every modality of {list(feats)}")
 
-    def matrix(view: dict[str, list[np.ndarray | None]]) -> np.ndarray:
-        return np.stack([np.concatenate([view[m][i][0] for m in view]) for i in keep])
-
     kept = [samples[i] for i in keep]
-    return ClassicalData(kept, matrix(feats), np.array([index[s.label] for s in kept]),
+    return ClassicalData(kept, feature_matrix(feats, keep), np.array([index[s.label] for s in kept]),
                          {m: int(feats[m][keep[0]].shape[-1]) for m in feats},
-                         [matrix(v) for v in train_views.values()], [matrix(v) for v in test_views.values()], plan,
+                         [feature_matrix(v, keep) for v in train_views.values()],
+                         [feature_matrix(v, keep) for v in test_views.values()], plan,
                          balanced=recipe.train.get("sampler") == "balanced")
 
 

@@ -309,8 +309,10 @@ def _train_fold(job: _KFoldJob, plan: FoldPlan, fold_index: int, seed: int, run_
         raise ConfigError(f"build_model() gave {model.num_classes} classes for {len(job.label_names)} labels")
     result = fit(model, data.train, data.val, run_cfg)
     batch = max(64, job.cfg.batch_size)
-    # validation probabilities of the model early stopping chose (before any refit sees them): calibration
-    val_probs = predict_proba_mean(result.model, [data.val], batch) if len(data.val) else np.zeros((0, 0))
+    # validation probabilities of the model early stopping chose (before any refit sees them), for
+    # on_fold_end's calibration: computed only when there is a callback to read them
+    val_probs = predict_proba_mean(result.model, [data.val], batch) if len(data.val) and job.on_fold_end \
+        else np.zeros((0, len(job.label_names)))
     if run_cfg.refit and len(data.val):
         result = _refit(job.build_model, train_idx + val_idx, data.train_sources, job.labels, result, run_cfg, seed)
     probs = predict_proba_mean(result.model, data.tests, batch)
