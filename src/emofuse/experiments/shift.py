@@ -27,8 +27,8 @@ import numpy as np
 
 from emofuse.data.record import Sample
 from emofuse.evaluation.metrics import aggregate, classification_metrics
-from emofuse.evaluation.shift import (check_speaker_disjoint, corruption_summary, gender_folds, gender_of,
-                                      sentence_folds, split_runs)
+from emofuse.evaluation.shift import (GENDERS, check_speaker_disjoint, corruption_summary, gender_folds,
+                                      gender_of, sentence_folds, split_runs)
 from emofuse.features.store import FeatureStore
 from emofuse.inputs.plan import InputPlan
 from emofuse.recipes import Recipe
@@ -36,8 +36,6 @@ from emofuse.training.distributed import rank_zero_print
 
 #: a corruption view -> probabilities of the fold's test (or validation) clips
 Predict = Callable[[Any], np.ndarray]
-#: corruptions whose level is an SNR (the target compares their 10 dB mean with clean)
-NOISE_KINDS = ("white", "pink", "babble")
 
 
 @dataclass
@@ -226,12 +224,15 @@ def run_shift(recipe: Recipe, samples: list[Sample], store: FeatureStore, folds:
 
         corruptions = corruption_views()
     corrupted, histogram = corruption_scores(clean, store, labels, corruptions, progress)
-    levels = {name: getattr(view, "level", None) if getattr(view, "corruption", "") in NOISE_KINDS else None
+    from emofuse.media.corrupt import snr_kinds
+
+    noises = snr_kinds()  # the target compares their 10 dB mean with clean
+    levels = {name: getattr(view, "level", None) if getattr(view, "corruption", "") in noises else None
               for name, view in corruptions.items()}
     s_folds, key, first = sentence_folds(samples, folds)
     by_sentence = split_runs(train(s_folds), by_id, labels, lambda s: "within" if str(s.meta[key]) == first else "cross")
     gender: dict[str, Any] = {}
-    for g in ("M", "F"):
+    for g in GENDERS:
         split = split_runs(train(gender_folds(samples, folds, g)), by_id, labels,
                            lambda s, g=g: "within" if gender_of(s) == g else "cross")
         gender[f"train_{g}"] = split

@@ -103,9 +103,18 @@ def list_corruptions() -> list[str]:
     return list(_KINDS)
 
 
+#: the unit of corruptions whose level is a signal-to-noise ratio
+SNR_UNIT = "SNR dB"
+
+
+def snr_kinds() -> list[str]:
+    """The registered corruption kinds whose level is an SNR (the additive noises)."""
+    return [kind for kind, (_, unit) in _KINDS.items() if unit == SNR_UNIT]
+
+
 def _check_level(kind: str, level: float) -> None:
     ranges = {"reverb": (0.05, 3.0), "mp3": (8, 320), "opus": (6, 256), "silence": (0.0, 30.0), "gain": (-60, 60)}
-    low, high = ranges.get(kind, (-30.0, 60.0) if kind in ("white", "pink", "babble") else (-np.inf, np.inf))
+    low, high = ranges.get(kind, (-30.0, 60.0) if kind in snr_kinds() else (-np.inf, np.inf))
     if not low <= level <= high:
         raise ConfigError(f"corruption {kind}: level ({_KINDS[kind][1]}) must be in [{low:g}, {high:g}], got {level:g}")
 
@@ -155,7 +164,7 @@ def add_at_snr(wave: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray
 
 # -- noise -----------------------------------------------------------------------------------------
 
-@register_corruption("white", "SNR dB")
+@register_corruption("white", SNR_UNIT)
 def _white(wave: np.ndarray, c: Corruption, rng: np.random.Generator, babble: Any) -> np.ndarray:
     return add_at_snr(wave, rng.standard_normal(wave.size), c.level)
 
@@ -168,7 +177,7 @@ def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.fft.irfft(spectrum / np.sqrt(f), n)
 
 
-@register_corruption("pink", "SNR dB")
+@register_corruption("pink", SNR_UNIT)
 def _pink(wave: np.ndarray, c: Corruption, rng: np.random.Generator, babble: Any) -> np.ndarray:
     return add_at_snr(wave, pink_noise(wave.size, rng), c.level)
 
@@ -211,7 +220,7 @@ def _load_16k(path: Any) -> np.ndarray:
     return load_audio(path, SR)
 
 
-@register_corruption("babble", "SNR dB")
+@register_corruption("babble", SNR_UNIT)
 def _babble(wave: np.ndarray, c: Corruption, rng: np.random.Generator, babble: BabbleSource | None) -> np.ndarray:
     assert babble is not None
     mix = np.zeros(wave.size, dtype=np.float64)
