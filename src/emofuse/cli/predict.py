@@ -1,5 +1,6 @@
 """``emofuse predict FILE... [--text|--transcripts] [--source MODALITY=PATH] [--labels SPACE] [--threshold P]``:
-predict files' emotions; ``emofuse predict --model-card [--model DIR]`` prints a model's card."""
+predict files' emotions; ``emofuse predict FILE --segments 2.0[:1.0]|vad [--out F.json|.csv] [--plot F.png]`` a long
+file's emotion timeline (`emofuse.cli.segments`); ``emofuse predict --model-card [--model DIR]`` prints a model's card."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from emofuse.cli.common import check_output, checkpoint_files, print_predictions
+from emofuse.cli.segments import add_arguments as add_segment_arguments, check_arguments as check_segments
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -62,6 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       "audio-visual model's)")
     face.add_argument("--explain", metavar="DIR", help="for video files, save the face crops used, the per-frame "
                       "expression probabilities (CSV) and the modality-weight plot in DIR/<file name>/")
+    add_segment_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -73,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
         if args.files or args.text is not None:
             raise ConfigError("--model-card prints the model's card and predicts nothing: give no files or --text")
         return print_model_card(args.model)
+    segments = check_segments(args)
+    if segments is not None:
+        from emofuse.cli.segments import run_timeline
+
+        return run_timeline(args, segments)
     space = _label_space(args.labels)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise ConfigError(f"--threshold is a probability in [0, 1], got {args.threshold}")

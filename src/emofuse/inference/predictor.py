@@ -171,9 +171,10 @@ class Predictor:
         """Whether the model has a text input (and so needs a transcript of each file)."""
         return "text" in self.ckpt.model.input_dims and "text" in self.ckpt.features
 
-    def transcribe(self, path: str | Path, wave: np.ndarray | None = None) -> str:
+    def transcribe(self, path: str | Path, wave: np.ndarray | None = None, *, cached: bool = True) -> str:
         """Whisper tiny.en transcript of a file (the model is loaded once, on first use; transcripts
-        are cached on disk by file content, see `emofuse.inference.asr.cached_transcript`).
+        are cached on disk by file content, see `emofuse.inference.asr.cached_transcript`; ``cached=False``:
+        ``wave`` is transcribed as it is, e.g. a waveform held in memory that ``path`` only names).
 
         Raises:
             DataError: naming the file, when speech recognition is not installed.
@@ -192,6 +193,8 @@ class Predictor:
 
             return load_audio(path) if wave is None else wave
 
+        if not cached and wave is not None:
+            return self._transcriber(wave, 16000)
         return cached_transcript(path, self._transcriber, load, self.cache_dir)
 
     def _needs_transcript(self) -> str:
@@ -218,15 +221,16 @@ class Predictor:
         self._checked(path, given, feats)
         return self._tensors(feats, self.stats, path)
 
-    def _input(self, path: Path | None, sources: dict[str, Any], text: str | None, audio_track: int | None = None
-               ) -> tuple[InputStore, dict[str, str | None]]:
+    def _input(self, path: Path | None, sources: dict[str, Any], text: str | None, audio_track: int | None = None,
+               given_wave: np.ndarray | None = None) -> tuple[InputStore, dict[str, str | None]]:
         """The store of one input (`InputStore`) and the transcript it read (``{"text", "source"}``,
         filled when a text feature is computed: "given" or "asr"). ``path=None``: no recording, every
         audio feature is absent. The file's audio, when read, must hold ``min_speech`` seconds of
-        speech (`emofuse.media.vad.check_speech`), else `NoSpeechError`."""
+        speech (`emofuse.media.vad.check_speech`), else `NoSpeechError`. ``given_wave``: the recording's
+        16 kHz waveform, already in memory (``path`` then only names it)."""
         from emofuse.media.audio import check_file
 
-        if path is not None:
+        if path is not None and given_wave is None:
             check_file(path)
         if (text is not None or (path is None and not sources)) and (not isinstance(text, str) or not text.strip()):
             raise DataError(path, "the given transcript is empty")
@@ -238,7 +242,8 @@ class Predictor:
                 from emofuse.media.audio import load_audio
                 from emofuse.media.vad import check_speech
 
-                wave.append(load_audio(path, max_duration=self.max_duration,
+                wave.append(given_wave if given_wave is not None else
+                            load_audio(path, max_duration=self.max_duration,
                                        audio_track=self.audio_track if audio_track is None else audio_track))
                 if self.min_speech > 0:
                     check_speech(wave[0], 16000, path, self.min_speech)
@@ -251,14 +256,15 @@ class Predictor:
                 if text is not None:
                     read.update(text=text.strip(), source="given")
                 elif self.asr and path is not None:
-                    read.update(text=self.transcribe(path, waveform()), source="asr")
+                    read.update(text=self.transcribe(path, waveform(), cached=given_wave is None), source="asr")
                 else:
                     raise DataError(path, f"{self._needs_transcript()} (speech recognition is switched off)")
                 if not read["text"] and set(self.ckpt.model.input_dims) <= {"text", "meta"}:
                     raise DataError(path, f"speech recognition heard no words, and {self._needs_transcript()}")
             return read["text"]  # "" (no words heard): the text is absent, the other modalities still count
 
-        own = {} if path is None else {"audio": path, **({"video": path} if self._video_of(path) else {})}
+        video = given_wave is None and path is not None and self._video_of(path)
+        own = {} if path is None else {"audio": path, **({"video": path} if video else {})}
         sample = Sample(id=str(path), speaker="", dataset="", label=None, sources={**own, **sources})
         return InputStore(sample, self._plan_extractor, waveform=None if path is None else waveform,
                           transcript=transcript, cache_dir=self.cache_dir), read
@@ -359,6 +365,23 @@ class Predictor:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
         return result
 
+    def predict_waveform(self, wave: np.ndarray, *, name: str = "<waveform>", text: str | None = None) -> Prediction:
+        """Predict a mono float32 waveform at 16 kHz held in memory (e.g. one window of a long recording,
+        `emofuse.inference.timeline`) through the same input plan as `predict_file`; ``name`` stands for
+        the file in the result and its messages. Too little speech gives a label-less result ("no_speech",
+        "too_short"), as for a file. A text model reads ``text``, else a transcript of the waveform.
+
+        Raises:
+            DataError: naming ``name``, when ``wave`` is not a non-empty, finite 1-D array.
+        """
+        samples = np.asarray(wave, dtype=np.float32)
+        if samples.ndim != 1 or samples.size == 0 or not np.isfinite(samples).all():
+            raise DataError(name, f"expected a non-empty, finite mono waveform [N] at 16 kHz, got shape {samples.shape}")
+        try:
+            return self._run(Path(name), {}, None if not self.reads_text else text, given_wave=samples)
+        except NoSpeechError as exc:
+            return Prediction.failed(name, exc)
+
     def predict_text(self, text: str) -> Prediction:
         """Predict from a transcript alone (no recording): every other modality is absent, so this
         works for models that read text; ``path`` of the result is ``None``. A checkpoint trained
@@ -374,9 +397,9 @@ class Predictor:
         return self._run(None, _given(None, sources), text)
 
     def _run(self, path: Path | None, sources: dict[str, Any], text: str | None,
-             audio_track: int | None = None) -> Prediction:
+             audio_track: int | None = None, given_wave: np.ndarray | None = None) -> Prediction:
         """One input through the input plan: its store, the original inputs, then `_predict`."""
-        store, read = self._input(path, sources, text, audio_track)
+        store, read = self._input(path, sources, text, audio_track, given_wave)
         feats = self.plan.arrays(store)
         self._checked(path, sources, feats)
         return self._predict(path, store, feats, read)
