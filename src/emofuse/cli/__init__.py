@@ -1,5 +1,5 @@
 """The ``emofuse`` command line: prepare | extract | train | train-face | evaluate | predict | benchmark | demo |
-complexity | explain | ablation.
+complexity | explain | ablation | serve.
 
 One module per command (``emofuse.cli.<command>``), each with ``add_parser(subparsers)`` and
 ``run(args) -> int``; shared helpers are in `emofuse.cli.common`. Command modules import heavy
@@ -25,7 +25,7 @@ __all__ = ["COMMANDS", "build_parser", "check_output", "main", "parse_seeds"]
 
 #: The command modules, in the order ``emofuse --help`` lists them.
 COMMANDS = ("demo", "predict", "prepare", "extract", "train", "train-face", "evaluate", "benchmark", "complexity", "explain",
-            "ablation")
+            "ablation", "serve")
 
 _print_predictions = print_predictions  # the older name, used by tests
 
