@@ -28,6 +28,8 @@ class Sample:
             ``"video"`` for a video file, ``"text"`` for a transcript string.
         extra_labels: further label columns, e.g. per-modality labels ``{"label_audio": "sad"}``.
         meta: parsed metadata (filename fields, gender, intensity, dialogue id, ...).
+        labels: every label of a multi-label sample (GoEmotions), ``label`` being the first of them;
+            empty for single-label corpora.
     """
 
     id: str
@@ -37,6 +39,7 @@ class Sample:
     sources: dict[str, Source] = field(default_factory=dict)
     extra_labels: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    labels: tuple[str, ...] = ()
 
     def label_for(self, column: str = "label") -> str | None:
         """The label in ``column``: ``"label"`` is the global one, anything else an extra column."""

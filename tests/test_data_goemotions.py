@@ -1,0 +1,121 @@
+"""GoEmotions: the loader (multi-label samples), the Ekman and MELD mappings, the dataset specs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emofuse.data.goemotions import (EKMAN_LABELS, EKMAN_MAPPING, GOEMOTIONS_LABELS, GOEMOTIONS_TO_MELD,
+                                     MELD_TO_GOEMOTIONS, check_ekman_files, prepare_goemotions, to_ekman, to_meld)
+from emofuse.errors import DataError
+
+ROWS = {  # split -> (text, original ids, ekman ids, comment id)
+    "train": [("WHY THE HECK", "2", "0", "c1"), ("To make her feel threatened", "14", "2", "c2"),
+              ("lol ok, thanks", "1,15", "3", "c3")],
+    "dev": [("Is this in New Orleans??", "27", "4", "c4"), ("Oh no, sorry :(", "24,25", "5", "c5")],
+    "test": [("Wow, didn't know that", "22,26", "6", "c6"), ("meh   whatever", "3,27", "0,4", "c7")],
+}
+
+
+def _write_corpus(root, rows=ROWS, ekman=True):
+    for taxonomy, names, column in (("original", GOEMOTIONS_LABELS, 1), ("ekman", EKMAN_LABELS, 2)):
+        if taxonomy == "ekman" and not ekman:
+            continue
+        folder = root / taxonomy
+        folder.mkdir(parents=True)
+        (folder / "labels.txt").write_text("\n".join(names))
+        for split, items in rows.items():
+            (folder / f"{split}.tsv").write_text("".join(f"{r[0]}\t{r[column]}\t{r[3]}\n" for r in items))
+    return root
+
+
+def test_loader_gives_multilabel_samples(tmp_path):
+    root = _write_corpus(tmp_path / "goemotions")
+    samples = prepare_goemotions(root)
+    assert [s.id for s in samples] == ["train_c1", "train_c2", "train_c3", "dev_c4", "dev_c5", "test_c6", "test_c7"]
+    third = samples[2]
+    assert third.labels == ("amusement", "gratitude") and third.label == "amusement"
+    assert third.meta == {"split": "train", "comment_id": "c3", "ekman": ("joy",)}
+    assert third.sources == {"text": "lol ok, thanks"} and third.dataset == "goemotions"
+    assert samples[-1].sources["text"] == "meh whatever" and samples[-1].meta["ekman"] == ("anger", "neutral")
+    ekman = prepare_goemotions(root, taxonomy="ekman", split="test")
+    assert [s.labels for s in ekman] == [("surprise",), ("anger", "neutral")] and ekman[0].dataset == "goemotions_ekman"
+    assert check_ekman_files(root, "test") == [] and check_ekman_files(root, "train") == []
+
+
+def test_ekman_files_that_disagree_with_the_mapping_are_found(tmp_path):
+    rows = {**ROWS, "test": [ROWS["test"][0], ("meh   whatever", "3,27", "0", "c7")]}
+    root = _write_corpus(tmp_path / "goemotions", rows)
+    assert check_ekman_files(root, "test") == ["c7"]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("text only\n", "expected 3 tab-separated fields"),
+    ("hi\tx\tc9\n", "not comma-separated class ids"),
+    ("hi\t28\tc9\n", "outside 0..27"),
+    ("   \t1\tc9\n", "empty text"),
+])
+def test_bad_lines_are_named(tmp_path, line, message):
+    root = _write_corpus(tmp_path / "goemotions", ekman=False)
+    (root / "original" / "dev.tsv").write_text(line)
+    with pytest.raises(DataError, match=message) as err:
+        prepare_goemotions(root, split="dev")
+    assert "dev.tsv" in str(err.value) and "line 1" in str(err.value)
+
+
+def test_wrong_labels_file_and_duplicate_comments_are_refused(tmp_path):
+    root = _write_corpus(tmp_path / "goemotions", ekman=False)
+    (root / "original" / "labels.txt").write_text("\n".join(GOEMOTIONS_LABELS[:-1]))
+    with pytest.raises(DataError, match="labels.txt.*expected the 28 classes"):
+        prepare_goemotions(root)
+    root2 = _write_corpus(tmp_path / "again", {**ROWS, "dev": [("same id", "27", "4", "c1")]}, ekman=False)
+    with pytest.raises(DataError, match="comment c1 also in train.tsv"):
+        prepare_goemotions(root2)
+    with pytest.raises(DataError, match="ekman folder not found"):
+        prepare_goemotions(root2, taxonomy="ekman")
+
+
+def test_ekman_mapping_covers_every_class_once():
+    members = [m for group in EKMAN_MAPPING.values() for m in group]
+    assert sorted(members) == sorted(GOEMOTIONS_LABELS) and len(members) == 28
+    assert list(EKMAN_MAPPING) == EKMAN_LABELS
+    assert to_ekman(["amusement", "annoyance", "grief"]) == ("anger", "joy", "sadness")
+    with pytest.raises(ValueError, match="not a GoEmotions class"):
+        to_ekman(["happy"])
+
+
+def test_goemotions_to_meld_mapping_is_explicit_and_one_to_one():
+    from emofuse.data.meld import MELD_LABELS
+
+    assert sorted(GOEMOTIONS_TO_MELD) == EKMAN_LABELS and sorted(GOEMOTIONS_TO_MELD.values()) == MELD_LABELS
+    assert all(MELD_TO_GOEMOTIONS[GOEMOTIONS_TO_MELD[e]] == e for e in EKMAN_LABELS)
+    assert to_meld(["curiosity", "remorse"]) == ("sadness", "surprise")
+    assert to_meld(["joy", "neutral"]) == ("joy", "neutral")
+
+
+def test_both_taxonomies_are_registered_with_the_official_split(tmp_path, caplog):
+    from emofuse.data.specs import get_dataset, load_dataset
+    from emofuse.data.splits import partition
+
+    for name, labels in (("goemotions", GOEMOTIONS_LABELS), ("goemotions_ekman", EKMAN_LABELS)):
+        spec = get_dataset(name)
+        assert spec.labels == tuple(labels) and spec.folder == "goemotions" and not spec.speaker_independent
+        assert spec.modalities == frozenset({"text"}) and "NOT speaker-disjoint" in spec.note
+    _write_corpus(tmp_path / "goemotions")
+    data = load_dataset("goemotions_ekman", tmp_path)
+    assert partition(data.samples, data.folds[0]) == ([0, 1, 2], [3, 4], [5, 6])
+    shipped = json.loads((__import__("importlib").resources.files("emofuse.data.splits") / "goemotions.json").read_text())
+    assert shipped["folds"] == [{"name": "official", "train": ["train"], "val": ["dev"], "test": ["test"]}]
+
+
+@pytest.mark.realdata
+def test_shipped_ekman_files_follow_the_mapping(data_root_dir):
+    root = data_root_dir / "goemotions"
+    if not (root / "original" / "test.tsv").is_file() or not (root / "ekman" / "test.tsv").is_file():
+        pytest.skip(f"real data missing: GoEmotions (original/ and ekman/) not found at {root}")
+    samples = prepare_goemotions(root)
+    assert len(samples) == 43410 + 5426 + 5427
+    assert sum(len(s.labels) > 1 for s in samples) > 0.1 * len(samples)
+    for split in ("dev", "test"):
+        assert check_ekman_files(root, split) == []
