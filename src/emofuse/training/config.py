@@ -14,7 +14,7 @@ from emofuse.errors import ConfigError
 from emofuse.typecheck import conforms, describe
 
 LOSSES = ("ce", "focal")
-MONITORS = {"val_ua": "max", "val_wa": "max", "val_loss": "min"}
+MONITORS = {"val_ua": "max", "val_wa": "max", "val_loss": "min", "val_wf1": "max", "val_mf1": "max"}
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "32", "32-true", "16-mixed", "bf16-mixed", "64", "64-true")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
