@@ -100,6 +100,7 @@ def run(data_root: Path, out: Path, *, decodings: Sequence[str] = DECODINGS, thr
     from emofuse.atomic import atomic_write_text
     from emofuse.data.ravdess import STATEMENTS, prepare_ravdess
     from emofuse.errors import ConfigError, DataError
+    from emofuse.evaluation.wer import normalise_words
     from emofuse.inference.asr import Transcriber, asr_unavailable_reason
 
     bad = [d for d in decodings if d not in DECODINGS]
@@ -127,9 +128,14 @@ def run(data_root: Path, out: Path, *, decodings: Sequence[str] = DECODINGS, thr
         "command": command,
         "decodings": {},
     }
+    texts: dict[str, list[list[str]]] = {}
     for decoding in decodings:
         rows = score_clips(samples, decoding, transcriber, cache_dir, progress)
         result["decodings"][decoding] = summarise_rows(rows)
+        texts[decoding] = [normalise_words(r["hypothesis"]) for r in rows]
+    if len(texts) == 2:
+        differ = [s.id for s, a, b in zip(samples, *texts.values()) if a != b]
+        result["decodings_differ"] = {"clips": len(differ), "ids": differ}
     atomic_write_text(out, json.dumps(result, indent=1, default=float) + "\n")
     return result
 
