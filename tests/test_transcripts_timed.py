@@ -141,6 +141,16 @@ def test_timed_transcripts_are_cached_as_json_per_clip_and_decoding(tmp_path):
         "word": "kids", "start": 0.72, "end": 1.22, "probability": 0.76}
 
 
+def test_thread_count_is_not_part_of_the_transcript_key():
+    from emofuse.errors import ConfigError
+    from emofuse.inference.asr import Transcriber
+
+    assert Transcriber(cpu_threads=1).config() == Transcriber().config()
+    assert "cpu_threads" not in Transcriber(cpu_threads=2).config()
+    with pytest.raises(ConfigError, match="cpu_threads"):
+        Transcriber(cpu_threads=-1)
+
+
 # ------------------------------------------------------------------ real data
 
 @pytest.mark.realdata
