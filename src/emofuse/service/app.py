@@ -171,10 +171,16 @@ async def _handle(request: Request, boundary: bytes, window: tuple[float, float]
             job.add_done_callback(lambda _: uploads.remove(folder))
 
 
+#: after a 413, at most this much more of the body is read and dropped, so that the client (still sending)
+#: receives the answer instead of a reset connection; then the connection is closed
+DRAIN_BYTES, DRAIN_SECONDS = 64_000_000, 3.0
+
+
 async def _read_form(request: Request, boundary: bytes, folder: Path, max_bytes: int) -> Form:
     reader = FormReader(boundary, folder, max_bytes)
+    stream = request.stream()
     try:
-        async for chunk in request.stream():
+        async for chunk in stream:
             reader.feed(chunk)
         return reader.finish()
     except ClientDisconnect:
@@ -182,10 +188,24 @@ async def _read_form(request: Request, boundary: bytes, folder: Path, max_bytes:
                            "body") from None
     except ServiceError as exc:
         if exc.status == 413:
-            exc.headers.setdefault("Connection", "close")  # the rest of the body is not read
+            reader.close()
+            await _drain(stream)
+            exc.headers.setdefault("Connection", "close")
         raise
     finally:
         reader.close()
+
+
+async def _drain(stream: Any) -> None:
+    """Read and drop what is left of a refused body, up to `DRAIN_BYTES` / `DRAIN_SECONDS`."""
+    dropped, deadline = 0, time.monotonic() + DRAIN_SECONDS
+    try:
+        async for chunk in stream:
+            dropped += len(chunk)
+            if dropped > DRAIN_BYTES or time.monotonic() > deadline:
+                break
+    except ClientDisconnect:
+        pass
 
 
 def _job(form: Form, window: tuple[float, float] | None, explain: bool, folder: Path, settings: ServiceSettings):

@@ -89,13 +89,13 @@ class FormReader:
 
     def feed(self, chunk: bytes) -> None:
         self.received += len(chunk)
-        if self.received > self.max_bytes + 64 * 1024:  # the file's limit, plus room for the form's framing
-            raise self._too_large("body")
         try:
-            self._parser.write(chunk)
+            self._parser.write(chunk)  # the file's own limit is checked as its bytes are written
         except MultipartParseError as exc:
             raise ServiceError(400, "malformed_multipart", f"the multipart/form-data body is malformed: {exc}",
                                "body") from None
+        if self.received > self.max_bytes + 64 * 1024:  # the file's limit, plus room for the form's framing
+            raise self._too_large("body")
 
     def finish(self) -> Form:
         """The form, once the whole body was fed; 400 when it ended before its closing boundary."""
