@@ -33,6 +33,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     text.add_argument("--transcripts", metavar="MAPPING", help="transcripts of several files: a .json object "
                       "{\"clip.wav\": \"text\"} or a .csv with columns file,text (keys: the path as given, the same "
                       "path, or the file name); files it does not name are transcribed")
+    p.add_argument("--context", metavar="DIALOGUE.jsonl", help="with --text and a fine-tuned text model (--model "
+                   "DIR from 'emofuse train-text' or 'benchmark meld --save-models'): the turns said before the "
+                   "text, oldest first, one JSON object per line: {\"speaker\": \"Ross\", \"text\": \"...\"}")
+    p.add_argument("--speaker", help="with --text and a fine-tuned text model: who says the text (models trained "
+                   "with speaker names read it)")
     p.add_argument("--source", action="append", metavar="MODALITY=PATH",
                    help="another input of FILE (one file only) for a model that reads that modality, e.g. "
                         "signal=clip.npz (a multichannel signal) or face=au.npy (the clip's action units); "
@@ -76,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         if args.files or args.text is not None:
             raise ConfigError("--model-card prints the model's card and predicts nothing: give no files or --text")
         return print_model_card(args.model)
+    if args.context or args.speaker or _text_model(args.model):
+        return _predict_with_text_model(args, _label_space(args.labels))
     segments = check_segments(args)
     if segments is not None:
         from emofuse.cli.segments import run_timeline
@@ -116,6 +123,33 @@ def run(args: argparse.Namespace) -> int:
     else:
         preds = _predict_files(args, predictor, transcripts)
     return 2 if print_predictions(_in_space(preds, space), args.json) else 0
+
+
+def _text_model(models: list[str] | None) -> bool:
+    """Whether ``--model`` names one fine-tuned text checkpoint."""
+    from emofuse.inference.text_checkpoint import is_text_checkpoint
+
+    return bool(models) and len(models) == 1 and is_text_checkpoint(models[0])
+
+
+def _predict_with_text_model(args: argparse.Namespace, space: Any) -> int:
+    """``--text`` (with ``--context`` turns and ``--speaker``) through a fine-tuned text checkpoint."""
+    from emofuse.errors import ConfigError
+
+    if not _text_model(args.model):
+        raise ConfigError("--context/--speaker need one fine-tuned text model: --model DIR (written by "
+                          "'emofuse train-text' or 'emofuse benchmark meld --save-models')")
+    if args.files or args.text is None:
+        raise ConfigError("a fine-tuned text model reads --text \"...\" (and --context FILE), not media files")
+    if space is not None:
+        raise ConfigError("--labels applies to the speech models' classes, not to a text model")
+    check_output(args.json, [*([args.context] if args.context else []), *checkpoint_files(args.model)])
+    from emofuse.inference.text_predictor import TextPredictor
+    from emofuse.inputs.conversation import read_context_file
+
+    context = read_context_file(args.context) if args.context else []
+    prediction = TextPredictor(args.model[0]).predict(args.text, context, args.speaker)
+    return 2 if print_predictions([prediction], args.json) else 0
 
 
 def _label_space(name: str | None) -> Any:
