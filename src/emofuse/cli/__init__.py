@@ -1,5 +1,5 @@
-"""The ``emofuse`` command line: prepare | extract | train | train-face | evaluate | predict | benchmark | demo |
-complexity | explain | ablation | serve.
+"""The ``emofuse`` command line: prepare | extract | train | train-face | train-text | evaluate | predict | benchmark | demo |
+complexity | explain | ablation | serve | export.
 
 One module per command (``emofuse.cli.<command>``), each with ``add_parser(subparsers)`` and
 ``run(args) -> int``; shared helpers are in `emofuse.cli.common`. Command modules import heavy
@@ -24,8 +24,8 @@ from emofuse.errors import EmofuseError
 __all__ = ["COMMANDS", "build_parser", "check_output", "main", "parse_seeds"]
 
 #: The command modules, in the order ``emofuse --help`` lists them.
-COMMANDS = ("demo", "predict", "prepare", "extract", "train", "train-face", "evaluate", "benchmark", "complexity", "explain",
-            "ablation", "serve")
+COMMANDS = ("demo", "predict", "prepare", "extract", "train", "train-face", "train-text", "evaluate", "benchmark", "complexity", "explain",
+            "ablation", "serve", "export")
 
 _print_predictions = print_predictions  # the older name, used by tests
 
