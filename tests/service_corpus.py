@@ -50,6 +50,8 @@ class Upload:
     kind: str = BAD
     #: checks on a 200 answer's body (e.g. the file name shown has no path)
     check: Callable[[Any], bool] | None = None
+    #: a refusal that must come at once (e.g. a 2-hour file, refused from its header without decoding)
+    max_seconds: float | None = None
 
 
 @dataclass
@@ -217,8 +219,8 @@ def bad_uploads(scratch: Path) -> list[Upload]:
     cases: list[Upload] = []
 
     def add(name: str, description: str, expect: tuple[int, ...], send: Callable[[str], Reply], kind: str = BAD,
-            check: Callable[[Any], bool] | None = None) -> None:
-        cases.append(Upload(name, description, expect, send, kind, check))
+            check: Callable[[Any], bool] | None = None, max_seconds: float | None = None) -> None:
+        cases.append(Upload(name, description, expect, send, kind, check, max_seconds))
 
     def f(name: str, description: str, expect: tuple[int, ...], filename: str, data: Callable[[], bytes],
           query: str = "", **kw: Any) -> None:
@@ -284,13 +286,13 @@ def _fake_magic(f: Callable[..., None]) -> None:
 
 def _sizes_and_durations(add: Callable[..., None], f: Callable[..., None], md: Media) -> None:
     f("wav_declares_4gb", "WAV header declaring 4 GB of data, 2 kB present", (422,), "huge.wav",
-      lambda: md.riff(pcm16(md.speech()[:1000]), declared=0xFFFFFF00))
+      lambda: md.riff(pcm16(md.speech()[:1000]), declared=0xFFFFFF00), max_seconds=5)
     f("wav_declares_2h", "WAV header declaring 2 hours of 16 kHz audio, 2 kB present", (422,), "long.wav",
-      lambda: md.riff(pcm16(md.speech()[:1000]), declared=7200 * SR * 2))
+      lambda: md.riff(pcm16(md.speech()[:1000]), declared=7200 * SR * 2), max_seconds=5)
     f("wav_rate_1hz", "124 kB of speech under a header declaring 1 Hz (17 hours)", (422,), "slow.wav",
       lambda: md.riff(pcm16(md.speech())[:124_000], rate=1))
     f("flac_2_hours", "a real 2-hour FLAC (silence, 180 kB): refused from its header", (422,), "two_hours.flac",
-      md.two_hours_flac)
+      md.two_hours_flac, max_seconds=5)
     f("wav_0_05s", "0.05 s of speech", (422,), "blip.wav", lambda: md.wav(md.m.loudest(0.05)))
     f("mp4_0_05s", "an MP4 with 0.05 s of audio", (422,), "blip.mp4",
       lambda: md.mp4("mp4_short", lambda: [md.m.loudest(0.05)], video=False))
@@ -434,6 +436,8 @@ def run_corpus(base: str, cases: list[Upload]) -> Tally:
                 tally.other_4xx += 1
         elif reply.status == 200 and (case.check is None or case.check(reply.body)):
             tally.valid_ok += 1
+        if case.max_seconds is not None and reply.seconds > case.max_seconds:
+            tally.unexpected.append(f"{case.name}: took {reply.seconds:.1f} s, more than {case.max_seconds:g} s")
         if reply.status not in case.expect or (reply.status == 200 and case.check and not case.check(reply.body)):
             tally.unexpected.append(f"{case.name}: expected {case.expect}, got {reply.status} "
                                     f"{json.dumps(reply.body)[:300] if not isinstance(reply.body, str) else reply.body[:300]}")

@@ -271,6 +271,9 @@ def test_serve_options_are_checked():
     args = build_parser().parse_args(["serve", "--port", "0", "--queue", "3", "--max-upload-mb", "2"])
     settings = settings_from(args)
     assert settings.queue == 3 and settings.max_upload_bytes == 2_000_000 and settings.engine.use_face
+    assert settings.engine.face is None
+    args = build_parser().parse_args(["serve", "--detector", "haar", "--no-face"])
+    assert settings_from(args).engine.face == {"detector": "haar"} and not settings_from(args).engine.use_face
     for bad in (["--timeout", "0"], ["--workers", "0"], ["--max-duration", "-1"], ["--port", "70000"]):
         with pytest.raises(ConfigError):
             settings_from(build_parser().parse_args(["serve", *bad]))

@@ -19,6 +19,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-face", action="store_true", help="predict video uploads from their audio alone")
     p.add_argument("--av-model", metavar="DIR", help="audio-visual model folder for video uploads (default: the "
                    "shipped one)")
+    p.add_argument("--detector", help="face detector for video uploads (haar, mtcnn; default: the audio-visual "
+                   "model's)")
+    p.add_argument("--sampler", help="which frames of a video to read, e.g. 2fps, 2fps_8 (default: the audio-visual "
+                   "model's)")
     limits = p.add_argument_group("limits")
     limits.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload in MB (default 50): larger "
                         "ones are cut off and refused (413)")
@@ -58,7 +62,8 @@ def settings_from(args: argparse.Namespace):
         raise ConfigError(f"--workers must be >= 1 and --queue >= 0, got {args.workers} and {args.queue}")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0-65535, got {args.port}")
-    engine = EngineOptions(model=args.model, use_face=not args.no_face, av_model=args.av_model,
+    face = {k: v for k, v in (("detector", args.detector), ("sampler", args.sampler)) if v}
+    engine = EngineOptions(model=args.model, use_face=not args.no_face, av_model=args.av_model, face=face or None,
                            max_duration=args.max_duration,
                            min_speech=args.min_speech, threshold=args.threshold)
     return ServiceSettings(engine=engine, max_upload_bytes=int(args.max_upload_mb * 1e6),

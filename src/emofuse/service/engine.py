@@ -29,6 +29,8 @@ class EngineOptions:
     model: list[str] | None = None
     use_face: bool = True
     av_model: str | None = None
+    #: face settings replacing the audio-visual model's, e.g. ``{"detector": "haar", "sampler": "2fps_8"}``
+    face: dict[str, Any] | None = None
     max_duration: float = 600.0
     min_speech: float | None = None
     threshold: float | None = None
@@ -48,7 +50,7 @@ class Engine:
             from emofuse.inference.audio_visual import AudioVisualPredictor
 
             self.av = AudioVisualPredictor(options.av_model, audio_predictor=self.predictor,
-                                           custom_audio=bool(options.model))
+                                           custom_audio=bool(options.model), face=options.face)
 
     def warm_up(self) -> None:
         """Predict a shipped sample clip once (the first prediction loads the feature extractors), and build
