@@ -160,7 +160,8 @@ def _recipe(bert_dir, **context):
 
 
 def test_tiny_bert_fine_tunes_and_its_loss_falls(bert_dir, tmp_path):
-    from emofuse.experiments.text_benchmark import load_split, token_datasets
+    from emofuse.experiments.text_benchmark import load_split
+    from emofuse.training.text_data import token_datasets
     from emofuse.training.text import finetune_text
 
     data = load_split(meld_corpus(tmp_path / "meld"))

@@ -8,6 +8,8 @@ import pytest
 
 pytest.importorskip("transformers")
 
+from types import SimpleNamespace  # noqa: E402
+
 from emofuse.cli import main  # noqa: E402
 from emofuse.inputs.conversation import ContextSpec, Turn  # noqa: E402
 from text_fixtures import tiny_bert  # noqa: E402
@@ -85,3 +87,70 @@ def test_cli_context_needs_a_text_model(tmp_path, capsys):
     dialogue.write_text('{"text": "hi"}\n', encoding="utf-8")
     rc = main(["predict", "--text", "i am happy", "--context", str(dialogue)])
     assert rc == 2 and "fine-tuned text model" in capsys.readouterr().err
+
+
+def test_train_text_on_a_generated_meld_then_predict(tmp_path, capsys):
+    """`emofuse train-text` end to end on a MELD-format corpus with a tiny BERT recipe, then `predict`."""
+    import yaml
+
+    from text_fixtures import meld_corpus
+
+    bert = tiny_bert(tmp_path / "bert")
+    meld_corpus(tmp_path / "data" / "meld-text")
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump({"encoder": str(bert), "context": {"past": 2, "speakers": True, "max_length": 32},
+                                      "train": {"lr": 3e-3, "batch_size": 8, "max_epochs": 2, "monitor": "val_wf1"}}))
+    out = tmp_path / "model"
+    assert main(["train-text", str(recipe), "--dataset", "meld", "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
+    assert "test weighted_f1" in capsys.readouterr().out and not (tmp_path / "model.work").exists()
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == "meld" and config["context"]["past"] == 2 and config["thresholds"] is None
+    assert "NOT speaker-disjoint" in config["training"]["note"]
+    assert main(["predict", "--model", str(out), "--text", "i am so happy", "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["predictions"][0]["label"] in config["labels"]
+
+
+def test_multi_label_head_gets_dev_thresholds(tmp_path):
+    """A multi-label corpus trains a sigmoid head; the checkpoint keeps per-class thresholds chosen on dev."""
+    import numpy as np
+
+    from emofuse.inference.text_predictor import TextPredictor
+    from emofuse.training import train_text as tt
+    from emofuse.training.text_data import TextSplits
+
+    bert = tiny_bert(tmp_path / "bert")
+    rng = np.random.default_rng(0)
+    words = ["happy great", "sad cry", "angry hate"]
+
+    def part(n):
+        samples, targets = [], []
+        for i in range(n):
+            y = (rng.random(3) < 0.4).astype(np.float32)
+            y[rng.integers(3)] = 1
+            text = " ".join(w for w, on in zip(words, y) if on)
+            samples.append(SimpleNamespace(id=f"c{i}", speaker="unknown", sources={"text": text}, meta={}))
+            targets.append(y)
+        return samples, np.stack(targets)
+
+    parts = {p: part(n) for p, n in (("train", 96), ("dev", 32), ("test", 32))}
+    splits = TextSplits("toy", {p: v[0] for p, v in parts.items()}, {p: v[1] for p, v in parts.items()},
+                        ["joy", "sadness", "anger"], True, "toy")
+    recipe = tmp_path / "ml.yaml"
+    recipe.write_text(f"encoder: {bert}\nhead: {{multi_label: true}}\ncontext: {{max_length: 16}}\n"
+                      "train: {lr: 0.003, batch_size: 8, max_epochs: 3, monitor: val_mf1}\n")
+    import emofuse.training.text_data as td
+
+    saved = td.text_splits
+    td.text_splits = lambda dataset, root: splits
+    try:
+        result = tt.train_text(recipe, "goemotions", tmp_path, tmp_path / "ml")
+    finally:
+        td.text_splits = saved
+    config = json.loads((tmp_path / "ml" / "config.json").read_text())
+    assert config["classifier"]["multi_label"] and len(config["thresholds"]) == 3
+    assert result.test["macro_f1"] > 0.5 and "micro_f1" in result.test
+    predictor = TextPredictor(tmp_path / "ml")
+    pred = predictor.predict("happy great sad cry")
+    assert predictor.ckpt.multi_label and predictor.ckpt.thresholds == config["thresholds"]
+    active = [n for n, t in zip(predictor.labels, config["thresholds"]) if pred.probabilities[n] >= t]
+    assert pred.explanations["active_labels"] == active

@@ -1,4 +1,4 @@
-"""The ``emofuse`` command line: prepare | extract | train | train-face | evaluate | predict | benchmark | demo |
+"""The ``emofuse`` command line: prepare | extract | train | train-face | train-text | evaluate | predict | benchmark | demo |
 complexity | explain | ablation | serve | export.
 
 One module per command (``emofuse.cli.<command>``), each with ``add_parser(subparsers)`` and
@@ -24,7 +24,7 @@ from emofuse.errors import EmofuseError
 __all__ = ["COMMANDS", "build_parser", "check_output", "main", "parse_seeds"]
 
 #: The command modules, in the order ``emofuse --help`` lists them.
-COMMANDS = ("demo", "predict", "prepare", "extract", "train", "train-face", "evaluate", "benchmark", "complexity", "explain",
+COMMANDS = ("demo", "predict", "prepare", "extract", "train", "train-face", "train-text", "evaluate", "benchmark", "complexity", "explain",
             "ablation", "serve", "export")
 
 _print_predictions = print_predictions  # the older name, used by tests

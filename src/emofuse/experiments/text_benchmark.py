@@ -18,7 +18,6 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -32,25 +31,11 @@ BASELINES = ("majority", "tfidf_logreg", "minilm_logreg")
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
 
 
-@dataclass
-class SplitData:
-    """The samples of the official split and their class indices."""
+def load_split(root: str | Path) -> Any:
+    """MELD's official split (`emofuse.training.text_data.text_splits`)."""
+    from emofuse.training.text_data import text_splits
 
-    samples: dict[str, list[Any]]
-    y: dict[str, np.ndarray]
-    labels: list[str]
-
-
-def load_split(root: str | Path) -> SplitData:
-    """MELD's official split from ``root`` (the ``meld-text/`` folder, or a data root holding it)."""
-    from emofuse.data.meld import MELD_LABELS, prepare_meld
-
-    root = Path(root)
-    if not (root / "train_sent_emo.csv").is_file() and (root / "meld-text").is_dir():
-        root = root / "meld-text"
-    samples = {part: prepare_meld(root, split=part) for part in ("train", "dev", "test")}
-    y = {part: np.array([MELD_LABELS.index(s.label) for s in ss]) for part, ss in samples.items()}
-    return SplitData(samples, y, list(MELD_LABELS))
+    return text_splits("meld", root)
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict[str, Any]:
@@ -82,23 +67,23 @@ def _choose_logreg(x_train, y_train, x_dev, y_dev, seed: int) -> tuple[Any, dict
     return best[1], best[2]
 
 
-def run_baseline(name: str, data: SplitData, cache_dir: str | None, progress: bool) -> dict[str, Any]:
+def run_baseline(name: str, data: Any, cache_dir: str | None, progress: bool) -> dict[str, Any]:
     """One deterministic baseline row: test scores and the settings chosen on dev."""
     start = time.perf_counter()
     chosen: dict[str, Any] = {}
     if name == "majority":
-        majority = int(np.bincount(data.y["train"]).argmax())
-        pred = np.full_like(data.y["test"], majority)
+        majority = int(np.bincount(data.targets["train"]).argmax())
+        pred = np.full_like(data.targets["test"], majority)
         chosen = {"class": data.labels[majority]}
     else:
         x = tfidf_matrices(data) if name == "tfidf_logreg" else minilm_matrices(data, cache_dir, progress)
-        model, chosen = _choose_logreg(x["train"], data.y["train"], x["dev"], data.y["dev"], seed=0)
+        model, chosen = _choose_logreg(x["train"], data.targets["train"], x["dev"], data.targets["dev"], seed=0)
         pred = model.predict(x["test"])
     seconds = time.perf_counter() - start
-    return {"test": scores(data.y["test"], pred, data.labels), "train_seconds": seconds, "chosen": chosen}
+    return {"test": scores(data.targets["test"], pred, data.labels), "train_seconds": seconds, "chosen": chosen}
 
 
-def tfidf_matrices(data: SplitData) -> dict[str, Any]:
+def tfidf_matrices(data: Any) -> dict[str, Any]:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True)
@@ -107,7 +92,7 @@ def tfidf_matrices(data: SplitData) -> dict[str, Any]:
             "test": vec.transform(texts["test"])}
 
 
-def minilm_matrices(data: SplitData, cache_dir: str | None, progress: bool) -> dict[str, np.ndarray]:
+def minilm_matrices(data: Any, cache_dir: str | None, progress: bool) -> dict[str, np.ndarray]:
     """Frozen all-MiniLM-L6-v2 sentence vectors (``minilm_pooled``, cached by the feature driver)."""
     from emofuse.features.store import FeatureStore
 
@@ -120,25 +105,12 @@ def minilm_matrices(data: SplitData, cache_dir: str | None, progress: bool) -> d
 
 # -- fine-tuned rows -------------------------------------------------------------------------------
 
-def token_datasets(data: SplitData, tokenizer: Any, context: Any) -> dict[str, Any]:
-    """Token windows of every split (`emofuse.inputs.conversation`), one `TokenDataset` per split."""
-    from emofuse.inputs.conversation import encode_window, windows_for_samples
-    from emofuse.training.text import TokenDataset
-
-    out = {}
-    for part, samples in data.samples.items():
-        windows = windows_for_samples(samples, context)
-        encoded = [encode_window(tokenizer, w, context, mark_target=True, where=s.id).as_array()
-                   for w, s in zip(windows, samples)]
-        out[part] = TokenDataset(encoded, data.y[part])
-    return out
-
-
-def run_finetune_seed(recipe: Any, data: SplitData, seed: int, *, max_epochs: int | None = None,
+def run_finetune_seed(recipe: Any, data: Any, seed: int, *, max_epochs: int | None = None,
                       save_to: Path | None = None, work_dir: Path | None = None) -> dict[str, Any]:
     """Fine-tune ``recipe`` with ``seed`` on train (best epoch on dev) and score test."""
     from emofuse.encoders.base import import_transformers
     from emofuse.training.text import build_classifier, finetune_text, predict_logits
+    from emofuse.training.text_data import token_datasets
 
     tokenizer = import_transformers().AutoTokenizer.from_pretrained(str(recipe.encoder_folder()), local_files_only=True)
     sets = token_datasets(data, tokenizer, recipe.context)
@@ -158,7 +130,7 @@ def run_finetune_seed(recipe: Any, data: SplitData, seed: int, *, max_epochs: in
         save_text_checkpoint(save_to, fit.model, tokenizer, data.labels, recipe.context, recipe=recipe.to_dict(),
                              dataset="meld", training={"seed": seed, "best_epoch": fit.best_epoch,
                                                        "history": fit.history, "train_seconds": fit.train_seconds})
-    return {"test": scores(data.y["test"], test_pred, data.labels), "dev": scores(data.y["dev"], dev_pred, data.labels),
+    return {"test": scores(data.targets["test"], test_pred, data.labels), "dev": scores(data.targets["dev"], dev_pred, data.labels),
             "train_seconds": fit.train_seconds, "seconds_per_epoch": fit.train_seconds / epochs,
             "best_epoch": fit.best_epoch, "epochs": epochs, "history": fit.history,
             "tokens_per_window_mean": float(np.mean(sets["train"].lengths))}
