@@ -170,3 +170,16 @@ def test_cli_segments(long_clip, tmp_path, capsys):
     for bad in (["--segments", "1:2"], ["--segments", "often"], ["--out", str(tmp_path / "x.json")],
                 ["--segments", "2", "--out", str(tmp_path / "x.txt")], ["--segments", "2", "--labels", "6"]):
         assert main(["predict", str(path), *bad]) == 2
+
+
+def test_timeline_never_decodes_the_whole_file(predictor, long_clip, monkeypatch):
+    """The streamed path only: a whole-file decode (what holds an hour of audio) is never called."""
+    import emofuse.media.audio as audio
+
+    def whole(*args, **kwargs):
+        raise AssertionError("load_audio decodes the whole file")
+
+    monkeypatch.setattr(audio, "load_audio", whole)
+    path, _ = long_clip
+    for vad in (False, True):
+        assert any(s.label for s in predict_timeline(predictor, path, window=3.0, vad=vad).segments)
