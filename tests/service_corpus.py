@@ -349,6 +349,10 @@ def _channels_tracks(f: Callable[..., None], md: Media) -> None:
     f("audio_only_mp4_silent", "an MP4 with a silent audio track and no video", (422,), "quiet.mp4",
       lambda: md.mp4("mp4_audio_silent", lambda: [np.zeros(3 * SR, np.float32)], video=False))
     f("wav_named_mp3", "a WAV named .mp3 (the bytes decide)", (200,), "speech.mp3", md.speech_wav, kind=VALID)
+    for fmt in ("webm", "ogg"):  # what a browser's MediaRecorder sends: Opus at 48 kHz, WebM without a duration
+        f(f"opus_{fmt}_recording", f"an Opus recording in {fmt} (as MediaRecorder makes)", (200,), f"microphone.{fmt}",
+          lambda fmt=fmt: md.made(f"opus_{fmt}", lambda p: write_av(p, [md.m.at_rate(48000)], fmt=fmt, codec="libopus",
+                                                                    rate=48000), f".{fmt}"), kind=VALID)
 
 
 def _multipart(add: Callable[..., None], md: Media) -> None:
