@@ -12,6 +12,7 @@ import soundfile as sf
 
 from emofuse.cli import main
 from emofuse.errors import ConfigError, DataError
+from emofuse.inference import timeline
 from emofuse.inference.predictor import Predictor, sample_clips
 from emofuse.inference.timeline import (
     VAD_MAX_SEGMENT,
@@ -66,11 +67,14 @@ def test_fixed_windows_cover_the_audio_whatever_the_blocks(block):
     assert [(s, e) for s, e, _ in short] == [(0.0, 0.5)]
 
 
-def test_speech_segments_are_joined_padded_and_cut():
-    parts = vad_segments([(1.0, 2.0), (2.3, 3.0), (10.0, 10.2), (20.0, 20.0 + 2.5 * VAD_MAX_SEGMENT)], 60.0)
-    assert parts[0] == pytest.approx((0.75, 3.25))  # joined across the 0.3 s gap, padded 0.25 s
+def test_speech_segments_are_joined_padded_and_cut(monkeypatch):
+    monkeypatch.setattr(timeline, "VAD_PAD", 0.25)
+    parts = vad_segments([(0.1, 2.0), (2.3, 3.0), (10.0, 10.2), (10.8, 11.0),
+                          (20.0, 20.0 + 2.5 * VAD_MAX_SEGMENT)], 60.0)
+    assert parts[0] == pytest.approx((0.0, 3.25))  # joined across the 0.3 s gap, padded 0.25 s, not before 0
     assert parts[1] == pytest.approx((9.75, 10.45))
-    long_parts = parts[2:]
+    assert parts[2] == pytest.approx((10.55, 11.25))  # padding stops at the middle of a gap
+    long_parts = parts[3:]
     assert len(long_parts) == 3 and all(e - s <= VAD_MAX_SEGMENT + 1e-9 for s, e in long_parts)
     assert long_parts[0][0] == pytest.approx(19.75) and long_parts[-1][1] == pytest.approx(45.25)
     wave = np.arange(60 * SR, dtype=np.float32)

@@ -30,9 +30,11 @@ from emofuse.errors import ConfigError, DataError
 
 SAMPLE_RATE = 16000
 #: VAD mode: speech stretches closer than this (s) are one segment; segments are padded by `VAD_PAD` s
-#: each side and cut into equal parts of at most `VAD_MAX_SEGMENT` s (the models were trained on 1-10 s clips)
+#: each side (RAVDESS clips, which the shipped models learned from, hold about 1 s of room noise around the
+#: sentence; on the timeline check 1.0 s scored 0.74 against 0.55 for 0.25 s, docs/timelines.md) and cut into
+#: equal parts of at most `VAD_MAX_SEGMENT` s (the models were trained on 1-10 s clips)
 VAD_MERGE_GAP = 0.5
-VAD_PAD = 0.25
+VAD_PAD = 1.0
 VAD_MAX_SEGMENT = 10.0
 #: decoding block (s) in the streamed passes
 BLOCK_SECONDS = 30.0
