@@ -154,3 +154,21 @@ def test_multi_label_head_gets_dev_thresholds(tmp_path):
     assert predictor.ckpt.multi_label and predictor.ckpt.thresholds == config["thresholds"]
     active = [n for n, t in zip(predictor.labels, config["thresholds"]) if pred.probabilities[n] >= t]
     assert pred.explanations["active_labels"] == active
+
+
+def test_goemotions_probabilities_map_onto_meld_classes():
+    import numpy as np
+
+    from emofuse.data.goemotions import EKMAN_LABELS, GOEMOTIONS_LABELS
+    from emofuse.data.meld import MELD_LABELS
+    from emofuse.experiments.text_transfer import meld_probabilities
+
+    probs = np.zeros((2, len(GOEMOTIONS_LABELS)))
+    probs[0, GOEMOTIONS_LABELS.index("annoyance")] = 0.9  # anger's group
+    probs[1, GOEMOTIONS_LABELS.index("curiosity")] = 0.7  # surprise's group
+    probs[1, GOEMOTIONS_LABELS.index("gratitude")] = 0.6  # joy's group
+    mapped = meld_probabilities(probs, GOEMOTIONS_LABELS)
+    assert [MELD_LABELS[i] for i in mapped.argmax(-1)] == ["anger", "surprise"]
+    assert mapped[1, MELD_LABELS.index("joy")] == 0.6
+    ekman = np.eye(7)[[EKMAN_LABELS.index("fear")]]
+    assert MELD_LABELS[meld_probabilities(ekman, EKMAN_LABELS).argmax()] == "fear"

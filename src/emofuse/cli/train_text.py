@@ -21,6 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-epochs", type=int, help="override the recipe's max_epochs")
     p.add_argument("--data", help="data root (default: $EMOFUSE_DATA or ../shared/data)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -29,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from emofuse.training.train_text import train_text
 
     load_text_recipe(args.recipe)  # recipe errors before the data and the model
-    result = train_text(args.recipe, args.dataset, data_dir(args), args.out, seed=args.seed, max_epochs=args.max_epochs)
+    result = train_text(args.recipe, args.dataset, data_dir(args), args.out, seed=args.seed, max_epochs=args.max_epochs,
+                        progress=not args.quiet)
     key = "macro_f1" if "micro_f1" in result.test else "weighted_f1"
     print(f"best epoch {result.best_epoch}: dev {key} {result.dev[key]:.4f} (model selection); test {key} "
           f"{result.test[key]:.4f}, WA {result.test['wa']:.4f}; {result.train_seconds:.0f} s; "

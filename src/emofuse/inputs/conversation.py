@@ -38,7 +38,7 @@ class ContextSpec:
     past: int = 0
     future: int = 0
     speakers: bool = False
-    max_length: int = 128
+    max_length: int = 512  # the published default (RoBERTa / EmoBERTa); recipes set less for CPU budgets
 
     def __post_init__(self) -> None:
         for name in ("past", "future"):

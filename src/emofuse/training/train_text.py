@@ -33,7 +33,7 @@ class TextTrainResult:
 
 
 def train_text(recipe_name: str | Path, dataset: str, data_root: str | Path, out_dir: str | Path, *, seed: int = 0,
-               max_epochs: int | None = None) -> TextTrainResult:
+               max_epochs: int | None = None, progress: bool = False) -> TextTrainResult:
     """Fine-tune ``recipe_name`` on ``dataset`` (see the module docstring) and write ``out_dir``."""
     from emofuse.encoders.base import import_transformers
     from emofuse.inference.text_checkpoint import save_text_checkpoint
@@ -46,6 +46,7 @@ def train_text(recipe_name: str | Path, dataset: str, data_root: str | Path, out
         recipe.head = {**recipe.head, "multi_label": splits.multi_label}
     if max_epochs is not None:
         recipe.train = {**recipe.train, "max_epochs": int(max_epochs)}
+    recipe.train = {**recipe.train, "progress": bool(progress)}
     if splits.multi_label and recipe.train_config.monitor not in ("val_mf1", "val_loss"):
         raise ConfigError(f"{recipe.name}: a multi-label corpus picks the epoch by val_mf1 or val_loss, "
                           f"not {recipe.train_config.monitor}")
