@@ -274,6 +274,7 @@ def test_serve_options_are_checked():
     assert settings.engine.face is None
     args = build_parser().parse_args(["serve", "--detector", "haar", "--no-face"])
     assert settings_from(args).engine.face == {"detector": "haar"} and not settings_from(args).engine.use_face
-    for bad in (["--timeout", "0"], ["--workers", "0"], ["--max-duration", "-1"], ["--port", "70000"]):
+    for bad in (["--timeout", "0"], ["--workers", "0"], ["--max-duration", "-1"], ["--port", "70000"],
+                ["--tmp-dir", "/nonexistent/folder"]):
         with pytest.raises(ConfigError):
             settings_from(build_parser().parse_args(["serve", *bad]))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -62,6 +63,8 @@ def settings_from(args: argparse.Namespace):
         raise ConfigError(f"--workers must be >= 1 and --queue >= 0, got {args.workers} and {args.queue}")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0-65535, got {args.port}")
+    if args.tmp_dir is not None and not Path(args.tmp_dir).is_dir():
+        raise ConfigError(f"--tmp-dir {args.tmp_dir}: not an existing folder")
     face = {k: v for k, v in (("detector", args.detector), ("sampler", args.sampler)) if v}
     engine = EngineOptions(model=args.model, use_face=not args.no_face, av_model=args.av_model, face=face or None,
                            max_duration=args.max_duration,
