@@ -66,6 +66,7 @@ def test_page_predicts_a_sample_clip(page, tmp_path):
     rows = page.locator("#probs .name").all_inner_texts()
     assert len(rows) == 8 and page.locator("#weights .name").all_inner_texts()[0].lower() == "audio"
     assert page.is_hidden("#error") and fits_width(page)
+    assert page.is_visible("#record-mic") and page.is_visible("#record-cam")  # the shipped set-up reads faces
     page.screenshot(path=str(shots(tmp_path) / "service_prediction.png"), full_page=True)
 
 
