@@ -241,6 +241,8 @@ def _signal(f: Callable[..., None], md: Media) -> None:
     f("noise_wav", "3 s of quiet white noise", (422,), "noise.wav",
       lambda: md.wav((np.random.default_rng(2).standard_normal(3 * SR) * 0.01).astype(np.float32)))
     f("dc_wav", "3 s of a constant (DC) level", (422,), "dc.wav", lambda: md.wav(np.full(3 * SR, 0.3, np.float32)))
+    f("silence_timeline", "a timeline (segments=2.0:1.0) of 3 s of silence: no window has speech", (422,),
+      "silence.wav", lambda: md.wav(zeros), query="segments=2.0:1.0")
     f("nan_wav", "float WAV with NaN samples", (422,), "nan.wav",
       lambda: md.wav(np.where(np.arange(md.speech().size) % 100 == 0, np.nan, md.speech()).astype(np.float32),
                      subtype="FLOAT"))

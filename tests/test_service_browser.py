@@ -78,3 +78,13 @@ def test_page_shows_a_readable_error_for_a_file_that_is_not_audio(page, tmp_path
     assert "415" in message and "notes.wav" in message and "not a recognised audio or video file" in message
     assert page.is_hidden("#result") and fits_width(page)
     page.screenshot(path=str(shots(tmp_path) / "service_error.png"), full_page=True)
+
+
+def test_api_docs_render_without_any_outside_request(page):
+    server = live_server()
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(server.url) else None)
+    page.goto(server.url + "/docs")
+    page.wait_for_selector(".opblock")
+    assert "/v1/predict" in page.locator(".opblock-summary-path").all_inner_texts()
+    assert outside == []
