@@ -187,3 +187,23 @@ def test_timeline_never_decodes_the_whole_file(predictor, long_clip, monkeypatch
     path, _ = long_clip
     for vad in (False, True):
         assert any(s.label for s in predict_timeline(predictor, path, window=3.0, vad=vad).segments)
+
+
+from tests.test_predict_text import tiny  # noqa: E402,F401  (the tiny text + audio checkpoints)
+
+
+def test_predict_waveform_of_a_text_model_transcribes_the_waveform(tiny, monkeypatch):  # noqa: F811
+    """A window in memory is transcribed as it is (no file to key the transcript cache by), a given text is read."""
+    heard = []
+
+    def transcribe(self, path, wave=None, *, cached=True):
+        heard.append((str(path), wave.size, cached))
+        return "kids are talking by the door"
+
+    monkeypatch.setattr(Predictor, "transcribe", transcribe)
+    predictor = Predictor(tiny["text_audio"])
+    wave = load_audio(sample_clips()[0])
+    pred = predictor.predict_waveform(wave, name="talk.wav@0-3s")
+    assert pred.ok and pred.transcript_source == "asr" and heard == [("talk.wav@0-3s", wave.size, False)]
+    given = predictor.predict_waveform(wave, name="w", text="This is terrible")
+    assert given.transcript == "This is terrible" and given.transcript_source == "given" and len(heard) == 1

@@ -256,7 +256,9 @@ class Predictor:
                 if text is not None:
                     read.update(text=text.strip(), source="given")
                 elif self.asr and path is not None:
-                    read.update(text=self.transcribe(path, waveform(), cached=given_wave is None), source="asr")
+                    heard = self.transcribe(path, waveform()) if given_wave is None else \
+                        self.transcribe(path, waveform(), cached=False)  # a waveform in memory: no file to key a cache
+                    read.update(text=heard, source="asr")
                 else:
                     raise DataError(path, f"{self._needs_transcript()} (speech recognition is switched off)")
                 if not read["text"] and set(self.ckpt.model.input_dims) <= {"text", "meta"}:
