@@ -102,5 +102,5 @@ def _print(timeline: Any, summary: bool) -> None:
             print(f"{s.start:9.2f} {s.end:9.2f}  {what}{flag}")
     counts = Counter(s.label or s.status for s in timeline.segments)
     shown = ", ".join(f"{k} {n}" for k, n in counts.most_common())
-    print(f"{timeline.path}: {len(timeline.segments)} segments over {timeline.duration:.1f} s ({timeline.mode}): {shown}",
-          file=sys.stderr if not summary else sys.stdout)
+    print(f"{timeline.path}: {len(timeline.segments)} segments over {timeline.duration:.1f} s ({timeline.mode}): "
+          f"{shown}", file=sys.stderr if not summary else sys.stdout)

@@ -20,8 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 #: Whisper frames of a 3.5 s clip (50 frames/s)
 CLIP_FRAMES = 175
 

@@ -257,7 +257,8 @@ def _sidecar(loaded: Any, folder: Path, lengths: dict[str, int], names: list[str
                     "meaning": "True for a real frame; all False: the modality is absent (its input zeros)"}]
     features = [n for mp in plan.modalities.values() for n in mp.names]
     return {
-        "format": "emofuse-onnx/1", "model": MODEL_FILE, "checkpoint": str(folder), "model_config": loaded.model.config(),
+        "format": "emofuse-onnx/1", "model": MODEL_FILE, "checkpoint": str(folder),
+        "model_config": loaded.model.config(),
         "labels": list(loaded.labels), "opset": OPSET, "exporter": exporter,
         "torch": torch.__version__, "parity_max_abs_diff": diff, "parity_atol": PARITY_ATOL,
         "inputs": inputs,
