@@ -28,15 +28,14 @@ from emofuse.models import create_model, list_models  # noqa: E402
 from emofuse.models.registry import _REGISTRY  # noqa: E402
 
 PACKED_RNN = ("an LSTM/GRU over packed padded sequences (pack_padded_sequence): torch.export cannot trace its "
-              "data-dependent lengths, and the TorchScript exporter has no Sort with out=")
+              "data-dependent lengths (the TorchScript exporter has no Sort with out= either)")
 #: registered models that do not export, and why (strict: a model that starts exporting fails the test)
 NOT_EXPORTABLE = {
     "tfn": PACKED_RNN,
     "tucker_fusion": PACKED_RNN,
-    "dual_stream": "its time axis is resampled to a fixed length (t_common), which torch.export specialises; the "
-                   "TorchScript fallback has no Sort with out=",
-    "of_cmaer_cat": "a data-dependent .item() (how many clips hold both modalities) stops torch.export; the "
-                    "TorchScript fallback bakes that shape in, and ONNX Runtime then refuses other inputs",
+    "dual_stream": "its time axis is resampled to a fixed length (t_common), which torch.export specialises",
+    "of_cmaer_cat": "a data-dependent .item() (how many clips hold both modalities) stops torch.export (the "
+                    "TorchScript exporter bakes that shape in, and ONNX Runtime then refuses other inputs)",
 }
 
 
@@ -103,6 +102,8 @@ def test_cli_export(tmp_path, capsys):
     assert main(["export", str(demo_checkpoint_dir()), "--onnx", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "model.onnx").is_file() and (tmp_path / "out" / "model.json").is_file()
     assert "max |diff|" in capsys.readouterr().out
+    assert main(["export", "--onnx", str(tmp_path / "ts"), "--exporter", "torchscript"]) == 0  # the shipped model
+    assert json.loads((tmp_path / "ts" / "model.json").read_text())["exporter"] == "torchscript"
     ensemble = tmp_path / "ens"
     ensemble.mkdir()
     (ensemble / "ensemble.json").write_text("{}")

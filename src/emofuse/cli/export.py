@@ -15,8 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", nargs="?", help="checkpoint folder (default: the shipped demo model)")
     p.add_argument("--onnx", metavar="DIR", required=True, help="folder for model.onnx and model.json (created)")
     p.add_argument("--face-encoder", metavar="NAME", help="also export this face encoder (fer_cnn) as NAME.onnx")
-    p.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto",
-                   help="torch.onnx exporter (auto: dynamo, then the TorchScript one if dynamo fails)")
+    p.add_argument("--exporter", choices=["dynamo", "torchscript"], default="dynamo",
+                   help="torch.onnx exporter (default: dynamo, i.e. torch.export; torchscript: the older tracer, "
+                        "whose shapes the parity check verifies)")
     p.set_defaults(func=run)
 
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from emofuse.inference.onnx_export import export_checkpoint, export_face_encoder
     from emofuse.inference.predictor import demo_checkpoint_dir
 
-    dynamo = {"auto": None, "dynamo": True, "torchscript": False}[args.exporter]
+    dynamo = args.exporter == "dynamo"
     checkpoint = Path(args.checkpoint) if args.checkpoint else demo_checkpoint_dir()
     if not checkpoint.is_dir():
         raise DataError(checkpoint, "checkpoint folder not found")

@@ -17,13 +17,17 @@ a deployment computes them as `emofuse.features` does and feeds the ONNX fusion 
 exports (`export_face_encoder`); the face detectors (OpenCV Haar, MTCNN) do not.
 
 The exporter: ``torch.onnx.export(..., dynamo=True)`` (torch.export + onnxscript), the default of torch
->= 2.9; a model it cannot trace falls back to the TorchScript exporter (``dynamo=False``), and the sidecar
-names the one used.
+>= 2.9. The TorchScript exporter (``dynamo=False``) is used only when asked: it exports none of the models
+torch.export cannot trace here, and a trace can fix shapes that ONNX Runtime then refuses (the parity check,
+on other batch sizes and lengths than the export's, catches that). The sidecar names the one used.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,11 +99,11 @@ def example_inputs(model: nn.Module, lengths: dict[str, int], batch: int = 2, se
     return inputs, masks
 
 
-def export_model(model: nn.Module, path: str | Path, lengths: dict[str, int], *, dynamo: bool | None = None
+def export_model(model: nn.Module, path: str | Path, lengths: dict[str, int], *, dynamo: bool = True
                  ) -> tuple[str, list[str], list[str]]:
     """Export ``model`` (eval mode) to ``path``; ``lengths[m]`` is 1 for a per-clip vector input (a static
-    time axis), else an example sequence length (a dynamic one). ``dynamo`` None: try the dynamo exporter,
-    then the TorchScript one. Returns ``(exporter, input names, output names)``."""
+    time axis), else an example sequence length (a dynamic one); ``dynamo`` False: the TorchScript exporter.
+    Returns ``(exporter, input names, output names)``."""
     model = model.eval()
     modalities = list(model.input_dims)
     inputs, masks = example_inputs(model, lengths)
@@ -115,15 +119,13 @@ def export_model(model: nn.Module, path: str | Path, lengths: dict[str, int], *,
         axes[m], axes[f"{m}_mask"] = {0: "batch", **time}, {0: "batch", **time}
     for o in outputs:
         axes[o] = {0: "batch"}
-    errors = []
-    for use_dynamo in ([True, False] if dynamo is None else [dynamo]):
-        try:
-            _export(flat, args, Path(path), names, outputs, axes, use_dynamo)
-            return ("dynamo" if use_dynamo else "torchscript"), names, outputs
-        except Exception as exc:  # noqa: BLE001  (the exporters raise many kinds; the next one is tried)
-            errors.append(f"{'dynamo' if use_dynamo else 'torchscript'}: {type(exc).__name__}: {str(exc)[:300]}")
-    raise ConfigError(f"{getattr(model, 'model_name', type(model).__name__)} does not export to ONNX: "
-                      + "; ".join(errors))
+    exporter = "dynamo" if dynamo else "torchscript"
+    try:
+        _export(flat, args, Path(path), names, outputs, axes, dynamo)
+    except Exception as exc:  # noqa: BLE001  (the exporters raise many kinds)
+        raise ConfigError(f"{getattr(model, 'model_name', type(model).__name__)} does not export to ONNX with the "
+                          f"{exporter} exporter: {type(exc).__name__}: {_short(exc)}") from None
+    return exporter, names, outputs
 
 
 def _export(flat: nn.Module, args: tuple, path: Path, names: list[str], outputs: list[str],
@@ -135,8 +137,8 @@ def _export(flat: nn.Module, args: tuple, path: Path, names: list[str], outputs:
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)  # torchvision ops
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.export")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporters' deprecation and tracer notes
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")  # the exporters' deprecation and tracer notes, and the graphs they print
         if dynamo:
             program = torch.onnx.export(flat, args, dynamo=True, input_names=names, output_names=outputs,
                                         dynamic_shapes=_dynamic_shapes(names, axes), opset_version=OPSET,
@@ -149,6 +151,12 @@ def _export(flat: nn.Module, args: tuple, path: Path, names: list[str], outputs:
         atomic_write_bytes(path, tmp.read_bytes())
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _short(exc: Exception) -> str:
+    """An exporter's error in one short line (its colour codes and advice dropped)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split("Next steps")[0]
+    return " ".join(text.split())[:300]
 
 
 def _dynamic_shapes(names: list[str], axes: dict[str, dict[int, str]]) -> tuple[tuple[dict[int, Any], ...]]:
@@ -213,7 +221,7 @@ def checkpoint_lengths(loaded: Any) -> dict[str, int]:
     return lengths
 
 
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, dynamo: bool | None = None) -> ExportResult:
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, dynamo: bool = True) -> ExportResult:
     """Export one checkpoint folder's model to ``out_dir/model.onnx`` with its sidecar ``model.json``
     (see the module docstring); the parity against PyTorch is measured and recorded, and a model that
     misses `PARITY_ATOL` is refused (`ConfigError`). A seed-ensemble folder is refused: export its members."""
@@ -287,7 +295,7 @@ class _FaceFlat(nn.Module):
         return self.encoder.forward(flat[0])
 
 
-def export_face_encoder(out_dir: str | Path, name: str = "fer_cnn", *, dynamo: bool | None = None
+def export_face_encoder(out_dir: str | Path, name: str = "fer_cnn", *, dynamo: bool = True
                         ) -> ExportResult:
     """Export a face encoder (``fer_cnn``: float crops ``[n, 48, 48]``, grey 0-255, as
     `emofuse.faces.encoders.base.FaceEncoder.normalise` gives them; outputs ``embedding``, ``logits``) to
@@ -300,17 +308,13 @@ def export_face_encoder(out_dir: str | Path, name: str = "fer_cnn", *, dynamo: b
     s = encoder.input_size
     example = torch.rand(4, s, s) * 255 if encoder.grey else torch.randn(4, 3, s, s)
     path = Path(out_dir) / f"{name}.onnx"
-    errors, exporter = [], None
-    for use_dynamo in ([True, False] if dynamo is None else [dynamo]):
-        try:
-            _export(flat, (example,), path, ["crops"], ["embedding", "logits"],
-                    {"crops": {0: "faces"}, "embedding": {0: "faces"}, "logits": {0: "faces"}}, use_dynamo)
-            exporter = "dynamo" if use_dynamo else "torchscript"
-            break
-        except Exception as exc:  # noqa: BLE001
-            errors.append(f"{type(exc).__name__}: {str(exc)[:300]}")
-    if exporter is None:
-        raise ConfigError(f"face encoder {name} does not export to ONNX: " + "; ".join(errors))
+    exporter = "dynamo" if dynamo else "torchscript"
+    try:
+        _export(flat, (example,), path, ["crops"], ["embedding", "logits"],
+                {"crops": {0: "faces"}, "embedding": {0: "faces"}, "logits": {0: "faces"}}, dynamo)
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"face encoder {name} does not export to ONNX with the {exporter} exporter: "
+                          f"{type(exc).__name__}: {_short(exc)}") from None
     check = torch.rand(3, s, s) * 255 if encoder.grey else torch.randn(3, 3, s, s)
     with torch.no_grad():
         expected = flat(check)
