@@ -44,8 +44,8 @@ def is_text_checkpoint(folder: str | Path) -> bool:
         return False
     try:
         return json.loads(config.read_text(encoding="utf-8")).get("format") == FORMAT
-    except (ValueError, OSError, AttributeError):
-        return False
+    except (ValueError, OSError, AttributeError, RecursionError):
+        return False  # not one of ours; the speech checkpoint loader names the problem
 
 
 def save_text_checkpoint(folder: str | Path, model: Any, tokenizer: Any, labels: list[str], context: Any, *,
@@ -127,7 +127,7 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise DataError(path, "missing: not a fine-tuned text checkpoint folder")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise DataError(path, f"not valid JSON ({exc})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise DataError(path, f"field format: not {FORMAT!r}")
