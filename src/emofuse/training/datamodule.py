@@ -2,7 +2,8 @@
 
 Handing the data to ``Trainer.fit`` as a LightningDataModule (instead of loaders) lets Lightning
 set the loaders up for the strategy: with ``strategy="ddp"`` each process gets a
-``DistributedSampler`` over its share of the samples (shuffled with the run's seed), with one
+``DistributedSampler`` over its share of the samples (training: shuffled with the run's seed, built
+here; validation and test: Lightning's, in order, padded, gathered by `EmotionTask`), with one
 process the loaders are exactly the ones `make_loader` builds.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import lightning
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, WeightedRandomSampler
 
 from emofuse.training.config import TrainConfig
 from emofuse.training.data import FeatureDataset, collate
@@ -20,14 +21,22 @@ EVAL_BATCH = 64
 
 
 def make_loader(ds: FeatureDataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                num_workers: int = 0, balanced: bool = False) -> DataLoader:
+                num_workers: int = 0, balanced: bool = False, replica: tuple[int, int] | None = None) -> DataLoader:
     """A DataLoader over ``ds`` using `collate`. When shuffling, a final batch of a single sample
     is dropped (BatchNorm cannot train on it); the generator is seeded for reproducibility.
     ``balanced`` (training only) draws ``len(ds)`` samples per epoch with replacement, each with
-    probability proportional to 1 / (its class's count): every class equally likely."""
-    drop_last = (shuffle or balanced) and len(ds) > batch_size and len(ds) % batch_size == 1
+    probability proportional to 1 / (its class's count): every class equally likely.
+
+    ``replica=(rank, world_size)`` (training with several processes): a shuffled loader reads this
+    rank's share through a ``DistributedSampler`` seeded with ``seed`` (Lightning sets its epoch);
+    a balanced one is split by Lightning; the single-sample batch rule applies to the share."""
+    share = len(ds) if replica is None else -(-len(ds) // replica[1])
+    drop_last = (shuffle or balanced) and share > batch_size and share % batch_size == 1
     gen = torch.Generator().manual_seed(int(seed)) if shuffle or balanced else None
-    sampler = class_balanced_sampler(ds, gen) if balanced else None
+    sampler: Sampler | None = class_balanced_sampler(ds, gen) if balanced else None
+    if replica is not None and shuffle and not balanced:
+        sampler = DistributedSampler(ds, num_replicas=replica[1], rank=replica[0], shuffle=True, seed=int(seed))
+        shuffle, gen = False, None
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle and not balanced, sampler=sampler,
                       collate_fn=collate, drop_last=drop_last, generator=None if balanced else gen,
                       num_workers=num_workers, persistent_workers=num_workers > 0)
@@ -92,8 +101,10 @@ class FeatureDataModule(lightning.LightningDataModule):
         return max(self.batch_size, EVAL_BATCH)
 
     def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        replica = (trainer.global_rank, trainer.world_size) if trainer is not None and trainer.world_size > 1 else None
         return make_loader(self.train_set, self.batch_size, shuffle=True, seed=self.seed,
-                           num_workers=self.num_workers, balanced=self.balanced)
+                           num_workers=self.num_workers, balanced=self.balanced, replica=replica)
 
     def val_dataloader(self) -> DataLoader:
         if self.val_set is None:

@@ -10,7 +10,7 @@ The rank is read, in this order, from an initialised ``torch.distributed`` proce
 module does not import PyTorch: when it is not imported, no process group can exist.
 
 Not everything is guarded: the feature cache is written by every rank (each computes its own
-shard), and Lightning already shows its progress bar on rank zero only.
+shard, `launch_shard`), and Lightning already shows its progress bar on rank zero only.
 """
 
 from __future__ import annotations
@@ -48,6 +48,35 @@ def global_rank() -> int:
         return 0
     node = _env_int("NODE_RANK") or _env_int("GROUP_RANK") or 0
     return local if node == 0 else node * max(1, _env_int("LOCAL_WORLD_SIZE") or 1) + local
+
+
+def world_size() -> int:
+    """How many processes this launch has (1 for a plain run): the process group's size, else
+    ``WORLD_SIZE`` (torchrun, Lightning's launcher) or ``SLURM_STEP_NUM_TASKS`` (srun; a batch
+    script run without srun is one process)."""
+    dist = getattr(sys.modules.get("torch"), "distributed", None)
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return int(dist.get_world_size())
+    for name in ("WORLD_SIZE", "SLURM_STEP_NUM_TASKS"):
+        size = _env_int(name)
+        if size is not None and size >= 1:
+            return size
+    return 1
+
+
+def launch_shard() -> tuple[int, int] | None:
+    """``(k, n)`` (1-based) for this process of a multi-process launch, None for a plain run: the
+    shard of a dataset this rank extracts or predicts (`emofuse.features.driver.parse_shard`)."""
+    size = world_size()
+    if size <= 1:
+        return None
+    rank = global_rank()
+    if not 0 <= rank < size:
+        from emofuse.errors import ConfigError
+
+        raise ConfigError(f"this process has rank {rank} but the launch has {size} processes (check RANK/WORLD_SIZE "
+                          "or SLURM_PROCID/SLURM_STEP_NUM_TASKS)")
+    return rank + 1, size
 
 
 def is_rank_zero() -> bool:

@@ -82,15 +82,29 @@ class BestCheckpoint(ModelCheckpoint):
         return super().check_monitor_top_k(trainer, current)
 
 
-def load_best_weights(task: lightning.LightningModule, checkpoint: BestCheckpoint) -> tuple[int, float] | None:
+def load_best_weights(task: lightning.LightningModule, checkpoint: BestCheckpoint,
+                      trainer: lightning.Trainer | None = None) -> tuple[int, float] | None:
     """Load the weights ``checkpoint`` kept into ``task`` (read as tensors only, nothing is
-    unpickled); returns ``(epoch, score)`` of the kept epoch, or None when no epoch was kept."""
+    unpickled); returns ``(epoch, score)`` of the kept epoch, or None when no epoch was kept.
+
+    With several processes (``trainer`` given) rank zero, which wrote the file in its own folder,
+    reads it and sends the weights to the other ranks, which may run on other machines."""
     path = checkpoint.best_model_path
     if not path:
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    task.load_state_dict(state["state_dict"])
-    return int(state["epoch"]), float(checkpoint.best_model_score)
+    if trainer is None or trainer.world_size == 1:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        task.load_state_dict(state["state_dict"])
+        return int(state["epoch"]), float(checkpoint.best_model_score)
+    epoch = -1
+    if trainer.is_global_zero:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        task.load_state_dict(state["state_dict"])
+        epoch = int(state["epoch"])
+    for tensor in task.state_dict().values():  # the module's own storage: received in place
+        torch.distributed.broadcast(tensor, src=0)
+    epoch = int(trainer.strategy.broadcast(epoch, src=0))
+    return epoch, float(checkpoint.best_model_score)
 
 
 def resolve_hardware(cfg: TrainConfig) -> tuple[str, int, str]:
@@ -212,7 +226,7 @@ def fit(
         start = time.perf_counter()
         trainer.fit(task, datamodule=data)
         seconds = time.perf_counter() - start
-        kept = load_best_weights(task, best) if best is not None else None
+        kept = load_best_weights(task, best, trainer) if best is not None else None
         trainer.strategy.barrier("emofuse-best-weights")  # rank zero's folder stays until every rank read it
 
     history = [dict(row) for row in task.history]

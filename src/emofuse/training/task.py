@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import lightning
@@ -15,6 +16,16 @@ from emofuse.models.base import EmotionModel, ModelOutput
 from emofuse.training.config import TrainConfig
 from emofuse.training.data import modality_dropout
 from emofuse.training.losses import CrossEntropy, FocalLoss
+
+
+def _positions(loaders: Any) -> dict[str, int]:
+    """Sample id -> position in the validation set (one loader over a `FeatureDataset`, ids unique)."""
+    loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+    ids = list(loader.dataset.ids)
+    positions = {sid: i for i, sid in enumerate(ids)}
+    if len(positions) != len(ids):
+        raise ValueError("validation sample ids repeat: metrics cannot be gathered across processes")
+    return positions
 
 
 def build_criterion(cfg: TrainConfig, class_weights: Tensor | None = None) -> nn.Module:
@@ -48,7 +59,9 @@ class EmotionTask(lightning.LightningModule):
 
     Logs ``train_loss`` (classification + auxiliary), ``train_cls_loss``, ``aux/<name>`` per
     step and ``val_loss``, ``val_wa``, ``val_ua`` per validation epoch (computed over the whole
-    epoch, not averaged over batches). ``val_loss`` is the training criterion (class weights,
+    epoch, not averaged over batches; with several processes over the logits of every rank,
+    gathered, so each rank scores the whole validation set; ``train_loss`` in ``history`` is the
+    mean over every rank's steps). ``val_loss`` is the training criterion (class weights,
     focal term, label smoothing) without auxiliary losses. ``history`` collects one dict per
     epoch.
     """
@@ -61,6 +74,8 @@ class EmotionTask(lightning.LightningModule):
         self.history: list[dict[str, float]] = []
         self._val_logits: list[Tensor] = []
         self._val_labels: list[Tensor] = []
+        self._val_index: list[Tensor] = []  # several processes: each validation row's position in the set
+        self._val_positions: dict[str, int] = {}
         self._train_losses: list[float] = []
         self._last_val: dict[str, float] = {}
         self._dropout_gen = torch.Generator().manual_seed(int(cfg.seed) + 7919)
@@ -85,20 +100,30 @@ class EmotionTask(lightning.LightningModule):
         self._train_losses.append(float(loss.detach()))
         return loss
 
+    def _distributed(self) -> bool:
+        return self._trainer is not None and self.trainer.world_size > 1
+
     def on_validation_epoch_start(self) -> None:
         self._val_logits.clear()
         self._val_labels.clear()
+        self._val_index.clear()
+        self._val_positions = _positions(self.trainer.val_dataloaders) if self._distributed() else {}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         out = self.model(batch["inputs"], batch["masks"])
         self._val_logits.append(out.logits.detach().float())
         self._val_labels.append(batch["labels"].detach())
+        if self._val_positions:
+            self._val_index.append(torch.tensor([self._val_positions[i] for i in batch["ids"]], dtype=torch.long,
+                                                device=out.logits.device))
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_logits:
             return
         logits = torch.cat(self._val_logits)
         labels = torch.cat(self._val_labels)
+        if self._val_positions:  # several processes: the metrics of the whole validation set, on every rank
+            logits, labels = self._gather(logits, labels, torch.cat(self._val_index))
         val_loss = float(self.criterion(logits, labels))
         y_true = labels.cpu().numpy()
         y_pred = logits.argmax(-1).cpu().numpy()
@@ -108,16 +133,37 @@ class EmotionTask(lightning.LightningModule):
             "val_ua": unweighted_accuracy(y_true, y_pred),
         }
         self._last_val = metrics
-        for name, value in metrics.items():
-            self.log(name, value, prog_bar=name != "val_loss")
+        with warnings.catch_warnings():  # gathered above: every rank logs the same value, nothing to reduce
+            warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
+            for name, value in metrics.items():
+                self.log(name, value, prog_bar=name != "val_loss")
         self._val_logits.clear()
         self._val_labels.clear()
+        self._val_index.clear()
+
+    def _gather(self, logits: Tensor, labels: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        """Every rank's validation logits and labels, one row per validation sample in dataset
+        order: the distributed sampler gives each rank a share padded with repeated samples, which
+        are dropped by their position."""
+        every = [self.all_gather(t).reshape(-1, *t.shape[1:]) for t in (logits, labels, index)]
+        positions, first = np.unique(every[2].cpu().numpy(), return_index=True)
+        expected = len(self._val_positions)
+        if len(positions) != expected:
+            raise RuntimeError(f"validation gathered {len(positions)} of {expected} samples from the ranks")
+        keep = torch.as_tensor(first, device=every[0].device)
+        return every[0][keep], every[1][keep]
 
     def on_train_epoch_end(self) -> None:
         if self.trainer is not None and self.trainer.sanity_checking:
             return
         row: dict[str, float] = {"epoch": int(self.current_epoch)}
-        if self._train_losses:
+        if self._distributed():  # every rank's steps (each rank runs the same number of steps)
+            total = torch.tensor([sum(self._train_losses), len(self._train_losses)], dtype=torch.float64,
+                                 device=self.device)
+            total = self.trainer.strategy.reduce(total, reduce_op="sum")
+            if total[1] > 0:
+                row["train_loss"] = float(total[0] / total[1])
+        elif self._train_losses:
             row["train_loss"] = float(np.mean(self._train_losses))
         row.update(self._last_val)
         opt = self.optimizers()
