@@ -36,6 +36,8 @@ NOT_EXPORTABLE = {
     "dual_stream": "its time axis is resampled to a fixed length (t_common), which torch.export specialises",
     "of_cmaer_cat": "a data-dependent .item() (how many clips hold both modalities) stops torch.export (the "
                     "TorchScript exporter bakes that shape in, and ONNX Runtime then refuses other inputs)",
+    "signal_cnn": "max-pooling over time: torch.export specialises the time axis to the example length (ONNX "
+                  "Runtime then refuses other lengths)",
 }
 
 

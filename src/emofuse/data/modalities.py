@@ -68,3 +68,8 @@ register_modality(Modality("meta", "speaker metadata (gender, identity) from the
                            default_feature="speaker_meta"))
 register_modality(Modality("signal", "multichannel signal file (.npz: data [T, C], rate Hz), e.g. physiological",
                            sources=("signal",), default_feature="signal_stats"))
+register_modality(Modality("eeg", "EEG channels of a recording (DEAP: 32 channels at 128 Hz; a .npz signal file or a "
+                           "trial of a DEAP .mat file)", sources=("eeg",), default_feature="eeg_band_power"))
+register_modality(Modality("peripheral", "peripheral physiological channels (DEAP: EOG, EMG, GSR, respiration, "
+                           "plethysmograph, temperature)", sources=("peripheral",),
+                           default_feature="peripheral_band_power"))
