@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from emofuse.cli.common import check_output, checkpoint_files, print_predictions
+from emofuse.cli.batch import add_arguments as add_batch_arguments, check_arguments as check_batch
 from emofuse.cli.segments import add_arguments as add_segment_arguments, check_arguments as check_segments
 
 
@@ -70,6 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     face.add_argument("--explain", metavar="DIR", help="for video files, save the face crops used, the per-frame "
                       "expression probabilities (CSV) and the modality-weight plot in DIR/<file name>/")
     add_segment_arguments(p)
+    add_batch_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -81,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
         if args.files or args.text is not None:
             raise ConfigError("--model-card prints the model's card and predicts nothing: give no files or --text")
         return print_model_card(args.model)
+    if check_batch(args):
+        from emofuse.cli.batch import run_batch
+
+        space = _label_space(args.labels)
+        return run_batch(args, _predict_files, lambda preds: _in_space(preds, space))
     if args.context or args.speaker or _text_model(args.model):
         return _predict_with_text_model(args, _label_space(args.labels))
     segments = check_segments(args)

@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--segments", metavar="WINDOW[:HOP]|vad", help="predict windows of WINDOW seconds every HOP "
                    "seconds (default HOP: WINDOW), e.g. 2.0:1.0; or 'vad': one prediction per stretch of speech. "
                    "Windows without enough speech get the status no_speech / too_short, never a label")
-    g.add_argument("--out", metavar="FILE", help="with --segments: write the timeline as .json or .csv")
+    g.add_argument("--out", metavar="FILE", help="with --segments: write the timeline as .json or .csv; with --batch: the "
+                   "output folder")
     g.add_argument("--plot", metavar="PNG", help="with --segments: draw the probabilities over time and the label band")
 
 
