@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from emofuse.cli.common import (DATASET_HELP, FOLD_SEED_HELP, FOLDS_HELP, HelpFormatter, data_dir, data_opts,
-                                dataset_root, parse_seeds)
+                                dataset_root, hardware, hardware_opts, parse_seeds)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,6 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--features", default="logmel,mfcc,frft_mfcc,egemaps,egemaps_lld,whisper", help="for 'features'")
     p.add_argument("--clips", type=int, default=40, help="for 'features': number of clips")
     data_opts(p)
+    hardware_opts(p)
     p.set_defaults(func=run)
 
 
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
         for name in filter(None, map(str.strip, args.models.split(","))):
             load_recipe(name)  # recipe errors first, before the data and the heavy imports
+    settings = hardware(args)
     from emofuse.experiments import benchmark
 
     if args.target == "features":
@@ -82,5 +84,5 @@ def run(args: argparse.Namespace) -> int:
                             report_dir=args.report_dir, cache_dir=args.cache, seeds=parse_seeds(args.seeds),
                             folds=args.folds, max_epochs=args.max_epochs, progress=not args.quiet,
                             robustness=args.robustness, resume=not args.fresh, num_folds=args.num_folds,
-                            fold_seed=args.fold_seed, protocol=args.protocol)
+                            fold_seed=args.fold_seed, protocol=args.protocol, hardware=settings)
     return 0

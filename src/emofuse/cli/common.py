@@ -209,3 +209,28 @@ def data_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data root (default: $EMOFUSE_DATA or ../shared/data)")
     p.add_argument("--cache", help="feature cache folder (default: $EMOFUSE_CACHE or ~/.cache/emofuse)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def hardware_opts(p: argparse.ArgumentParser) -> None:
+    """``--devices``, ``--num-nodes``, ``--strategy``, ``--accelerator``: training in several processes
+    (launched by torchrun, srun or Lightning itself; docs/scale.md)."""
+    g = p.add_argument_group("processes", "Each overrides the recipe's train settings (and so the results' run "
+                             "key); launch with torchrun or srun, one process per device (docs/scale.md).")
+    g.add_argument("--devices", type=int, metavar="N", help="devices (processes) per node, e.g. 2 GPUs or 2 CPU "
+                   "processes")
+    g.add_argument("--num-nodes", type=int, metavar="M", help="machines taking part")
+    g.add_argument("--strategy", choices=("auto", "ddp", "ddp_find_unused_parameters_true"),
+                   help="Lightning strategy (ddp: DistributedDataParallel)")
+    g.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), help="device kind (auto: a GPU when there is one)")
+
+
+def hardware(args: argparse.Namespace) -> dict:
+    """The `hardware_opts` given, as train settings (checked; empty when none is given)."""
+    from emofuse.training.config import TrainConfig
+
+    given = {key: getattr(args, name) for key, name in (("devices", "devices"), ("num_nodes", "num_nodes"),
+                                                        ("strategy", "strategy"), ("accelerator", "accelerator"))
+             if getattr(args, name, None) is not None}
+    TrainConfig(**given)  # a ConfigError naming the setting, before any data is read
+    return given
+

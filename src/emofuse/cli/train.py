@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from emofuse.cli.common import (DATASET_HELP, FOLD_SEED_HELP, FOLDS_HELP, HelpFormatter, data_opts, dataset_root,
-                                parse_seeds)
+                                hardware, hardware_opts, parse_seeds)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-folds", type=int, metavar="K", help=FOLDS_HELP)
     p.add_argument("--fold-seed", type=int, metavar="S", help=FOLD_SEED_HELP)
     data_opts(p)
+    hardware_opts(p)
     p.set_defaults(func=run)
 
 
@@ -31,9 +32,11 @@ def run(args: argparse.Namespace) -> int:
     from emofuse.recipes import load_recipe
 
     load_recipe(args.recipe)  # every recipe error first, before the data and the heavy imports
+    settings = hardware(args)
     from emofuse.training import recipe
 
     recipe.train_recipe(args.recipe, args.dataset, dataset_root(args, args.dataset), out_dir=Path(args.out),
                            fold=args.fold, cache_dir=args.cache, max_epochs=args.max_epochs, progress=not args.quiet,
-                           seeds=parse_seeds(args.seeds), num_folds=args.num_folds, fold_seed=args.fold_seed)
+                           seeds=parse_seeds(args.seeds), num_folds=args.num_folds, fold_seed=args.fold_seed,
+                           hardware=settings)
     return 0

@@ -24,7 +24,7 @@ from emofuse.recipes import Recipe
 from emofuse.evaluation.results import finished_rows, machine_description, run_key, table_title
 from emofuse.experiments.lineup import dataset_instance, load_dataset, resolve_recipes
 from emofuse.training.classical import classical_data, fit_classical_fold
-from emofuse.training.recipe import augmentation_fields, neural_setup
+from emofuse.training.recipe import augmentation_fields, neural_setup, with_hardware
 from emofuse.training.distributed import rank_zero_print
 
 if TYPE_CHECKING:
@@ -152,7 +152,8 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
                   out: str | None = None, report_dir: str | None = None, cache_dir: str | None = None, seeds=(0,),
                   folds: str | None = None, max_epochs: int | None = None, progress: bool = True,
                   robustness: bool = False, resume: bool = True, num_folds: int | None = None,
-                  fold_seed: int | None = None, protocol: str = "standard") -> dict[str, Any]:
+                  fold_seed: int | None = None, protocol: str = "standard",
+                  hardware: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run every selected recipe over the folds and print/write one results table.
 
     ``dataset`` is a registered name, a CSV manifest path or a loaded `DatasetInstance`. A manifest's
@@ -163,7 +164,8 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
     `run_key` still matches are reused (``resume=False`` recomputes everything).
     ``protocol="shift"`` runs every recipe under the shift protocols instead
     (`emofuse.experiments.shift.run_shift`: clean, corruptions, calibration, cross-sentence,
-    cross-gender) and prints the shift table.
+    cross-gender) and prints the shift table. ``hardware`` (devices, num_nodes, strategy, accelerator)
+    overrides every neural recipe's train settings (`emofuse.training.recipe.with_hardware`).
     """
     from emofuse.evaluation.reports import (format_table, plot_robustness, robustness_table, write_json_atomic,
                                             write_results)
@@ -173,7 +175,7 @@ def run_benchmark(dataset: str | DatasetInstance, data_root: str | Path | None, 
                      progress=progress)
     samples, labels, dataset = data.samples, data.labels, data.name
     fold_list = data.select_folds(folds)
-    recipes = resolve_recipes(models, data.spec)
+    recipes = [with_hardware(r, hardware) for r in resolve_recipes(models, data.spec)]  # several processes
     if not recipes:
         hint = "" if data.spec.default_recipes or models not in ("default",) else \
             f"; {dataset} has no default line-up: name recipes with --models (e.g. logreg_egemaps)"

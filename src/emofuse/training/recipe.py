@@ -3,6 +3,7 @@ recorded so that stale ensemble members are retrained; the recipe's model factor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 from pathlib import Path
@@ -62,6 +63,22 @@ def _feature_specs(recipe: Recipe) -> dict[str, dict[str, Any]]:
     """Checkpoint record of how each modality's features are computed (extractor configs, ``pooled``
     for a classical recipe, ``dialogue_window``): the ``features`` of the recipe's `InputPlan`."""
     return InputPlan.from_recipe(recipe).feature_specs()
+
+
+#: the train settings `with_hardware` may override: how many processes, where, and how they synchronise
+HARDWARE_KEYS = ("devices", "num_nodes", "strategy", "accelerator")
+
+
+def with_hardware(recipe: Recipe, hardware: dict[str, Any] | None) -> Recipe:
+    """``recipe`` with ``hardware`` (`HARDWARE_KEYS`) over its train settings; the same recipe when
+    none is given. A neural recipe's settings change (its run key and training setup with them: two
+    processes see other batches); a classical recipe is fitted in each process alike and is kept."""
+    if not hardware or recipe.classical:
+        return recipe
+    unknown = sorted(set(hardware) - set(HARDWARE_KEYS))
+    if unknown:
+        raise ConfigError(f"not hardware settings: {', '.join(unknown)} (known: {', '.join(HARDWARE_KEYS)})")
+    return dataclasses.replace(recipe, train={**recipe.train, **hardware})
 
 
 def training_setup(recipe: Recipe, dataset: str, fold: int, seed: int, max_epochs: int | None) -> dict[str, Any]:
@@ -141,7 +158,8 @@ def _checkpoint_meta(recipe: Recipe, dataset: str, chosen, *, refit: bool, setup
 def train_recipe(recipe_name: str | Recipe, dataset: str | DatasetInstance, data_root: str | Path | None, *,
                  out_dir: Path, fold: int = 1, cache_dir: str | None = None, max_epochs: int | None = None,
                  progress: bool = True, description: str | None = None, seeds: tuple[int, ...] = (0,),
-                 num_folds: int | None = None, fold_seed: int | None = None) -> dict[str, Any]:
+                 num_folds: int | None = None, fold_seed: int | None = None,
+                 hardware: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train a recipe on one fold (a neural one with early stopping on its validation speakers, a
     classical one with C chosen on them and refitted on training + validation), evaluate it on the
     fold's test speakers and save a checkpoint. ``fold=0`` trains on every speaker: fold 1's
@@ -156,11 +174,12 @@ def train_recipe(recipe_name: str | Recipe, dataset: str | DatasetInstance, data
 
     ``dataset`` is a registered name, a CSV manifest path or a loaded `DatasetInstance`; a manifest's
     generated folds (``num_folds``, ``fold_seed``) are saved in ``out_dir`` (`emofuse.data.specs.folds_file_for`),
-    where ``emofuse evaluate`` finds them."""
+    where ``emofuse evaluate`` finds them. ``hardware`` (`with_hardware`: devices, num_nodes, strategy,
+    accelerator) overrides the recipe's train settings, e.g. to train in several processes."""
     seeds = tuple(int(s) for s in seeds)
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ConfigError(f"seeds must be distinct and at least one, got {list(seeds)}")
-    recipe = recipe_name if isinstance(recipe_name, Recipe) else load_recipe(recipe_name)
+    recipe = with_hardware(recipe_name if isinstance(recipe_name, Recipe) else load_recipe(recipe_name), hardware)
     if recipe.data.get("speaker_norm"):
         raise ConfigError(f"{recipe.name}: speaker-normalised recipes need each test speaker's other clips and are "
                           "benchmark-only; train the recipe without speaker_norm for a deployable checkpoint")
