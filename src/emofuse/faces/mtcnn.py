@@ -28,11 +28,13 @@ def _nets():
     """The three networks as `torch.nn.Module` classes (built lazily: torch is imported here)."""
     from torch import nn
 
+    from emofuse.faces.pooling import ChannelsLastMaxPool2d as MaxPool2d  # nn.MaxPool2d's values, faster
+
     class PNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.conv1, self.prelu1 = nn.Conv2d(3, 10, 3), nn.PReLU(10)
-            self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
+            self.pool1 = MaxPool2d(2, 2, ceil_mode=True)
             self.conv2, self.prelu2 = nn.Conv2d(10, 16, 3), nn.PReLU(16)
             self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
             self.conv4_1, self.conv4_2 = nn.Conv2d(32, 2, 1), nn.Conv2d(32, 4, 1)
@@ -46,9 +48,9 @@ def _nets():
         def __init__(self) -> None:
             super().__init__()
             self.conv1, self.prelu1 = nn.Conv2d(3, 28, 3), nn.PReLU(28)
-            self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.pool1 = MaxPool2d(3, 2, ceil_mode=True)
             self.conv2, self.prelu2 = nn.Conv2d(28, 48, 3), nn.PReLU(48)
-            self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.pool2 = MaxPool2d(3, 2, ceil_mode=True)
             self.conv3, self.prelu3 = nn.Conv2d(48, 64, 2), nn.PReLU(64)
             self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
             self.dense5_1, self.dense5_2 = nn.Linear(128, 2), nn.Linear(128, 4)
@@ -64,11 +66,11 @@ def _nets():
         def __init__(self) -> None:
             super().__init__()
             self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
-            self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.pool1 = MaxPool2d(3, 2, ceil_mode=True)
             self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
-            self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.pool2 = MaxPool2d(3, 2, ceil_mode=True)
             self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
-            self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
+            self.pool3 = MaxPool2d(2, 2, ceil_mode=True)
             self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
             self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
             self.dense6_1, self.dense6_2, self.dense6_3 = nn.Linear(256, 2), nn.Linear(256, 4), nn.Linear(256, 10)

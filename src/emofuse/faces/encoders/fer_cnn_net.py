@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from emofuse.faces.pooling import ChannelsLastMaxPool2d
+
 #: Side of the square the network sees: faces are 48×48, training crops and the test centre crop 40×40.
 CROP = 40
 IMAGE = 48
@@ -30,7 +32,7 @@ def _stage(c_in: int, c_out: int) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for c in (c_in, c_out):
         layers += [nn.Conv2d(c, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-    return layers + [nn.MaxPool2d(2)]
+    return layers + [ChannelsLastMaxPool2d(2)]  # nn.MaxPool2d(2)'s values, faster
 
 
 class FerCNN(nn.Module):
