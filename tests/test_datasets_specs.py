@@ -127,7 +127,7 @@ def test_benchmark_title_says_when_folds_are_not_speaker_disjoint():
 def test_textless_datasets_come_from_the_specs():
     from emofuse.experiments import ablation
 
-    assert ablation.TEXTLESS_DATASETS == ("cremad", "ravdess")
+    assert ablation.TEXTLESS_DATASETS == ("cremad", "deap_arousal", "deap_valence", "ravdess")
     faces = [Sample(id="x", speaker="s", dataset="ravdess", label="calm",
                     sources={"text": "Kids are talking by the door", "face": np.zeros(3)})]
     assert ablation.dataset_modalities(faces, "ravdess") == ["face"]

@@ -196,12 +196,12 @@ def prepare_deap_arousal(root: str | Path, *, threshold: float = 5.0, baseline: 
 # ---------------------------------------------------------------------------------------------
 # The dataset specifications (see emofuse.data.specs).
 
-def _folds_protocol() -> dict:
+def _folds_protocol(name: str) -> dict:
     from emofuse.data.splits import rotating_folds
 
     groups = [[s] for s in SUBJECTS]
     return {
-        "dataset": "deap", "group_by": "speaker",
+        "dataset": name, "group_by": "speaker",
         "protocol": "leave-one-subject-out: test = subject k, validation = subject k+1 (cyclically), "
                     "train = the other 30 subjects.",
         "folds": rotating_folds(groups, lambda k: groups[(k + 1) % len(groups)]),
@@ -210,8 +210,8 @@ def _folds_protocol() -> dict:
 
 for _target, _loader in (("valence", prepare_deap_valence), ("arousal", prepare_deap_arousal)):
     register_dataset(DatasetSpec(
-        name=f"deap_{_target}", folder="deap", labels=DEAP_LABELS, loader=_loader, folds="deap",
+        name=f"deap_{_target}", folder="deap", labels=DEAP_LABELS, loader=_loader, folds=f"deap_{_target}",
         modalities=frozenset({"eeg", "peripheral"}),
         default_recipes=("logreg_band_power_deap", "of_cmaer_cat_deap", "signal_cnn_deap"),
-        folds_protocol=_folds_protocol,
+        folds_protocol=functools.partial(_folds_protocol, f"deap_{_target}"),
     ))
