@@ -146,6 +146,30 @@ def _folds_protocol() -> dict:
     }
 
 
+def _speaker_folds_protocol() -> dict:
+    """Speaker-independent within sessions: each session has one female and one male speaker."""
+    speakers = [f"Ses{s:02d}{g}" for s in range(1, 6) for g in "FM"]
+    folds = []
+    for test in speakers:
+        val = test[:-1] + ("M" if test.endswith("F") else "F")
+        folds.append({"name": f"{test}", "train": [g for g in speakers if g[:5] != test[:5]], "val": [val],
+                      "test": [test]})
+    return {
+        "dataset": "iemocap_speaker", "group_by": "speaker",
+        "protocol": "leave-one-speaker-out within sessions: test = one speaker of session k, validation = the "
+                    "other speaker of session k, train = the 8 speakers of the other 4 sessions (10 folds).",
+        "folds": folds,
+    }
+
+
+register_dataset(DatasetSpec(
+    # the same corpus and loader, folds that test each speaker alone (the session's other speaker validates)
+    name="iemocap_speaker", folder="iemocap", labels=tuple(IEMOCAP_LABELS), loader=prepare_iemocap,
+    folds="iemocap_speaker", modalities=frozenset({"audio", "text", "meta"}),
+    default_recipes=("text_audio_attention_iemocap",), folds_protocol=_speaker_folds_protocol,
+))
+
+
 register_dataset(DatasetSpec(
     name="iemocap", folder="iemocap", labels=tuple(IEMOCAP_LABELS), loader=prepare_iemocap, folds="iemocap",
     modalities=frozenset({"audio", "text", "meta"}),  # speech + transcripts, speaker gender
