@@ -217,7 +217,10 @@ def fit(
     model.train()  # Lightning keeps submodule modes: an eval-mode model would train without dropout
     task = EmotionTask(model, cfg, weights)
     data = FeatureDataModule.from_config(cfg, train_ds, val_ds)
-    with tempfile.TemporaryDirectory(prefix="emofuse-fit-") as tmp, _quiet(not cfg.progress), _restore_determinism():
+    with tempfile.TemporaryDirectory(prefix="emofuse-fit-") as tmp, _quiet(not cfg.progress), _restore_determinism(), \
+            warnings.catch_warnings():
+        # several processes: the epoch figures fit keeps are reduced or gathered by EmotionTask itself
+        warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
         callbacks: list[Callback] = []
         best = BestCheckpoint(Path(tmp) / "best", cfg.monitor, cfg.monitor_mode) if data.has_val else None
         if best is not None:

@@ -28,6 +28,13 @@ def _positions(loaders: Any) -> dict[str, int]:
     return positions
 
 
+def _all_gather(tensor: Tensor) -> Tensor:
+    """Every rank's ``tensor`` (the same shape on each), concatenated in rank order (no gradients)."""
+    parts = [torch.empty_like(tensor) for _ in range(torch.distributed.get_world_size())]
+    torch.distributed.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
 def build_criterion(cfg: TrainConfig, class_weights: Tensor | None = None) -> nn.Module:
     """The classification loss selected by ``cfg`` (``ce`` or ``focal``)."""
     if cfg.loss == "focal":
@@ -145,7 +152,7 @@ class EmotionTask(lightning.LightningModule):
         """Every rank's validation logits and labels, one row per validation sample in dataset
         order: the distributed sampler gives each rank a share padded with repeated samples, which
         are dropped by their position."""
-        every = [self.all_gather(t).reshape(-1, *t.shape[1:]) for t in (logits, labels, index)]
+        every = [_all_gather(t) for t in (logits, labels, index)]
         positions, first = np.unique(every[2].cpu().numpy(), return_index=True)
         expected = len(self._val_positions)
         if len(positions) != expected:
