@@ -159,10 +159,11 @@ def test_two_ravdess_clips_are_transcribed_with_word_times(shared_data, tmp_path
     from emofuse.experiments.asr_wer import main
 
     out = tmp_path / "wer.json"
-    assert main(["--out", str(out), "--data", str(shared_data), "--limit", "2", "--quiet"]) == 0
+    assert main(["--out", str(out), "--data", str(shared_data), "--limit", "2", "--quiet", "--retime", "1"]) == 0
     result = json.loads(out.read_text())
     assert result["clips"] == 2 and set(result["decodings"]) == {"plain", "words"}
     assert result["decodings_differ"]["clips"] in (0, 1, 2)
+    assert result["retimed"]["clips"] == 1 and result["retimed"]["words"]["median"] > 0
     for figures in result["decodings"].values():
         assert figures["ref_words"] == 12 and figures["wer"] <= 0.5 and figures["timed_clips"] == 2
     entries = [json.loads(p.read_text()) for p in Path(os.environ["EMOFUSE_CACHE"]).glob("asr-*/*.json")]

@@ -93,9 +93,26 @@ def score_clips(samples: Sequence[Any], decoding: str, transcriber: Any, cache_d
     return rows
 
 
+def retime(samples: Sequence[Any], decodings: Sequence[str], transcriber: Any, n: int) -> dict[str, Any]:
+    """Seconds per clip of each decoding on ``n`` clips spread over ``samples``, measured again without
+    the cache, the decodings alternating clip by clip (so both see the same machine load)."""
+    from emofuse.media.audio import load_audio
+
+    chosen = list(samples)[:: max(1, len(samples) // max(1, n))][:n]
+    seconds: dict[str, list[float]] = {d: [] for d in decodings}
+    for sample in chosen:
+        wave = load_audio(sample.sources["audio"])
+        for decoding in decodings:
+            start = time.perf_counter()
+            transcriber.transcribe(wave, word_timestamps=decoding == "words")
+            seconds[decoding].append(time.perf_counter() - start)
+    return {"clips": len(chosen), **{d: {"median": statistics.median(v), "mean": statistics.fmean(v)}
+                                     for d, v in seconds.items() if v}}
+
+
 def run(data_root: Path, out: Path, *, decodings: Sequence[str] = DECODINGS, threads: int = 1,
         beam_size: int = 5, limit: int | None = None, cache_dir: Path | None = None,
-        progress: bool = True, command: str = "") -> dict[str, Any]:
+        progress: bool = True, command: str = "", retime_clips: int = 0) -> dict[str, Any]:
     """Score every RAVDESS speech clip under ``data_root`` for each decoding; write ``out``."""
     from emofuse.atomic import atomic_write_text
     from emofuse.data.ravdess import STATEMENTS, prepare_ravdess
@@ -136,6 +153,8 @@ def run(data_root: Path, out: Path, *, decodings: Sequence[str] = DECODINGS, thr
     if len(texts) == 2:
         differ = [s.id for s, a, b in zip(samples, *texts.values()) if a != b]
         result["decodings_differ"] = {"clips": len(differ), "ids": differ}
+    if retime_clips:
+        result["retimed"] = retime(samples, decodings, transcriber, retime_clips)
     atomic_write_text(out, json.dumps(result, indent=1, default=float) + "\n")
     return result
 
@@ -152,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="CTranslate2 threads (default 1)")
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--limit", type=int, default=None, help="only the first N clips (sorted by id)")
+    parser.add_argument("--retime", type=int, default=0, metavar="N",
+                        help="also time both decodings again, uncached and alternating, on N clips spread over the set")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     root = data_root(args.data)
@@ -160,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("no data folder: pass --data DIR or set EMOFUSE_DATA")
         decodings = [d.strip() for d in args.decodings.split(",") if d.strip()]
         result = run(Path(root), args.out, decodings=decodings, threads=args.threads, beam_size=args.beam_size,
-                     limit=args.limit, progress=not args.quiet,
+                     limit=args.limit, progress=not args.quiet, retime_clips=args.retime,
                      command=" ".join(["python -m emofuse.experiments.asr_wer", *(argv if argv is not None else sys.argv[1:])]))
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
