@@ -247,3 +247,19 @@ def test_text_benchmark_rows_resume_and_results_fields(bert_dir, tmp_path, capsy
     again = run_text_benchmark(root, rows=(str(recipe_file),), out=out, seeds=(0, 1), progress=False)
     seeds = again["results"][0]["per_seed"]
     assert seeds[0]["train_seconds"] == 12345.0 and seeds[1]["train_seconds"] != 12345.0
+
+
+def test_benchmark_meld_picks_the_text_line_up_or_the_recipes(tmp_path, monkeypatch):
+    from emofuse.cli import main
+    from emofuse.experiments import text_benchmark
+    from emofuse.experiments.text_benchmark import DEFAULT_TEXT_ROWS, text_rows
+
+    assert text_rows("default") == DEFAULT_TEXT_ROWS
+    assert text_rows("majority, finetune_minilm_meld") == ("majority", "finetune_minilm_meld")
+    assert text_rows("logreg_minilm,gated_fusion_meld") is None  # ordinary recipes: the k-fold benchmark
+    calls = []
+    monkeypatch.setattr(text_benchmark, "run_text_benchmark", lambda root, **kw: calls.append(kw))
+    meld_corpus(tmp_path / "meld-text")
+    assert main(["benchmark", "meld", "--data", str(tmp_path), "--models", "majority"]) == 0
+    assert main(["benchmark", "meld", "--data", str(tmp_path), "--models", "majority", "--seeds", "0"]) == 0
+    assert calls[0]["seeds"] == (0, 1, 2) and calls[1]["seeds"] == (0,)

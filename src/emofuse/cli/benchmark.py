@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    "command resumes, reusing finished rows)")
     p.add_argument("--fresh", action="store_true", help="recompute every row even if --out has it")
     p.add_argument("--report-dir", help="write results.md and confusion-matrix PNGs here")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds (the meld text line-up: 0,1,2 unless given)")
+    p.add_argument("--seeds", help="comma-separated seeds (default 0; the meld text line-up: 0,1,2)")
     p.add_argument("--folds", help="comma-separated fold numbers (default: all)")
     p.add_argument("--num-folds", type=int, metavar="K", help=FOLDS_HELP)
     p.add_argument("--fold-seed", type=int, metavar="S", help=FOLD_SEED_HELP)
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
         rows = text_rows(args.models)
         if rows is not None:
-            seeds = parse_seeds(args.seeds) if args.seeds != "0" else (0, 1, 2)
+            seeds = parse_seeds(args.seeds) if args.seeds else (0, 1, 2)
             run_text_benchmark(dataset_root(args, "meld"), rows=rows, out=args.out, seeds=tuple(seeds),
                                cache_dir=args.cache, max_epochs=args.max_epochs, progress=not args.quiet,
                                resume=not args.fresh, save_dir=args.save_models)
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             print(json_text(r, indent=None))
         return 0
     benchmark.run_benchmark(args.target, dataset_root(args, args.target), models=args.models, out=args.out,
-                            report_dir=args.report_dir, cache_dir=args.cache, seeds=parse_seeds(args.seeds),
+                            report_dir=args.report_dir, cache_dir=args.cache, seeds=parse_seeds(args.seeds or "0"),
                             folds=args.folds, max_epochs=args.max_epochs, progress=not args.quiet,
                             robustness=args.robustness, resume=not args.fresh, num_folds=args.num_folds,
                             fold_seed=args.fold_seed, protocol=args.protocol, hardware=settings)
