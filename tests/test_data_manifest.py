@@ -49,7 +49,8 @@ def test_manifest_errors(tmp_path):
 
 
 def test_dispatch():
-    assert DATASETS == ("cremad", "goemotions", "goemotions_ekman", "iemocap", "meld", "ravdess", "manifest")  # registry names (sorted), then the CSV loader
+    assert DATASETS == ("cremad", "deap_arousal", "deap_valence", "goemotions", "goemotions_ekman", "iemocap",
+                        "iemocap_speaker", "meld", "mosei", "ravdess", "manifest")  # registry names (sorted), then the CSV loader
     assert len(default_labels("ravdess")) == 8 and default_labels("iemocap") == ["neutral", "happy", "angry", "sad"]
     assert len(default_labels("meld")) == 7 and len(default_labels("cremad")) == 6
     with pytest.raises(ConfigError, match="unknown dataset"):
