@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
         results = ablation.tfn_subset_grid(samples, store, folds, label_sources=sources, **common)
         print(ablation.grid_table(results, title=f"TFN WA, {title}"))
         table_md = ablation.grid_table(results, markdown=True)
+        if any("own" in e for e in results["supervision"]):  # per-modality labels: unimodal vs multimodal supervision
+            print(ablation.supervision_table(results, title="unimodal vs multimodal supervision (WA)"))
+            table_md += "\n" + ablation.supervision_table(results, markdown=True)
     else:
         results = _ladder(args, samples, store, folds, common)
         print(ladder.ladder_table(results, title=f"OF-CMAER-CAT ladder, {title} ({results['features_note']})"))

@@ -4,6 +4,8 @@ Manifest format (one row per sample)::
 
     id,speaker,label,audio,video,text,face_npy,signal,label_audio,label_face,dataset,<anything else>
 
+(per-modality label columns: ``label_audio``, ``label_text``, ``label_face`` or ``label_visual``).
+
 ``id``, ``speaker`` and ``label`` are required, plus at least one of ``audio``, ``video``,
 ``text``, ``face_npy``, ``signal``. Paths are relative to the CSV's folder (absolute paths are kept).
 ``signal`` names a ``.npz`` multichannel signal file (``data`` [T, C], ``rate`` Hz), kept as
@@ -179,7 +181,7 @@ def prepare_manifest(csv_path: str | Path, *, labels: Sequence[str] | None = Non
             raise DataError(csv_path, f"{where}: every modality cell is empty")
         extra = {c: row[c].strip() for c in label_cols if row[c].strip()}
         for c, v in extra.items():
-            if c.removeprefix("label_") in ("audio", "video", "face", "text"):
+            if c.removeprefix("label_") in ("audio", "video", "face", "visual", "text"):
                 check_label(csv_path, f"{where} column {c}", v, labels)
         meta = {c: row[c] for c in meta_cols}
         meta["manifest_row"] = i

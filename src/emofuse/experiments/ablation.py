@@ -39,6 +39,9 @@ MODALITY_LETTERS = {"text": "T", "audio": "A", "face": "V"}
 #: Features of the TFN grid when none are given (those of the ``tfn_whisper_au`` recipe).
 DEFAULT_TFN_FEATURES = {"audio": ["whisper"], "face": ["au"]}
 GLOBAL_LABEL = "label"
+#: Each modality's own per-modality label column(s): a UniC-style manifest names the face one ``label_visual``.
+MODALITY_LABEL_COLUMNS = {"text": ("label_text",), "audio": ("label_audio",),
+                          "face": ("label_face", "label_visual", "label_video")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,8 +293,53 @@ def tfn_subset_grid(samples: Sequence[Sample], store: FeatureStore, folds: Seque
         "folds": [f.name for f in folds], "seeds": list(seeds), "labels": labels, "label_sources": sources,
         "features": features, "base_recipe": base.name,
         "grid": {"rows": [subset_name(s) for s in subsets], "columns": columns, "cells": cells},
+        "supervision": supervision_summary(rows, subsets, sources),
         "results": rows,
     }
+
+
+def own_label_column(modality: str, sources: Sequence[str]) -> str | None:
+    """The per-modality label column of ``modality`` among ``sources`` (`MODALITY_LABEL_COLUMNS`), or None."""
+    return next((c for c in MODALITY_LABEL_COLUMNS.get(modality, ()) if c in sources), None)
+
+
+def supervision_summary(rows: Sequence[dict[str, Any]], subsets: Sequence[Sequence[str]],
+                        sources: Sequence[str]) -> list[dict[str, Any]]:
+    """Unimodal vs multimodal supervision, read off the grid's rows (nothing is trained again).
+
+    One entry per subset that was trained on the global label: its WA on the global label when trained on
+    the global (multimodal) label, and, for every per-modality source, when trained on that source (scored
+    on the source and on the global label). A one-modality subset also names its own label column (the
+    UniC study's unimodal label of that modality: ``label_audio`` for A, ``label_visual``/``label_face``
+    for V, ``label_text`` for T) and gives those two scores as ``own``.
+    """
+    wa = {(r["subset"], r["label_source"], r["eval_label"]): (r["wa_mean"], r["wa_std"]) for r in rows}
+    out = []
+    for subset in subsets:
+        name = subset_name(subset)
+        if (name, GLOBAL_LABEL, GLOBAL_LABEL) not in wa:
+            continue
+        entry: dict[str, Any] = {"subset": name, "multimodal_on_label": wa[(name, GLOBAL_LABEL, GLOBAL_LABEL)][0],
+                                 "unimodal": {}}
+        for source in sources:
+            if source != GLOBAL_LABEL and (name, source, source) in wa:
+                entry["unimodal"][source] = {"on_source": wa[(name, source, source)][0],
+                                             "on_label": wa[(name, source, GLOBAL_LABEL)][0]}
+        own = own_label_column(subset[0], sources) if len(subset) == 1 else None
+        if own is not None and own in entry["unimodal"]:
+            entry["own_label"] = own
+            entry["own"] = entry["unimodal"][own]
+        out.append(entry)
+    return out
+
+
+def supervision_table(results: dict[str, Any], markdown: bool = False, title: str | None = None) -> str:
+    """Unimodal vs multimodal supervision (`supervision_summary`) of the one-modality rows: WA on the global
+    label trained on it, and trained on the modality's own label (scored on that label and on the global one)."""
+    header = ["subset", "own label", "trained on label → label", "trained on own → own", "trained on own → label"]
+    body = [[e["subset"], e["own_label"], f"{e['multimodal_on_label']:.3f}", f"{e['own']['on_source']:.3f}",
+             f"{e['own']['on_label']:.3f}"] for e in results.get("supervision", []) if "own" in e]
+    return _markdown(header, body) if markdown else _text_table(header, body, title)
 
 
 def grid_table(results: dict[str, Any], markdown: bool = False, title: str | None = None) -> str:
