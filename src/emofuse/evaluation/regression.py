@@ -8,7 +8,9 @@ For true and predicted sentiment in [-3, 3]:
   not 0 (MMSA's ``Non0_acc_2`` / ``Non0_F1_score``, the convention of most papers since Tsai et al. 2019);
 * ``acc7``: both scores clipped to [-3, 3] and rounded to the nearest integer, accuracy over the
   7 classes; ``acc5`` the same on [-2, 2];
-* ``mae``: mean absolute error; ``corr``: Pearson correlation (NaN when either side is constant).
+* ``mae``: mean absolute error; ``corr``: Pearson correlation (NaN when either side is constant);
+* ``wa`` (= ``acc2``), ``ua`` (balanced accuracy) and ``macro_f1`` of the negative / non-negative
+  classes: the classification view, so that regression rows also carry the benchmark format's keys.
 
 `emotion_metrics` gives the MAE and Pearson correlation of each emotion intensity column.
 """
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-SCALAR_KEYS = ("acc2", "f1", "acc2_non0", "f1_non0", "acc5", "acc7", "mae", "corr")
+SCALAR_KEYS = ("acc2", "f1", "acc2_non0", "f1_non0", "acc5", "acc7", "mae", "corr", "wa", "ua", "macro_f1")
 
 
 def _pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -63,6 +65,11 @@ def regression_metrics(y_true: Sequence[float] | np.ndarray, y_pred: Sequence[fl
         "corr": pearson(t, p),
         "n": int(t.size), "n_non0": int(non0.sum()),
     }
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    out["wa"] = out["acc2"]
+    out["ua"] = float(balanced_accuracy_score(t >= 0, p >= 0)) if len(set(t >= 0)) > 1 else out["acc2"]
+    out["macro_f1"] = float(f1_score(t >= 0, p >= 0, average="macro"))
     return out
 
 

@@ -21,6 +21,7 @@ import argparse
 import math
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -192,15 +193,18 @@ def run_regression(recipe: Any, samples: Sequence[Any], store: Any, folds: Seque
 
         for seed in seeds:
             model = build_regressor(recipe, dims, len(targets))
+            start = time.perf_counter()
             model, best_epoch = fit_regressor(model, part(train), part(val) if val else None, cfg.replace(seed=seed))
+            seconds = time.perf_counter() - start
             pred = predict_scores(model, part(test))
-            run = {"fold": fold.name, "seed": int(seed), "best_epoch": best_epoch,
+            run = {"fold": fold.name, "seed": int(seed), "best_epoch": best_epoch, "train_seconds": seconds,
                    **regression_metrics(y[test, 0], pred[:, 0])}
             if len(targets) > 1:
                 run["targets"] = emotion_metrics(y[test, 1:], pred[:, 1:], targets[1:])
             runs.append(run)
     return {"model": recipe.name, "architecture": recipe.model, "task": "regression", "targets": list(targets),
-            "features": recipe.features, **aggregate_regression(runs), "runs": runs}
+            "modalities": list(dims), "features": recipe.features, **aggregate_regression(runs),
+            "train_seconds": float(np.mean([r["train_seconds"] for r in runs])), "runs": runs}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
