@@ -3,7 +3,6 @@ seeking frame decoder (the same frames as decoding from the start) and the batch
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 

@@ -379,9 +379,13 @@ def test_max_frames_bounds_all(tmp_path, monkeypatch):
     assert err.value.path == path
     assert len(read_frames(path, "all_over_0.5s_max10")) == 5
     # a header that understates the frames: refused while decoding, at frame 11
-    real_probe = video.probe_video
-    monkeypatch.setattr(video, "probe_video", lambda p: dataclasses.replace(real_probe(p), num_frames=5,
-                                                                              duration_s=0.5))
+    real_probe = video._probe  # what iter_frames (and probe_video) read the header with
+
+    def understated(p, container):
+        info, scan = real_probe(p, container)
+        return dataclasses.replace(info, num_frames=5, duration_s=0.5), scan
+
+    monkeypatch.setattr(video, "_probe", understated)
     stream = iter_frames(path, "all_max10")
     got = []
     with pytest.raises(DataError, match="more frames than its header says"):

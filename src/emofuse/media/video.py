@@ -5,6 +5,8 @@
 - `iter_frames` streams the frames a `FrameSampler` (`emofuse.media.sampling`) asks for: each wanted
   time gets the decoded frame whose presentation time is nearest; decoding stops once the last wanted
   frame is passed, and only the chosen frames are converted. `read_frames` collects them in a list.
+  Where it is safe and saves work, count and rate samplers decode from the keyframe before each chosen
+  frame instead of from the start (`emofuse.media.seek`): the same frames, fewer decoded.
 - Times are ``(pts - stream start) * time_base`` in seconds, so the first frame is at (about) 0 s.
 - Rotation metadata (a display matrix, or the legacy ``rotate`` tag) is applied: frames come out upright.
 - A file longer than the maximum duration (``max_duration``, ``$EMOFUSE_MAX_DURATION``, 10 min by default,
@@ -20,7 +22,6 @@ are returned) and a rotation that is not a multiple of 90 degrees. ``import av``
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -29,50 +30,19 @@ import numpy as np
 
 from emofuse.errors import DataError
 from emofuse.media.checks import _limit_text, check_file, max_duration_limit
+from emofuse.media.probe import (PROBE_PACKETS, VFR_TOLERANCE, VideoInfo, VideoWarning, _open, _probe,  # noqa: F401
+                                 _Scan, _video_stream, _warn, probe_video, track_seconds)
 from emofuse.media.sampling import SAMPLERS, FrameSampler, get_sampler, list_samplers
+from emofuse.media.seek import SeekFailed, decode, make_plan
 
 __all__ = ["PROBE_PACKETS", "SAMPLERS", "Frame", "FrameSampler", "VideoInfo", "VideoWarning", "get_sampler",
            "has_video_track", "iter_frames", "list_samplers", "load_video_audio", "probe_video", "read_frames"]
 
-#: packets of the video track `probe_video` reads (timestamps only, one frame decoded) to measure the
-#: frame rate, detect a variable one, and count the frames of a short file exactly
-PROBE_PACKETS = 600
-#: frame intervals differing from the median by more than this share (and 2 time-base ticks) mean VFR
-VFR_TOLERANCE = 0.1
 #: a video track ending this much before its declared duration is reported as truncated (as for audio)
 TRUNCATION_SECONDS = 0.25
 TRUNCATION_SHARE = 0.05
 
 SamplerLike = FrameSampler | str | Mapping[str, Any]
-
-
-class VideoWarning(UserWarning):
-    """A video decoded, but with a problem worth knowing (truncated or damaged track, odd rotation)."""
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What `probe_video` learns about a file's (first) video track.
-
-    ``width``/``height`` are those of the frames as returned (upright, after ``rotation``); ``rotation``
-    is the clockwise turn in degrees (0, 90, 180, 270) applied to show the stored frames upright;
-    ``fps`` is the average frame rate; ``duration_s`` the video track's length (measured from the
-    timestamps when the whole track fits in `PROBE_PACKETS` packets, else from the header; NaN when
-    unknown); ``num_frames`` is exact for such short files, the header's count otherwise (None: unknown);
-    ``declared_duration_s`` is the track duration the header states (None: not stated).
-    """
-
-    path: Path
-    width: int
-    height: int
-    fps: float
-    duration_s: float
-    num_frames: int | None
-    rotation: int
-    variable_frame_rate: bool
-    has_audio: bool
-    codec: str
-    declared_duration_s: float | None = None
 
 
 @dataclass
@@ -82,144 +52,6 @@ class Frame:
     index: int
     time_s: float
     image: np.ndarray  # uint8 RGB [H, W, 3], rotation already applied
-
-
-# --- probing ---------------------------------------------------------------------------------
-
-def probe_video(path: str | Path) -> VideoInfo:
-    """Describe the first video track of ``path``; `DataError` (naming the file) for every failure:
-    missing/empty/special file, not a readable container, no video track, unsupported codec, no
-    decodable frame."""
-    path = Path(path)
-    check_file(path)
-    with _open(path) as container:
-        stream = _video_stream(path, container)
-        pts, packets, last_duration, first, complete = _scan(path, container, stream)
-        rotation = _rotation(path, first, stream)
-        tb = stream.time_base
-        start = stream.start_time if stream.start_time is not None else min(pts, default=0)
-        steps = np.diff(np.unique(pts)) if pts else np.zeros(0)
-        declared = track_seconds(stream)
-        if complete and pts:
-            step = last_duration or (float(np.median(steps)) if steps.size else 0)
-            duration = float((max(pts) - start + step) * tb)
-        elif declared is not None:
-            duration = declared
-        else:
-            duration = container.duration / 1_000_000 if container.duration else math.nan
-        num_frames = packets if complete else (stream.frames or None)
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        if rate:
-            fps = float(rate)
-        elif steps.size:
-            fps = float(1 / (np.median(steps) * tb))
-        else:
-            fps = math.nan
-        width, height = stream.codec_context.width, stream.codec_context.height
-        if rotation in (90, 270):
-            width, height = height, width
-        return VideoInfo(path=path, width=int(width), height=int(height), fps=fps, duration_s=duration,
-                         num_frames=num_frames, rotation=rotation, variable_frame_rate=_is_vfr(steps),
-                         has_audio=bool(container.streams.audio), codec=stream.codec_context.name,
-                         declared_duration_s=declared)
-
-
-def _open(path: Path):
-    import av  # lazily: PyAV loads FFmpeg
-
-    try:
-        return av.open(str(path), metadata_errors="replace")
-    except Exception as exc:  # av.error.InvalidDataError and friends
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise DataError(path, f"not a readable video file (damaged, truncated, or not a video format: "
-                              f"{reason})") from exc
-
-
-def _video_stream(path: Path, container):
-    """The first real video track (cover pictures do not count); `DataError` when there is none."""
-    import av
-
-    cover = int(av.stream.Disposition.attached_pic)
-    streams = [s for s in container.streams.video if not int(s.disposition) & cover]
-    if not streams and not container.streams.video and not container.streams.audio:
-        raise DataError(path, "no video track in file: no audio or video track was found (a damaged or truncated "
-                              "file, e.g. an mp4/mov whose index is missing, or not a video)")
-    if not streams:
-        held = "only a cover picture" if container.streams.video else "only audio"
-        raise DataError(path, f"no video track in file (the {container.format.name} container holds {held})")
-    stream = streams[0]
-    if stream.codec_context is None:
-        raise DataError(path, f"unsupported video codec: the {container.format.name} container holds video in a "
-                              "codec no decoder here can read")
-    if not stream.codec_context.width or not stream.codec_context.height:
-        raise DataError(path, "not a video file: the video track header has no frame size")
-    return stream
-
-
-def _scan(path: Path, container, stream) -> tuple[list[int], int, int, Any, bool]:
-    """Timestamps of the first `PROBE_PACKETS` packets, their number, the last one's duration, the first
-    decoded frame, and whether the track ended within them."""
-    pts: list[int] = []
-    packets, last_duration, first, complete = 0, 0, None, False
-    try:
-        for packet in container.demux(stream):
-            packets += packet.size > 0  # the empty packet at the end only flushes the decoder
-            if packet.pts is not None:
-                pts.append(int(packet.pts))
-                last_duration = int(packet.duration or 0)
-            if first is None:
-                first = next(iter(packet.decode()), None)
-            if packets >= PROBE_PACKETS and first is not None:
-                break
-        else:
-            complete = True
-    except Exception as exc:  # damage: reported by the decoder later if a frame came out
-        if first is None:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            raise DataError(path, f"corrupt video: no frame could be decoded ({reason})") from exc
-        complete = True
-    if first is None:
-        raise DataError(path, "the video track holds no decodable frame (corrupt or not a video)")
-    return pts, packets, last_duration, first, complete
-
-
-def track_seconds(stream) -> float | None:
-    """A track's duration as the header states it (mp4/mov/avi: the stream duration; mkv/webm: the track's
-    DURATION tag), or None (flv, avi audio: only the file's duration is stated). The audio path uses it too."""
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    tag = next((v for k, v in stream.metadata.items() if k.lower() == "duration"), None)
-    try:
-        hours, minutes, seconds = str(tag).split(":")
-        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    except ValueError:
-        return None
-
-
-def _rotation(path: Path, frame, stream) -> int:
-    """The clockwise turn (0/90/180/270) that shows frames upright: from the display matrix, else the
-    legacy ``rotate`` tag; other angles snap to the nearest quarter turn with a warning."""
-    degrees = -float(frame.rotation or 0)  # PyAV reports the counter-clockwise angle
-    if not degrees:
-        tag = next((v for k, v in stream.metadata.items() if k.lower() == "rotate"), None)
-        try:
-            degrees = float(tag) if tag is not None else 0.0
-        except ValueError:
-            _warn(path, f"rotation tag {tag!r} is not a number: ignored")
-            degrees = 0.0
-    turn = int(round(degrees / 90)) % 4 * 90
-    if abs((degrees - turn + 180) % 360 - 180) > 1:
-        _warn(path, f"display rotation of {degrees % 360:g} degrees is not a multiple of 90: frames are turned "
-                    f"by {turn} degrees")
-    return turn
-
-
-def _is_vfr(steps: np.ndarray) -> bool:
-    """Frame intervals (time-base ticks) that vary beyond rounding: a variable frame rate."""
-    if steps.size < 2:
-        return False
-    median = float(np.median(steps))
-    return bool(np.any(np.abs(steps - median) > max(2.0, VFR_TOLERANCE * median)))
 
 
 # --- decoding --------------------------------------------------------------------------------
@@ -235,16 +67,19 @@ def iter_frames(path: str | Path, sampler: SamplerLike, *,
     """
     path = Path(path)
     sampler = get_sampler(sampler)
-    info = probe_video(path)
-    limit = max_duration_limit(max_duration)
-    _check_bounds(path, info, sampler, limit)
-    times = None
-    if sampler.mode != "all":
+    check_file(path)
+    container = _open(path)  # kept open: the frames are decoded from it when seeking pays
+    try:
+        info, scan = _probe(path, container)
+        limit = max_duration_limit(max_duration)
+        _check_bounds(path, info, sampler, limit)
         if sampler.mode == "count" and sampler.span_s is None and not math.isfinite(info.duration_s):
             raise DataError(path, "the video's duration is unknown, so frames cannot be spread over the whole "
                                   "clip; use a sampler with span_s or a rate")
-        times = sampler.wanted_times(info.duration_s)
-    return _frames(path, info, sampler, times, limit)
+    except BaseException:
+        container.close()
+        raise
+    return _frames(path, info, sampler, limit, container, scan)
 
 
 def read_frames(path: str | Path, sampler: SamplerLike, *,
@@ -286,8 +121,54 @@ def _too_many(sampler: FrameSampler, what: str) -> str:
             "rate sampler, a span_s, or a larger max_frames")
 
 
-def _frames(path: Path, info: VideoInfo, sampler: FrameSampler, times: Iterator[float] | None,
-            limit: float) -> Iterator[Frame]:
+def _frames(path: Path, info: VideoInfo, sampler: FrameSampler, limit: float, container,
+            scan: _Scan) -> Iterator[Frame]:
+    """The sampler's frames: by seeking (`emofuse.media.seek`) when that is safe and saves decoding, else
+    (or when a seek surprises) decoded from the start of the file, skipping the frames already given."""
+    done = 0
+    try:
+        if sampler.mode != "all":
+            for frame in _seeking(path, info, sampler, limit, container, scan):
+                yield frame
+                done += 1
+            if done:
+                return
+    except SeekFailed:
+        pass
+    finally:
+        container.close()
+    times = None if sampler.mode == "all" else sampler.wanted_times(info.duration_s)
+    for n, frame in enumerate(_from_start(path, info, sampler, times, limit)):
+        if n >= done:
+            yield frame
+
+
+def _seeking(path: Path, info: VideoInfo, sampler: FrameSampler, limit: float, container,
+             scan: _Scan) -> Iterator[Frame]:
+    """The frames a `SeekPlan` gives (nothing when there is no plan), with the end-of-track check of
+    `_decode` where a decoder from the start would have reached the end."""
+    stream = _video_stream(path, container)
+    plan = make_plan(scan, stream, sampler.wanted_times(info.duration_s), sampler.count is not None,
+                     lambda last: _clip_end(info, last), limit)
+    if plan is None:
+        return
+    decoded = decode(container, stream, plan)
+    made: Frame | None = None
+    for n, k in enumerate(plan.chosen):
+        if n == plan.before_end and plan.reaches_end:
+            _check_end(path, info, container, stream, scan.data_end, len(plan.pts), plan.times[-1])
+        if made is None or made.index != k:
+            index, frame = next(decoded)
+            made = Frame(index, plan.times[index], _image(frame, info.rotation))
+            yield made
+        else:
+            yield Frame(made.index, made.time_s, made.image.copy())
+    if len(plan.chosen) == plan.before_end and plan.reaches_end:
+        _check_end(path, info, container, stream, scan.data_end, len(plan.pts), plan.times[-1])
+
+
+def _from_start(path: Path, info: VideoInfo, sampler: FrameSampler, times: Iterator[float] | None,
+                limit: float) -> Iterator[Frame]:
     with _open(path) as container:
         stream = _video_stream(path, container)
         decoded = _decode(path, info, container, stream, limit)
@@ -327,10 +208,18 @@ def _nearest(decoded: Iterator[tuple[int, float, Any]], times: Iterator[float], 
         if want is None:
             return  # the last wanted frame is passed: stop decoding
         prev = cur
-    end = info.duration_s if math.isfinite(info.duration_s) else prev[1] + 1 / info.fps if prev and info.fps > 0 else 0
+    end = _clip_end(info, None if prev is None else prev[1])
     while prev is not None and want is not None and (pad or want < end):
         yield make(prev)
         want = next(times, None)
+
+
+def _clip_end(info: VideoInfo, last: float | None) -> float:
+    """Where a rate without count stops taking the last frame: the clip's duration (else one frame past
+    the last frame's time ``last``)."""
+    if math.isfinite(info.duration_s):
+        return info.duration_s
+    return last + 1 / info.fps if last is not None and info.fps > 0 else 0
 
 
 def _decode(path: Path, info: VideoInfo, container, stream, limit: float) -> Iterator[tuple[int, float, Any]]:
@@ -366,10 +255,17 @@ def _decode(path: Path, info: VideoInfo, container, stream, limit: float) -> Ite
         return
     if index == 0:
         raise DataError(path, "the video track holds no decodable frame (corrupt or not a video)")
+    _check_end(path, info, container, stream, data_end, index, time_s)
+
+
+def _check_end(path: Path, info: VideoInfo, container, stream, data_end: float, frames: int, last: float) -> None:
+    """At the end of the video track (``frames`` frames, the last at ``last`` s, every track's data ending at
+    ``data_end`` s): warn when it looks cut short."""
+    step = 1 / info.fps if info.fps > 0 else 0.0
     start_s = (container.start_time or 0) / 1_000_000
-    problem = _truncation(container, stream, index, time_s + step, data_end - start_s)
+    problem = _truncation(container, stream, frames, last + step, data_end - start_s)
     if problem:
-        _warn(path, f"truncated or damaged: {problem}; the {index} frames decoded are used")
+        _warn(path, f"truncated or damaged: {problem}; the {frames} frames decoded are used", 4)
 
 
 def _truncation(container, stream, frames: int, video_end: float, data_end: float) -> str | None:
@@ -397,10 +293,6 @@ def _image(frame, rotation: int) -> np.ndarray:
     if rotation:
         image = np.ascontiguousarray(np.rot90(image, k=-(rotation // 90)))
     return image
-
-
-def _warn(path: Path, message: str) -> None:
-    warnings.warn(f"{path}: {message}", VideoWarning, stacklevel=3)
 
 
 def has_video_track(path: str | Path) -> bool:
