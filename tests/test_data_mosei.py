@@ -109,7 +109,6 @@ def test_word_alignment_and_labels(mosei_root):
     assert s.sources["mosei_text"].shape == (WORDS, 300) and s.sources["mosei_audio"].shape == (WORDS, 74)
     assert s.sources["mosei_visual"].shape == (WORDS, 35)
     # COVAREP averaged over the frames overlapping each word (word 1 spans 0.6-1.1 s: frames 60..109)
-    _, covarep = mosei.read_csd(mosei_root / "CMU_MOSEI_COVAREP.csd")[1][s.meta["video"]], None
     first = next(x for x in samples if x.meta["video"] == s.meta["video"] and x.meta["segment"] == 0)
     feats, times = mosei.read_csd(mosei_root / "CMU_MOSEI_COVAREP.csd")[1][first.meta["video"]]
     hit = (times[:, 0] < 1.1) & (times[:, 1] > 0.6)

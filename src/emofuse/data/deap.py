@@ -21,13 +21,14 @@ import functools
 import logging
 import re
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from emofuse.data.record import Sample
 from emofuse.data.specs import DatasetSpec, register_dataset
 from emofuse.errors import DataError
+
+if TYPE_CHECKING:  # numpy is imported where used: listing the datasets stays free of it
+    import numpy as np
 
 log = logging.getLogger("emofuse.data")
 
@@ -83,6 +84,8 @@ def _loadmat(path: Path, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _checked_data(path: Path, data: Any) -> np.ndarray:
+    import numpy as np
+
     data = np.asarray(data)
     if data.ndim != 3 or data.shape[1] != N_CHANNELS or data.shape[2] <= BASELINE_SAMPLES:
         raise DataError(path, f"'data' must be [trials, {N_CHANNELS} channels, samples > {BASELINE_SAMPLES}] "
@@ -94,6 +97,8 @@ def _checked_data(path: Path, data: Any) -> np.ndarray:
 
 def read_mat_trial(ref: MatTrial) -> tuple[np.ndarray, float]:
     """``(signal [T, C] float32, 128.0)`` of a `MatTrial` (`DataError` naming the file otherwise)."""
+    import numpy as np
+
     path = Path(ref.path)
     try:
         stat = path.stat()
@@ -134,6 +139,8 @@ def mat_files(root: str | Path) -> list[Path]:
 
 
 def _subject_samples(path: Path, target: str, threshold: float, baseline: bool) -> list[Sample]:
+    import numpy as np
+
     from scipy.io import whosmat
 
     subject = path.stem

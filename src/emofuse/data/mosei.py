@@ -42,13 +42,14 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from emofuse.data.record import Sample
 from emofuse.data.specs import DatasetSpec, register_dataset
 from emofuse.errors import DataError
+
+if TYPE_CHECKING:  # numpy is imported where used: listing the datasets stays free of it
+    import numpy as np
 
 log = logging.getLogger("emofuse.data")
 
@@ -62,7 +63,7 @@ SOURCE_KEYS = {"text": "mosei_text", "audio": "mosei_audio", "visual": "mosei_vi
 FOLD_FILES = ("standard_folds.json", "cmu_mosei_std_folds.py")
 SDK_FOLD_NAMES = {"standard_train_fold": "train", "standard_valid_fold": "valid", "standard_test_fold": "test"}
 _SEGMENT = re.compile(r"^(.*)\[(\d+)\]$")
-Sequence = dict[str, tuple[np.ndarray, np.ndarray]]  # video id -> (features [N, D], intervals [N, 2])
+Sequence = dict[str, tuple["np.ndarray", "np.ndarray"]]  # video id -> (features [N, D], intervals [N, 2])
 
 
 def read_csd(path: str | Path) -> tuple[str, Sequence, dict[str, str]]:
@@ -89,11 +90,15 @@ def read_csd(path: str | Path) -> tuple[str, Sequence, dict[str, str]]:
 
 
 def _text(value: Any) -> str:
+    import numpy as np
+
     value = value[0] if isinstance(value, np.ndarray) and value.size else value
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _entry(path: Path, vid: str, group: Any) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
+
     if "features" not in group or "intervals" not in group:
         raise DataError(path, f"video {vid}: needs 'features' and 'intervals'")
     features, intervals = group["features"][()], np.asarray(group["intervals"][()], dtype=np.float64)
@@ -137,6 +142,8 @@ def read_folds(path: str | Path) -> dict[str, str]:
 
 
 def _finite(x: np.ndarray, counter: list[int]) -> np.ndarray:
+    import numpy as np
+
     x = np.asarray(x, dtype=np.float32)
     bad = ~np.isfinite(x)
     if bad.any():
@@ -147,6 +154,8 @@ def _finite(x: np.ndarray, counter: list[int]) -> np.ndarray:
 
 def _word_rows(words: Sequence | None, vectors: Sequence | None, vid: str, start: float, end: float):
     """``(word intervals [W, 2], word strings, row indices into the vectors)`` of one segment."""
+    import numpy as np
+
     table = words if words is not None else vectors
     if table is None or vid not in table:
         return np.zeros((0, 2)), [], np.zeros(0, dtype=int)
@@ -160,6 +169,8 @@ def _word_rows(words: Sequence | None, vectors: Sequence | None, vid: str, start
 
 def average_over(frames: np.ndarray, frame_times: np.ndarray, spans: np.ndarray) -> np.ndarray:
     """``[W, D]``: the mean of ``frames`` overlapping each ``spans`` row (zeros where none overlaps)."""
+    import numpy as np
+
     out = np.zeros((len(spans), frames.shape[1]), dtype=np.float32)
     for w, (a, b) in enumerate(spans):
         hit = (frame_times[:, 0] < b) & (frame_times[:, 1] > a)
@@ -186,6 +197,8 @@ def _aligned(seqs: dict[str, Sequence], vid: str, start: float, end: float) -> t
 
 
 def _segment_samples(seqs: dict[str, Sequence], labels: Sequence, split: dict[str, str]):
+    import numpy as np
+
     samples = []
     for key in sorted(labels):
         values, intervals = labels[key]
