@@ -145,3 +145,34 @@ def test_benchmark_command_writes_a_multilabel_row(tmp_path):
     assert results["ekman_files_mismatches"] == {"train": 0, "dev": 0, "test": 0}
     assert results["reference"]["bert_base_paper"] == {"macro_f1": 0.46, "macro_f1_ekman": 0.64}
     assert results["command"].startswith("emofuse")
+
+
+def test_a_fine_tuned_checkpoint_gets_its_own_row(tmp_path):
+    """`python -m emofuse.experiments.goemotions --finetuned DIR`: a 28-class sigmoid checkpoint is scored
+    on dev (thresholds) and test next to the baseline, through the training's token windows."""
+    pytest.importorskip("transformers")
+    from transformers import AutoTokenizer
+
+    from emofuse.encoders.text_classifier import TextClassifier
+    from emofuse.experiments.goemotions import finetuned_row
+    from emofuse.inference.text_checkpoint import save_text_checkpoint
+    from emofuse.inputs.conversation import ContextSpec
+    from emofuse.evaluation.multilabel import binarize
+    from text_fixtures import tiny_bert
+
+    bert = tiny_bert(tmp_path / "bert")
+    model = TextClassifier.from_pretrained(bert, len(GOEMOTIONS_LABELS), multi_label=True).eval()
+    ckpt = save_text_checkpoint(tmp_path / "ckpt", model, AutoTokenizer.from_pretrained(str(bert)), GOEMOTIONS_LABELS,
+                                ContextSpec(max_length=32), thresholds=[0.5] * 28, recipe={"name": "tiny_ge"},
+                                training={"seed": 3, "train_seconds": 1.5, "history": [{}], "best_epoch": 0})
+    readable = {split: [("i am so happy today", *r[1:]) for r in items] for split, items in ROWS.items()}
+    root = _write_corpus(tmp_path / "goemotions", readable)  # words the tiny vocabulary knows
+    y28 = {s: binarize([x.labels for x in prepare_goemotions(root, split=s)], GOEMOTIONS_LABELS) for s in ("dev", "test")}
+    row = finetuned_row(ckpt, root, y28)
+    assert row["model"] == "tiny_ge" and row["seed"] == 3 and row["train_seconds"] == 1.5
+    for key in ("macro_f1_mean", "micro_f1", "macro_f1_ekman"):
+        assert 0.0 <= row[key] <= 1.0, key
+    with pytest.raises(Exception, match="28-class"):
+        small = save_text_checkpoint(tmp_path / "small", TextClassifier.from_pretrained(bert, 3),
+                                     AutoTokenizer.from_pretrained(str(bert)), ["a", "b", "c"], ContextSpec())
+        finetuned_row(small, root, y28)

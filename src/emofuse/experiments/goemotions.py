@@ -112,8 +112,8 @@ def load_features(root: Path, cache_dir: Path | None, progress: bool) -> tuple[d
 
 
 def run_goemotions(data_root: str | Path | None, out: str | Path | None = None, *, cache_dir: str | Path | None = None,
-                   progress: bool = True, command: str | None = None, c_grid: Sequence[float] = C_GRID
-                   ) -> dict[str, Any]:
+                   progress: bool = True, command: str | None = None, c_grid: Sequence[float] = C_GRID,
+                   finetuned: Sequence[str | Path] = ()) -> dict[str, Any]:
     """The baseline on ``<data root>/goemotions``: print the table, write ``out`` (results JSON)."""
     from emofuse.data.goemotions import EKMAN_LABELS, GOEMOTIONS_LABELS, NOT_SPEAKER_DISJOINT, check_ekman_files
     from emofuse.errors import ConfigError, DataError
@@ -135,11 +135,12 @@ def run_goemotions(data_root: str | Path | None, out: str | Path | None = None, 
     row = multilabel_row("logreg_minilm_ovr", probs28, y28, probs7, features={"text": ["minilm_pooled"]},
                          train_seconds=round(fit28["fit_seconds"] + fit7["fit_seconds"], 1),
                          feature_seconds=round(feature_seconds, 1), selection={"28": fit28, "ekman": fit7})
+    rows = [row] + [finetuned_row(d, root, y28) for d in finetuned]
     mismatches = {s: len(check_ekman_files(root, s)) for s in ("train", "dev", "test")} \
         if (root / "ekman").is_dir() else None
     results = {"dataset": "goemotions", "date": date.today().isoformat(), "machine": machine_description(),
                "command": command, "folds": ["test"], "seeds": [0], "labels": list(GOEMOTIONS_LABELS),
-               "labels_ekman": list(EKMAN_LABELS), "results": [row], "reference": {"bert_base_paper": PAPER_BERT_BASE},
+               "labels_ekman": list(EKMAN_LABELS), "results": rows, "reference": {"bert_base_paper": PAPER_BERT_BASE},
                "ekman_files_mismatches": mismatches,
                "note": "official split; thresholds and C chosen on dev; " + NOT_SPEAKER_DISJOINT}
     if progress:
@@ -149,6 +150,33 @@ def run_goemotions(data_root: str | Path | None, out: str | Path | None = None, 
     if out:
         write_json_atomic(out, results)
     return results
+
+
+def finetuned_row(model_dir: str | Path, root: Path, y28: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The row of a fine-tuned 28-class checkpoint (`emofuse train-text finetune_minilm_goemotions`):
+    its dev and test probabilities through the same token windows as training, thresholds chosen on dev
+    (`multilabel_row`); its training record (seed, epochs, seconds) is copied."""
+    import torch
+
+    from emofuse.data.goemotions import GOEMOTIONS_LABELS
+    from emofuse.errors import ConfigError
+    from emofuse.inference.text_checkpoint import load_text_checkpoint
+    from emofuse.training.text import predict_logits
+    from emofuse.training.text_data import text_splits, token_datasets
+
+    ckpt = load_text_checkpoint(model_dir)
+    if ckpt.labels != list(GOEMOTIONS_LABELS) or not ckpt.multi_label:
+        raise ConfigError(f"{model_dir}: not a 28-class multi-label GoEmotions checkpoint")
+    splits = text_splits("goemotions", root)
+    splits.samples = {p: splits.samples[p] for p in ("dev", "test")}
+    sets = token_datasets(splits, ckpt.tokenizer, ckpt.context)
+    probs = {p: ckpt.model.probabilities(torch.from_numpy(predict_logits(ckpt.model, sets[p]))).numpy() for p in sets}
+    training = ckpt.record.get("training", {})
+    recipe = (ckpt.record.get("recipe") or {}).get("name", Path(model_dir).name)
+    return multilabel_row(recipe, probs, y28, features={"text": ["fine-tuned encoder"]},
+                          train_seconds=training.get("train_seconds"), seed=training.get("seed"),
+                          best_epoch=training.get("best_epoch"), epochs=len(training.get("history") or []),
+                          checkpoint=str(model_dir))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -162,11 +190,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, help="feature cache (default: $EMOFUSE_CACHE)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--finetuned", type=Path, action="append", default=[], metavar="DIR",
+                        help="also score a fine-tuned checkpoint (emofuse train-text finetune_minilm_goemotions)")
     args = parser.parse_args(argv)
     limit_threads(max(1, args.threads))
     command = " ".join(["python -m emofuse.experiments.goemotions", *(sys.argv[1:] if argv is None else argv)])
     try:
-        run_goemotions(args.data, args.out, cache_dir=args.cache, progress=not args.quiet, command=command)
+        run_goemotions(args.data, args.out, cache_dir=args.cache, progress=not args.quiet, command=command,
+                       finetuned=tuple(args.finetuned))
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
