@@ -143,12 +143,15 @@ class AudioVisualPredictor:
         """The file's face sequence (`emofuse.faces.pipeline.FaceSequence`), or None when the file has
         no video track (an audio file)."""
         from emofuse.faces.pipeline import analyse_video
-        from emofuse.media.video import has_video_track
+        from emofuse.media.video import NoVideoTrackError
 
-        if not self.use_face or not has_video_track(path):
+        if not self.use_face:
             return None
         parts = self.face_parts()
-        return analyse_video(path, parts["sampler"], parts["detector"], parts["encoder"], margin=parts["margin"])
+        try:
+            return analyse_video(path, parts["sampler"], parts["detector"], parts["encoder"], margin=parts["margin"])
+        except NoVideoTrackError:  # an audio file (found by the probe: the file is opened once, not twice)
+            return None
 
     def predict_file(self, path: str | Path, text: str | None = None, *, explain: bool = False,
                      explain_dir: str | Path | None = None) -> Prediction:

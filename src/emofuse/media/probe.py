@@ -1,6 +1,6 @@
 """Probing a video file with PyAV: its first video track's size, rate, duration, rotation, and a record of
 its packets (for `emofuse.media.seek`). Part of `emofuse.media.video`, which re-exports the public names
-(`VideoInfo`, `VideoWarning`, `probe_video`, `track_seconds`, `PROBE_PACKETS`). ``import av`` stays inside
+(`VideoInfo`, `VideoWarning`, `NoVideoTrackError`, `probe_video`, `track_seconds`, `PROBE_PACKETS`). ``import av`` stays inside
 functions.
 """
 
@@ -22,6 +22,11 @@ from emofuse.media.checks import check_file
 PROBE_PACKETS = 600
 #: frame intervals differing from the median by more than this share (and 2 time-base ticks) mean VFR
 VFR_TOLERANCE = 0.1
+
+
+class NoVideoTrackError(DataError):
+    """The file holds no video track (only audio, only a cover picture, or no track at all): what
+    `has_video_track` answers False for, found while probing (no second look at the file needed)."""
 
 
 class VideoWarning(UserWarning):
@@ -118,11 +123,11 @@ def _video_stream(path: Path, container):
     cover = int(av.stream.Disposition.attached_pic)
     streams = [s for s in container.streams.video if not int(s.disposition) & cover]
     if not streams and not container.streams.video and not container.streams.audio:
-        raise DataError(path, "no video track in file: no audio or video track was found (a damaged or truncated "
+        raise NoVideoTrackError(path, "no video track in file: no audio or video track was found (a damaged or truncated "
                               "file, e.g. an mp4/mov whose index is missing, or not a video)")
     if not streams:
         held = "only a cover picture" if container.streams.video else "only audio"
-        raise DataError(path, f"no video track in file (the {container.format.name} container holds {held})")
+        raise NoVideoTrackError(path, f"no video track in file (the {container.format.name} container holds {held})")
     stream = streams[0]
     if stream.codec_context is None:
         raise DataError(path, f"unsupported video codec: the {container.format.name} container holds video in a "

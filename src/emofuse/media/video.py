@@ -30,13 +30,14 @@ import numpy as np
 
 from emofuse.errors import DataError
 from emofuse.media.checks import _limit_text, check_file, max_duration_limit
-from emofuse.media.probe import (PROBE_PACKETS, VFR_TOLERANCE, VideoInfo, VideoWarning, _open, _probe,  # noqa: F401
-                                 _Scan, _video_stream, _warn, probe_video, track_seconds)
+from emofuse.media.probe import (PROBE_PACKETS, VFR_TOLERANCE, NoVideoTrackError, VideoInfo, VideoWarning,  # noqa: F401
+                                 _open, _probe, _Scan, _video_stream, _warn, probe_video, track_seconds)
 from emofuse.media.sampling import SAMPLERS, FrameSampler, get_sampler, list_samplers
 from emofuse.media.seek import SeekFailed, decode, make_plan
 
-__all__ = ["PROBE_PACKETS", "SAMPLERS", "Frame", "FrameSampler", "VideoInfo", "VideoWarning", "get_sampler",
-           "has_video_track", "iter_frames", "list_samplers", "load_video_audio", "probe_video", "read_frames"]
+__all__ = ["PROBE_PACKETS", "SAMPLERS", "Frame", "FrameSampler", "NoVideoTrackError", "VideoInfo", "VideoWarning",
+           "get_sampler", "has_video_track", "iter_frames", "list_samplers", "load_video_audio", "probe_video",
+           "read_frames"]
 
 #: a video track ending this much before its declared duration is reported as truncated (as for audio)
 TRUNCATION_SECONDS = 0.25
