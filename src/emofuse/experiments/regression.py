@@ -192,6 +192,7 @@ def run_regression(recipe: Any, samples: Sequence[Any], store: Any, folds: Seque
             return {m: [std[m][i] for i in idx] for m in dims}, y[idx], [ids[i] for i in idx], dims
 
         for seed in seeds:
+            torch.manual_seed(int(seed))  # the initial weights follow the seed, whatever ran before
             model = build_regressor(recipe, dims, len(targets))
             start = time.perf_counter()
             model, best_epoch = fit_regressor(model, part(train), part(val) if val else None, cfg.replace(seed=seed))
