@@ -6,7 +6,8 @@
     faces.mask, faces.face_share
 
 The frames a `FrameSampler` picks are decoded one at a time (`emofuse.media.video.iter_frames`: a long
-file is streamed, never held whole); each is searched for faces, one person is kept across frames
+file is streamed, never held whole), a couple of frames ahead on a helper thread (`PREFETCH_FRAMES`:
+FFmpeg decodes without Python's lock, so decoding overlaps the search); each is searched for faces, one person is kept across frames
 (`emofuse.faces.track.FaceTracker`, the rule `track_faces` applies), the kept face is cropped at the
 encoder's input size and colour (`emofuse.faces.crops.crop_face`, with margin and eye alignment), and
 the crops are encoded together. A frame without a kept face is never invented: its mask is False, its
@@ -23,9 +24,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from emofuse.errors import ConfigError, DataError
+from emofuse.faces.prefetch import prefetched
 
 #: what `FaceSequence.features` returns: the embeddings, the expression logits, or both side by side
 OUTPUTS = ("embedding", "logits", "both")
+#: frames decoded ahead on a helper thread while the detector searches the current one (0: no thread)
+PREFETCH_FRAMES = 2
 
 
 @dataclass
@@ -111,7 +115,8 @@ def analyse_video(path: str | Path, sampler: Any = "2fps_8", detector: Any = "ha
     times, indices, boxes, found = [], [], [], []
     blank = np.zeros((size, size) if grey else (size, size, 3), dtype=np.uint8)
     crops: list[np.ndarray] = []
-    for frame in iter_frames(path, sampler):  # one frame in memory at a time
+    frames = iter_frames(path, sampler)  # a bad file raises here
+    for frame in prefetched(frames, PREFETCH_FRAMES):  # a few frames in memory at a time
         face = tracker.update(detector.detect(frame.image))
         times.append(frame.time_s)
         indices.append(frame.index)
