@@ -7,12 +7,12 @@
 
 The frames a `FrameSampler` picks are decoded one at a time (`emofuse.media.video.iter_frames`: a long
 file is streamed, never held whole), a couple of frames ahead on a helper thread (`PREFETCH_FRAMES`:
-FFmpeg decodes without Python's lock, so decoding overlaps the search); each is searched for faces, one person is kept across frames
-(`emofuse.faces.track.FaceTracker`, the rule `track_faces` applies), the kept face is cropped at the
-encoder's input size and colour (`emofuse.faces.crops.crop_face`, with margin and eye alignment), and
-the crops are encoded together. A frame without a kept face is never invented: its mask is False, its
-box, embedding and logits are NaN rows and its crop is zeros. The NaN rows are what the feature cache
-stores (`emofuse.features.face_frames`) and what `emofuse.training.data.collate` masks.
+FFmpeg decodes without Python's lock, so decoding overlaps the search); each is searched for faces,
+one person is kept across frames (`emofuse.faces.track.FaceTracker`, the rule `track_faces` applies),
+the kept face is cropped at the encoder's input size and colour (`emofuse.faces.crops.crop_face`, with
+margin and eye alignment), and the crops are encoded together. A frame without a kept face is never
+invented: its mask is False, its box, embedding and logits are NaN rows and its crop is zeros. The NaN
+rows are what the feature cache stores (`emofuse.features.face_frames`) and what `emofuse.training.data.collate` masks.
 """
 
 from __future__ import annotations
