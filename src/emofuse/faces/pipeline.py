@@ -12,7 +12,8 @@ one person is kept across frames (`emofuse.faces.track.FaceTracker`, the rule `t
 the kept face is cropped at the encoder's input size and colour (`emofuse.faces.crops.crop_face`, with
 margin and eye alignment), and the crops are encoded together. A frame without a kept face is never
 invented: its mask is False, its box, embedding and logits are NaN rows and its crop is zeros. The NaN
-rows are what the feature cache stores (`emofuse.features.face_frames`) and what `emofuse.training.data.collate` masks.
+rows are what the feature cache stores (`emofuse.features.face_frames`) and what
+`emofuse.training.data.collate` masks.
 """
 
 from __future__ import annotations
