@@ -101,7 +101,9 @@ def test_recipes_read_the_modality_registry():
 
 def test_source_kinds_and_extractor_declarations():
     assert list_sources()[:5] == ["audio", "text", "table", "meta", "signal"]
-    assert list_extractors("table") == ["au"]
+    assert list_extractors("table") == ["au", "mosei_covarep", "mosei_facet", "mosei_glove"]
+    assert list_extractors("eeg") == ["eeg_band_frames", "eeg_band_power", "eeg_raw"]
+    assert list_extractors("peripheral") == ["peripheral_band_frames", "peripheral_band_power", "peripheral_raw"]
     assert list_extractors("meta") == ["speaker_identity", "speaker_meta"]
     assert list_extractors("signal") == ["signal_frames", "signal_stats"]
     assert list_extractors("video") == ["face_frames"]
@@ -121,6 +123,10 @@ def test_source_kinds_and_extractor_declarations():
     assert declared["signal_stats"] == ("signal", "signal", "vector", None)
     assert declared["signal_frames"] == ("signal", "signal", "sequence", 4.0)
     assert declared["face_frames"] == ("video", "face", "sequence", 2.0)  # the default sampler: 2 fps
+    assert declared["mosei_glove"] == ("table", "text", "sequence", None)  # one row per word
+    assert declared["eeg_band_power"] == ("eeg", "eeg", "vector", None)
+    assert declared["peripheral_band_frames"] == ("peripheral", "peripheral", "sequence", 0.25)
+    assert declared["eeg_raw"] == ("eeg", "eeg", "sequence", 32.0)
     assert get_extractor("logmel", hop_length=320).frame_rate == 50.0  # follows the hop length
     assert get_extractor("mfcc", hop_length=80).frame_rate == 200.0
     assert get_extractor("signal_frames", frame_rate=10).frame_rate == 10.0
