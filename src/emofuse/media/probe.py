@@ -165,11 +165,15 @@ def _scan(path: Path, container, stream) -> _Scan:
     codec = stream.codec_context.name
     scan.random_access = codec in SEEKABLE_CODECS
     extradata = stream.codec_context.extradata
+    ends: dict[int, tuple[int, Any]] = {}  # per track: the largest pts + duration (ticks) and its time base
     try:
         for packet in container.demux():
-            if packet.pts is not None and packet.time_base is not None:
-                scan.data_end = max(scan.data_end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
-            if packet.stream.index != stream.index:
+            pts, index = packet.pts, packet.stream_index
+            if pts is not None and packet.time_base is not None:
+                end = pts + (packet.duration or 0)
+                if index not in ends or end > ends[index][0]:
+                    ends[index] = (end, packet.time_base)
+            if index != stream.index:
                 continue
             scan.packets += packet.size > 0  # the empty packet at the end only flushes the decoder
             if packet.pts is not None:
@@ -191,6 +195,7 @@ def _scan(path: Path, container, stream) -> _Scan:
         scan.complete = True
     if scan.first is None:
         raise DataError(path, "the video track holds no decodable frame (corrupt or not a video)")
+    scan.data_end = max([0.0] + [float(end * tb) for end, tb in ends.values()])  # = the max over packets
     return scan
 
 
