@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -289,16 +290,21 @@ def _declared_seconds(container, stream) -> float | None:
     return None
 
 
+def audio_streams(path: Path, container: Any, audio_track: int | None) -> list[Any]:
+    """The container's audio streams; `DataError` when it has none or no track ``audio_track`` (from 1)."""
+    streams = list(container.streams.audio)
+    if not streams:
+        raise DataError(path, "no audio track in file")
+    if audio_track is not None and audio_track > len(streams):
+        raise DataError(path, f"the file has {len(streams)} audio track(s); audio track {audio_track} does not exist")
+    return streams
+
+
 def _pyav_decoder(path: Path, target_sr: int, max_seconds: float | None, limit: float | None,
                   audio_track: int | None):
     """Check the header (tracks, rate, duration), pick the track, and return ``decode(channel)``."""
     with _open_container(path) as container:
-        streams = list(container.streams.audio)
-        if not streams:
-            raise DataError(path, "no audio track in file")
-        if audio_track is not None and audio_track > len(streams):
-            raise DataError(path, f"the file has {len(streams)} audio track(s); audio track {audio_track} "
-                                  "does not exist")
+        streams = audio_streams(path, container, audio_track)
         if all(getattr(s, "codec_context", None) is None for s in streams):
             raise DataError(path, f"unsupported audio codec: the {container.format.name} container holds audio in a "
                                   "codec no decoder here can read")

@@ -22,6 +22,7 @@ import numpy as np
 from emofuse.errors import DataError
 from emofuse.media.audio import (
     _Mono,
+    audio_streams,
     _check_declared,
     _check_rate,
     _choose_track,
@@ -122,12 +123,7 @@ def _soundfile_blocks(path: Path, info, limit: float, block_seconds: float) -> I
 def _pyav_blocks(path: Path, limit: float, audio_track: int | None, block_seconds: float) -> Iterator[np.ndarray]:
     """The chosen audio track, decoded frame by frame, handed on about every ``block_seconds``."""
     with _open_container(path) as container:
-        streams = list(container.streams.audio)
-        if not streams:
-            raise DataError(path, "no audio track in file")
-        if audio_track is not None and audio_track > len(streams):
-            raise DataError(path, f"the file has {len(streams)} audio track(s); audio track {audio_track} "
-                                  "does not exist")
+        streams = audio_streams(path, container, audio_track)
         for stream in streams:
             _check_rate(path, _stream_rate(stream))
             _check_declared(path, _declared_seconds(container, stream), limit)
