@@ -153,8 +153,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              'out[f"{k}_std"] = float(values.std(ddof=0)) if values.size > 1 else 0.0',
              ("tests/test_metrics.py",)),
     Mutation("best_epoch_not_restored", "fit keeps the last epoch's weights instead of the best validation epoch's",
-             '    task.load_state_dict(state["state_dict"])',
-             "    pass",
+             '        task.load_state_dict(state["state_dict"])\n        return int(state["epoch"])',
+             '        return int(state["epoch"])',
              ("tests/test_training.py::test_fit_restores_best_epoch_not_last",)),
 )
 

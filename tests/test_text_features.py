@@ -47,8 +47,9 @@ def test_text_extractors_are_registered_by_source():
     text = list_extractors("text")
     assert text == ["minilm_pooled", "minilm_tokens"]
     assert not set(text) & set(list_extractors())  # the default listing stays audio-only
-    others = {"au", "speaker_meta", "speaker_identity", "signal_stats", "signal_frames",
-              "face_frames"}  # table, meta, signal, video
+    others = {"au", "speaker_meta", "speaker_identity", "signal_stats", "signal_frames", "face_frames",
+              "mosei_covarep", "mosei_facet", "mosei_glove", "eeg_raw", "eeg_band_power", "eeg_band_frames",
+              "peripheral_raw", "peripheral_band_power", "peripheral_band_frames"}  # table, meta, signal, video, eeg, ...
     assert set(list_extractors(None)) == set(list_extractors()) | set(text) | others
     assert all(get_extractor(n).source == "audio" for n in list_extractors())
     assert list_extractors("video") == ["face_frames"]

@@ -47,6 +47,9 @@ RAVDESS_FEATURE_SHAPES: dict[str, tuple[int, int]] = {
     "minilm_tokens": (32, 384),
     "minilm_pooled": (1, 384),
     "speaker_meta": (1, 4),
+    # DEAP (the corpus of the signal models): one 60 s trial resampled to 32 Hz, 32 EEG / 8 peripheral channels
+    "eeg_raw": (1920, 32),
+    "peripheral_raw": (1920, 8),
 }
 
 

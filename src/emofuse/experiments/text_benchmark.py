@@ -194,15 +194,15 @@ def run_text_benchmark(root: str | Path, *, rows: tuple[str, ...] = DEFAULT_TEXT
                        progress: bool = True, resume: bool = True, save_dir: str | Path | None = None) -> dict[str, Any]:
     """Run the MELD text line-up (see the module docstring) and return the results object."""
     from emofuse.evaluation.reports import write_json_atomic
-    from emofuse.evaluation.results import machine_description
+    from emofuse.evaluation.results import finished_rows, machine_description
     from emofuse.training.text import load_text_recipe
 
     data = load_split(root)
     out_path = Path(out) if out else None
-    previous = _previous(out_path) if resume else {}
+    previous = finished_rows(out_path) if resume else {}
     results = {"dataset": "meld", "protocol": "text (official split)", "date": date.today().isoformat(),
                "machine": machine_description(), "command": " ".join(["emofuse", *sys.argv[1:]]),
-               "labels": data.labels, "seeds": list(seeds), "results": []}
+               "folds": ["official"], "labels": data.labels, "seeds": list(seeds), "results": []}
     for name in rows:
         if name in BASELINES:
             settings = {"kind": name, "grid": list(C_GRID)}
@@ -249,16 +249,6 @@ def _write(out_path: Path | None, results: dict[str, Any], partial: dict[str, An
         return
     rows = [r for r in results["results"] if r["model"] != partial["model"]] + [partial]
     write(out_path, {**results, "results": rows, "complete": False})
-
-
-def _previous(out_path: Path | None) -> dict[str, dict[str, Any]]:
-    if out_path is None or not out_path.is_file():
-        return {}
-    try:
-        data = json.loads(out_path.read_text(encoding="utf-8"))
-        return {r["run_key"]: r for r in data.get("results", []) if r.get("run_key")}
-    except (ValueError, AttributeError, TypeError) as exc:
-        raise ConfigError(f"{out_path}: cannot resume from this results file ({exc}); pass --fresh") from None
 
 
 def format_text_table(results: dict[str, Any]) -> str:
