@@ -64,6 +64,8 @@ class Tally:
     server_errors: int = 0
     valid_ok: int = 0
     unexpected: list[str] = field(default_factory=list)
+    #: the bad uploads answered with a 4xx whose body is not the JSON error (name, status, body)
+    unclear: list[str] = field(default_factory=list)
     failed_exchanges: list[str] = field(default_factory=list)
     replies: dict[str, tuple[int, Any]] = field(default_factory=dict)
 
@@ -355,6 +357,7 @@ def run_corpus(base: str, cases: list[Upload]) -> Tally:
                 tally.clear_4xx += 1
             elif 400 <= reply.status < 500:
                 tally.other_4xx += 1
+                tally.unclear.append(f"{case.name}: {reply.status} {str(reply.body)[:200]}")
         elif reply.status == 200 and (case.check is None or case.check(reply.body)):
             tally.valid_ok += 1
         if case.max_seconds is not None and reply.seconds > case.max_seconds:

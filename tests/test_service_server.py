@@ -40,7 +40,8 @@ def test_bad_upload_corpus_gets_clear_4xx_and_leaves_nothing_behind(server, tmp_
     print(summary)
     assert tally.failed_exchanges == [], tally.failed_exchanges
     assert tally.unexpected == [], "\n".join(tally.unexpected)
-    assert tally.clear_4xx == len(bad) and tally.server_errors == 0 and tally.valid_ok == len(valid), summary
+    assert tally.clear_4xx == len(bad) and tally.server_errors == 0 and tally.valid_ok == len(valid), \
+        summary + "; not clear: " + "; ".join(tally.unclear)
     assert server.alive() and request(f"{server.url}/healthz").body["status"] == "ok"
     assert request_folders(server) == []  # no temporary file left behind
     assert server.peak_rss_mb() < PEAK_RSS_MB
