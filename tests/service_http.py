@@ -75,6 +75,8 @@ def _parse_answer(data: bytes, seconds: float) -> Reply:
     except (IndexError, ValueError):
         return Reply(0, {}, data[:200].decode("latin-1"), seconds)
     headers = {k.strip().lower().decode(): v.strip().decode("latin-1") for k, _, v in (x.partition(b":") for x in lines[1:])}
+    if headers.get("content-length", "").isdigit():  # what follows is not this answer's (e.g. the server's reply
+        rest = rest[:int(headers["content-length"])]  # to the bytes sent past a too-small Content-Length)
     try:
         body: Any = json.loads(rest)
     except ValueError:
